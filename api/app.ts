@@ -1,0 +1,74 @@
+// The Koa application: middleware in the order a request meets it, then the feature routers.
+import Koa from 'koa';
+import type Router from '@koa/router';
+import cors from '@koa/cors';
+import helmet from 'koa-helmet';
+import { HttpMethodEnum, koaBody } from 'koa-body';
+import type { Context } from '../shared/context';
+import { problemMiddleware } from './http/problem';
+import { requestContext } from './http/request-context';
+import { createMetrics } from './http/metrics';
+import { RouteRegistry } from './http/route';
+import type { AppState } from './http/state';
+import { healthRoutes } from './health/routes';
+import { docsRoutes } from './docs/routes';
+import { jwksRoutes } from './auth/jwks-routes';
+import { bullBoard } from './admin/bull-board';
+
+// The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
+const API_CSP = "default-src 'none'; frame-ancestors 'none'";
+const PAGE_CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline' https://fonts.googleapis.com; font-src 'self' data: https://fonts.gstatic.com; img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'";
+const isPage = (path: string) => /^\/(docs|redoc|admin\/queues)(\/|$)/.test(path);
+
+export interface App {
+  koa: Koa<AppState>;
+  registry: RouteRegistry;
+}
+
+export function createApp(app: Context): App {
+  const { config, logger } = app;
+  const koa = new Koa<AppState>({ proxy: config.trustProxy });
+  const registry = new RouteRegistry();
+  const metrics = createMetrics(app.queues);
+
+  // Errors are rendered by problemMiddleware; this only keeps Koa from printing them again.
+  koa.silent = true;
+
+  koa.use(requestContext(config, logger, metrics));
+  koa.use(problemMiddleware(logger));
+  koa.use(helmet({ contentSecurityPolicy: false, crossOriginEmbedderPolicy: false }));
+  koa.use(async (ctx, next) => {
+    await next();
+    ctx.set('Content-Security-Policy', isPage(ctx.path) ? PAGE_CSP : API_CSP);
+    if (!isPage(ctx.path) && !ctx.response.get('Cache-Control')) ctx.set('Cache-Control', 'no-store');
+  });
+  koa.use(cors({
+    origin: (ctx) => (config.cors.allowedOrigins.includes(ctx.get('Origin')) ? ctx.get('Origin') : ''),
+    credentials: config.cors.allowCredentials,
+    exposeHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'],
+    allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', 'X-Verification-Token'],
+    maxAge: 600,
+  }));
+  // Before the body parser: Bull Board parses its own bodies.
+  if (config.bullBoardEnabled) koa.use(bullBoard(app));
+  koa.use(koaBody({
+    jsonLimit: `${config.bodyLimitKb}kb`,
+    formLimit: `${config.bodyLimitKb}kb`,
+    textLimit: `${config.bodyLimitKb}kb`,
+    multipart: false,
+    parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH, HttpMethodEnum.DELETE],
+  }));
+
+  const docs = docsRoutes(config, registry);
+  for (const asset of docs.assets) koa.use(asset);
+  const routers: Router<AppState>[] = [
+    healthRoutes(app, registry, metrics),
+    docs.router,
+    jwksRoutes(app, registry),
+  ];
+  for (const router of routers) {
+    koa.use(router.routes());
+    koa.use(router.allowedMethods({ throw: false }));
+  }
+  return { koa, registry };
+}

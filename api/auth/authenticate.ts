@@ -1,0 +1,99 @@
+// Who is calling. Bearer access tokens are verified (algorithm, issuer, audience, type, our own
+// keys), and their session must still be live in PostgreSQL, so a revoked session stops working
+// at once on every api copy. Operators may also use Basic auth (email and password) for Bull Board,
+// whose page and asset requests carry no bearer header.
+import crypto from 'node:crypto';
+import type { Middleware } from 'koa';
+import type { Context } from '../../shared/context';
+import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
+import { InvalidTokenError } from '../../shared/crypto/access-tokens';
+import { hasPermission } from '../../shared/authz/permissions';
+import { dummyHash, verifyPassword } from '../../shared/users/passwords';
+import type { AppState, Principal } from '../http/state';
+
+const INVALID = 'The access token is missing, invalid or expired.';
+
+async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> {
+  let claims;
+  try {
+    claims = await ctx.accessTokens.verify(token);
+  } catch (err) {
+    if (err instanceof InvalidTokenError) throw new UnauthorizedError(INVALID, 'invalid_token');
+    throw err;
+  }
+  const inactivity = `${ctx.config.sessions.inactivityDays} days`;
+  const live = claims.sid
+    ? await ctx.db('sessions')
+        .join('users', 'users.id', 'sessions.user_id')
+        .where({ 'sessions.id': claims.sid, 'sessions.user_id': claims.sub })
+        .whereNull('sessions.revoked_at')
+        .where('sessions.expires_at', '>', ctx.db.fn.now())
+        .whereRaw(`sessions.last_active_at > now() - ?::interval`, [inactivity])
+        .whereIn('users.status', ['active', 'pending_verification'])
+        .first('sessions.id')
+    : await ctx.db('users').where({ id: claims.sub }).whereIn('status', ['active', 'pending_verification']).first('id');
+  if (!live) throw new UnauthorizedError(INVALID, 'invalid_token');
+  return { userId: claims.sub, sessionId: claims.sid ?? null, roles: claims.roles, amr: claims.amr, token: claims, via: 'bearer' };
+}
+
+/** Short-lived memory of verified Basic credentials: Bull Board polls, and bcrypt costs ~0.25 s. */
+const basicCache = new Map<string, { userId: string; until: number }>();
+const BASIC_CACHE_MS = 60_000;
+
+async function basicPrincipal(ctx: Context, encoded: string): Promise<Principal> {
+  const fingerprint = crypto.createHash('sha256').update(encoded).digest('hex');
+  const cached = basicCache.get(fingerprint);
+  if (cached && cached.until > Date.now()) {
+    const user = await ctx.db('users').where({ id: cached.userId, status: 'active' }).first('id');
+    if (user) return { userId: user.id, sessionId: null, roles: [], amr: ['pwd'], token: null, via: 'basic' };
+  }
+  const decoded = Buffer.from(encoded, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  const email = colon > 0 ? decoded.slice(0, colon) : '';
+  const password = colon > 0 ? decoded.slice(colon + 1) : '';
+  const user = email ? await ctx.db('users').where({ email }).first('id', 'password_hash', 'status') : undefined;
+  const hash = user?.password_hash ?? (await dummyHash(ctx.config.password.bcryptCost));
+  const ok = (await verifyPassword(password, hash)) && user?.status === 'active';
+  if (!ok || !user) throw new UnauthorizedError('Invalid credentials.', 'invalid_credentials');
+  if (basicCache.size > 1000) basicCache.clear();
+  basicCache.set(fingerprint, { userId: user.id, until: Date.now() + BASIC_CACHE_MS });
+  return { userId: user.id, sessionId: null, roles: [], amr: ['pwd'], token: null, via: 'basic' };
+}
+
+async function principalOf(ctx: Context, header: string, allowBasic: boolean): Promise<Principal | null> {
+  const [scheme, value] = header.split(' ', 2);
+  if (!scheme || !value) return null;
+  if (scheme.toLowerCase() === 'bearer') return bearerPrincipal(ctx, value.trim());
+  if (allowBasic && scheme.toLowerCase() === 'basic') return basicPrincipal(ctx, value.trim());
+  return null;
+}
+
+/** Requires a valid access token whose session is live. */
+export function requireUser(app: Context): Middleware<AppState> {
+  return async (ctx, next) => {
+    const principal = await principalOf(app, ctx.get('Authorization'), false);
+    if (!principal) throw new UnauthorizedError();
+    ctx.state.principal = principal;
+    await next();
+  };
+}
+
+/**
+ * Requires an operator: Basic or Bearer credentials of a user holding `permission`.
+ * 401 (with a Basic challenge, so a browser asks) without credentials, 403 for anyone else.
+ */
+export function requireOperator(app: Context, permission: string): Middleware<AppState> {
+  return async (ctx, next) => {
+    let principal: Principal | null;
+    try {
+      principal = await principalOf(app, ctx.get('Authorization'), true);
+      if (!principal) throw new UnauthorizedError();
+    } catch (err) {
+      if (err instanceof UnauthorizedError) err.headers['WWW-Authenticate'] = 'Basic realm="operators", charset="UTF-8"';
+      throw err;
+    }
+    if (!(await hasPermission(app.db, principal.userId, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
+    ctx.state.principal = principal;
+    await next();
+  };
+}

@@ -1,0 +1,35 @@
+// Per-request plumbing: the request id (accepted from the client when well-formed), the client's
+// origin (IP through trusted proxies only, country from a trusted header), one access-log line and
+// the request metrics.
+import crypto from 'node:crypto';
+import type { Middleware } from 'koa';
+import type { Config } from '../../shared/config';
+import type { Logger } from '../../shared/logger';
+import type { AppState } from './state';
+import type { HttpMetrics } from './metrics';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+
+export function requestContext(config: Config, logger: Logger, metrics: HttpMetrics): Middleware<AppState> {
+  return async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    const offered = ctx.get('X-Request-Id');
+    ctx.state.requestId = REQUEST_ID.test(offered) ? offered : crypto.randomUUID();
+    ctx.set('X-Request-Id', ctx.state.requestId);
+    const country = config.clientCountryHeader ? ctx.get(config.clientCountryHeader).toUpperCase() : '';
+    ctx.state.origin = {
+      ip: ctx.ip ? ctx.ip.replace(/^::ffff:/, '') : null,
+      userAgent: ctx.get('User-Agent').slice(0, 512) || null,
+      country: /^[A-Z]{2}$/.test(country) && country !== 'XX' ? country : null,
+    };
+    try {
+      await next();
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      // The pattern (`/v1/users/:id`), never the raw path: ids would explode the label set.
+      const route = ctx.state.routePattern ?? (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+      metrics.observe(ctx.method, route, ctx.status, seconds);
+      logger.info({ requestId: ctx.state.requestId, method: ctx.method, route, status: ctx.status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+    }
+  };
+}

@@ -1,0 +1,107 @@
+// A route is declared once: method, path, schemas, responses and handler. The same declaration
+// validates the request at the edge (ajv), types the handler's input (TypeBox `Static`), and
+// produces the OpenAPI document, so the document cannot drift from the code.
+import Router, { type RouterContext } from '@koa/router';
+import type { Middleware } from 'koa';
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import { Type, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
+import { ValidationError, type FieldError } from '../../shared/errors';
+import type { AppState } from './state';
+
+export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+
+export interface ResponseSpec {
+  description: string;
+  schema?: TSchema;
+  /** Defaults to application/json when a schema is given. */
+  contentType?: string;
+}
+
+export interface Input<B extends TSchema, Q extends TSchema, P extends TSchema> {
+  body: Static<B>;
+  query: Static<Q>;
+  params: Static<P>;
+}
+
+export type AppRouterContext = RouterContext<AppState>;
+
+export interface RouteSpec<B extends TSchema = TSchema, Q extends TSchema = TSchema, P extends TSchema = TSchema> {
+  method: Method;
+  path: string;
+  summary: string;
+  tags: string[];
+  /** How the caller proves who it is; for the document (the middleware enforces it). */
+  security?: 'bearer' | 'basic-or-bearer' | 'none';
+  body?: B;
+  query?: Q;
+  params?: P;
+  responses: Record<number, ResponseSpec>;
+  /** Runs before validation, so an anonymous caller gets 401 whatever it sent: authentication. */
+  guard?: Middleware<AppState>;
+  /** Runs after validation, before the handler: rate limits and other checks of the input. */
+  before?: Middleware<AppState>[];
+  handler(ctx: AppRouterContext, input: Input<B, Q, P>): Promise<void> | void;
+}
+
+/** An object schema that refuses unknown properties: "anything else in the body is refused". */
+export const Strict = <T extends TProperties>(properties: T, options: { description?: string } = {}): TObject<T> =>
+  Type.Object(properties, { additionalProperties: false, ...options });
+
+const bodyAjv = addFormats(new Ajv({ allErrors: true, strict: false }));
+// Query strings and path parameters arrive as text.
+const queryAjv = addFormats(new Ajv({ allErrors: true, strict: false, coerceTypes: true, useDefaults: true }));
+
+function fieldOf(prefix: string, err: ErrorObject): string {
+  const path = err.instancePath.split('/').filter(Boolean).join('.');
+  const extra = (err.params as { missingProperty?: string; additionalProperty?: string });
+  const leaf = extra.missingProperty ?? extra.additionalProperty;
+  return [prefix === 'body' ? '' : prefix, path, leaf].filter(Boolean).join('.') || prefix;
+}
+
+function messageOf(err: ErrorObject): string {
+  if (err.keyword === 'additionalProperties') return 'is not allowed';
+  if (err.keyword === 'required') return 'is required';
+  if (err.keyword === 'enum') return `must be one of: ${(err.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+  if (err.keyword === 'format') return `must be a valid ${(err.params as { format: string }).format}`;
+  return err.message ?? 'is invalid';
+}
+
+function validator(ajv: Ajv, schema: TSchema | undefined, where: 'body' | 'query' | 'params'): (value: unknown) => FieldError[] {
+  if (!schema) return () => [];
+  const validate: ValidateFunction = ajv.compile(schema);
+  return (value) => {
+    if (validate(value)) return [];
+    const seen = new Set<string>();
+    return (validate.errors ?? [])
+      .map((err) => ({ field: fieldOf(where, err), message: messageOf(err) }))
+      .filter((e) => (seen.has(e.field) ? false : (seen.add(e.field), true)));
+  };
+}
+
+/** Every route registered through `addRoute`, in order; the OpenAPI document walks this list. */
+export class RouteRegistry {
+  readonly routes: RouteSpec[] = [];
+
+  add<B extends TSchema, Q extends TSchema, P extends TSchema>(router: Router<AppState>, spec: RouteSpec<B, Q, P>): void {
+    const checkBody = validator(bodyAjv, spec.body, 'body');
+    const checkQuery = validator(queryAjv, spec.query, 'query');
+    const checkParams = validator(queryAjv, spec.params, 'params');
+    const validate: Middleware<AppState> = async (ctx, next) => {
+      const request = ctx.request as typeof ctx.request & { body?: unknown };
+      // A body we do not read must still not be accepted silently.
+      const body = spec.body ? (request.body ?? {}) : undefined;
+      const query = { ...ctx.query };
+      const params = { ...(ctx as unknown as AppRouterContext).params };
+      const errors = [...checkParams(params), ...checkQuery(query), ...checkBody(body)];
+      if (errors.length) throw new ValidationError(errors);
+      ctx.state.input = { body, query, params };
+      await next();
+    };
+    const handle: Middleware<AppState> = async (ctx) => {
+      await spec.handler(ctx as unknown as AppRouterContext, ctx.state.input as Input<B, Q, P>);
+    };
+    router[spec.method](spec.path, ...(spec.guard ? [spec.guard] : []), validate, ...(spec.before ?? []), handle);
+    this.routes.push(spec as unknown as RouteSpec);
+  }
+}

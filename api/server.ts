@@ -1,0 +1,49 @@
+// The api process: checks its dependencies and keys, serves HTTP, and shuts down in order
+// (stop accepting, finish in-flight requests, close queues, Redis and PostgreSQL).
+import http from 'node:http';
+import { loadConfigOrExit } from '../shared/config';
+import { createLogger } from '../shared/logger';
+import { createContext } from '../shared/context';
+import { createMissingKeys, KeyError } from '../shared/crypto/keys';
+import { exitUnlessDependencies, onShutdown } from '../shared/process';
+import { createApp } from './app';
+
+async function main(): Promise<void> {
+  const config = loadConfigOrExit();
+  const logger = createLogger(config);
+  if (config.ignoredSettings.length) logger.warn({ variables: config.ignoredSettings }, 'these settings have no effect in this service (see README)');
+  await exitUnlessDependencies(config);
+  if (config.environment === 'development') createMissingKeys(config);
+  let context;
+  try {
+    context = createContext(config, logger);
+  } catch (err) {
+    if (err instanceof KeyError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const { koa } = createApp(context);
+  const server = http.createServer(koa.callback());
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+  server.listen(config.port, config.host, () => {
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    logger.info({ port, docs: `/docs`, redoc: '/redoc', bullBoard: '/admin/queues' }, `api listening on http://localhost:${port}`);
+  });
+  onShutdown(logger, config.shutdownTimeoutMs, [
+    ['http', () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    })],
+    ['context', () => context.close()],
+  ]);
+}
+
+main().catch((err) => {
+  process.stderr.write(`api failed to start: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,16 @@
+// jose, oidc-provider and otplib's hash dependencies ship only ES modules, which Jest's CommonJS
+// runtime cannot load: @swc/jest compiles them together with our TypeScript.
+const esm = ['jose', 'oidc-provider', 'otplib', '@otplib', '@noble', '@scure'].join('|');
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: {
+    '^.+\\.[cm]?[tj]s$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2023' }, module: { type: 'commonjs' } }],
+  },
+  transformIgnorePatterns: [`/node_modules/(?!(${esm})/)`],
+  globalSetup: '<rootDir>/test/global-setup.ts',
+  globalTeardown: '<rootDir>/test/global-teardown.ts',
+  testTimeout: 30000,
+  maxWorkers: 2,
+};

@@ -1,0 +1,83 @@
+// Operator commands: `npm run cli -- <command> [options]`. Run `npm run cli -- help` for the list.
+import { parseArgs } from 'node:util';
+import { loadConfigOrExit } from '../shared/config';
+import { createDb, ensureDatabase, migrateLatest, migrationSettings } from '../shared/db';
+import { exitUnlessDependencies } from '../shared/process';
+import { createOrPromoteAdmin } from '../shared/users/admin';
+import { createMissingKeys } from '../shared/crypto/keys';
+import { AppError } from '../shared/errors';
+
+const HELP = `Commands:
+  migrate                      apply pending migrations (creates the database when missing)
+  migrate:down                 roll every migration back (drops all tables)
+  migrate:status               list applied and pending migrations
+  keys                         create missing development keys (RS256 signing pair, KMS master key)
+  create-admin --email E [--name N] [--password-stdin]
+                               create an admin (password read from stdin), or promote an existing user`;
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  if (!command || command === 'help' || command === '--help') {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const config = loadConfigOrExit();
+  if (command === 'keys') {
+    for (const file of createMissingKeys(config)) process.stdout.write(`created ${file}\n`);
+    return;
+  }
+  await exitUnlessDependencies(config);
+  await ensureDatabase(config.database.url);
+  const db = createDb(config);
+  try {
+    switch (command) {
+      case 'migrate': {
+        const [, applied] = await db.migrate.latest(migrationSettings());
+        process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'already up to date\n');
+        break;
+      }
+      case 'migrate:down': {
+        const [, reverted] = await db.migrate.rollback(migrationSettings(), true);
+        process.stdout.write(`reverted ${reverted.length} migrations\n`);
+        break;
+      }
+      case 'migrate:status': {
+        const [done, pending] = await db.migrate.list(migrationSettings());
+        for (const m of done) process.stdout.write(`applied  ${m.name}\n`);
+        for (const m of pending) process.stdout.write(`pending  ${m.file}\n`);
+        break;
+      }
+      case 'create-admin': {
+        const { values } = parseArgs({ args: rest, options: { email: { type: 'string' }, name: { type: 'string' }, 'password-stdin': { type: 'boolean' } } });
+        if (!values.email) throw new AppError(400, 'usage', 'Usage', 'create-admin needs --email');
+        await migrateLatest(db);
+        const password = values['password-stdin'] ? await readStdin() : undefined;
+        const result = await createOrPromoteAdmin(db, config, { email: values.email, name: values.name, password });
+        const what = result.created ? 'created admin' : result.promoted ? 'promoted to admin' : 'already an admin';
+        process.stdout.write(`${what}: ${values.email} (user id ${result.userId})\n`);
+        break;
+      }
+      default:
+        process.stderr.write(`unknown command "${command}"\n${HELP}\n`);
+        process.exitCode = 2;
+    }
+  } finally {
+    await db.destroy();
+  }
+}
+
+main().catch((err) => {
+  if (err instanceof AppError) {
+    const fields = err.errors?.map((e) => `\n  ${e.field}: ${e.message}`).join('') ?? '';
+    process.stderr.write(`${err.message}${fields}\n`);
+  } else {
+    process.stderr.write(`${(err as Error).stack ?? err}\n`);
+  }
+  process.exit(1);
+});

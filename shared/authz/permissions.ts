@@ -1,0 +1,45 @@
+// Effective permissions: those of the user's roles (with inheritance) and direct grants that have
+// not expired. Always from the database here; the api's permission cache sits in front of this.
+import type { Knex } from 'knex';
+
+export interface EffectivePermission {
+  name: string;
+  /** `role:<name>` or `direct`. */
+  source: string;
+  grant_id: string | null;
+  expires_at: Date | null;
+}
+
+export async function listEffectivePermissions(db: Knex, userId: string): Promise<EffectivePermission[]> {
+  const { rows } = await db.raw(
+    `WITH RECURSIVE user_role_tree AS (
+       SELECT r.id, r.name, r.inherits_role_id, r.name AS via
+         FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+        WHERE ur.user_id = :userId
+       UNION
+       SELECT parent.id, parent.name, parent.inherits_role_id, t.via
+         FROM user_role_tree t JOIN roles parent ON parent.id = t.inherits_role_id
+     )
+     SELECT DISTINCT p.name, 'role:' || t.via AS source, NULL::uuid AS grant_id, NULL::timestamptz AS expires_at
+       FROM user_role_tree t
+       JOIN role_permissions rp ON rp.role_id = t.id
+       JOIN permissions p ON p.id = rp.permission_id
+     UNION ALL
+     SELECT p.name, 'direct', up.id, up.expires_at
+       FROM user_permissions up JOIN permissions p ON p.id = up.permission_id
+      WHERE up.user_id = :userId AND (up.expires_at IS NULL OR up.expires_at > now())
+     ORDER BY 1, 2`,
+    { userId },
+  );
+  return rows;
+}
+
+export async function hasPermission(db: Knex, userId: string, permission: string): Promise<boolean> {
+  const permissions = await listEffectivePermissions(db, userId);
+  return permissions.some((p) => p.name === permission);
+}
+
+export async function listRoleNames(db: Knex, userId: string): Promise<string[]> {
+  const rows = await db('user_roles').join('roles', 'roles.id', 'user_roles.role_id').where('user_roles.user_id', userId).orderBy('roles.name').select('roles.name');
+  return rows.map((r: { name: string }) => r.name);
+}

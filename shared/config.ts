@@ -1,0 +1,408 @@
+// The one place that reads the environment. Every variable is declared once below, with its type,
+// default and meaning; the same table validates the environment at start-up (every problem listed
+// at once), and documents itself in .env.example and the README (a test keeps them in step).
+import Ajv from 'ajv';
+import fs from 'node:fs';
+import path from 'node:path';
+import dotenv from 'dotenv';
+
+type Kind = 'string' | 'integer' | 'boolean' | 'url' | 'list';
+
+interface VariableSpec {
+  kind: Kind;
+  default?: string;
+  doc: string;
+  group: string;
+  enum?: readonly string[];
+  minimum?: number;
+  maximum?: number;
+  /** Declared by the product guide but without effect in this service; documented as such. */
+  unused?: boolean;
+}
+
+const v = (group: string, kind: Kind, def: string | undefined, doc: string, extra: Partial<VariableSpec> = {}): VariableSpec => ({
+  group,
+  kind,
+  default: def,
+  doc,
+  ...extra,
+});
+
+export const VARIABLES = {
+  // Application
+  APP_NAME: v('Application', 'string', 'user_service', 'Service name, used in logs, emails and the TOTP issuer.'),
+  VERSION: v('Application', 'string', '1.0.0', 'Version reported by /health and the OpenAPI document.'),
+  ENVIRONMENT: v('Application', 'string', 'development', '`development` creates missing keys at start; `staging` and `production` refuse to start without them.', { enum: ['development', 'staging', 'production'] }),
+  DEBUG: v('Application', 'boolean', 'false', 'Forces the log level to `debug`. Never exposes internals in responses.'),
+  HOST: v('Application', 'string', '0.0.0.0', 'Interface the api listens on.'),
+  PORT: v('Application', 'integer', '8001', 'Port the api listens on.', { minimum: 0, maximum: 65535 }),
+  PUBLIC_BASE_URL: v('Application', 'url', 'http://localhost:8001', 'Public URL of this api, used in the OpenAPI document.'),
+  EMAIL_LINK_BASE_URL: v('Application', 'url', 'http://localhost:3000', 'Base URL of the web app that emailed links (verify email, reset password) point to. Never taken from the Host header.'),
+  TRUST_PROXY: v('Application', 'boolean', 'false', 'Take the client IP from `X-Forwarded-For` (set only behind a proxy you control).'),
+  CLIENT_COUNTRY_HEADER: v('Application', 'string', '', 'Trusted header carrying the client country set by your edge (for example `CF-IPCountry`); empty: none.'),
+  BODY_LIMIT_KB: v('Application', 'integer', '64', 'Largest accepted JSON body, in KiB (413 beyond).', { minimum: 1 }),
+  SHUTDOWN_TIMEOUT_SECONDS: v('Application', 'integer', '25', 'Time given to in-flight requests and jobs at shutdown before the process is forced to exit.', { minimum: 1 }),
+
+  // Database
+  DATABASE_URL: v('Database', 'url', 'postgresql://postgres@127.0.0.1:5432/user_service', 'PostgreSQL connection URL. `npm start` creates the database when it does not exist.'),
+  DATABASE_POOL_SIZE: v('Database', 'integer', '20', 'Connections kept by each process.', { minimum: 1 }),
+  DATABASE_MAX_OVERFLOW: v('Database', 'integer', '10', 'Extra connections a process may open under load (pool maximum = size + overflow).', { minimum: 0 }),
+  DATABASE_POOL_TIMEOUT: v('Database', 'integer', '30', 'Seconds to wait for a free connection before answering 503.', { minimum: 1 }),
+
+  // Redis
+  REDIS_URL: v('Redis', 'url', 'redis://127.0.0.1:6379/0', 'Redis connection URL (queues, rate limits, caches, short-lived tokens, the event stream).'),
+  REDIS_POOL_SIZE: v('Redis', 'integer', '50', 'No effect: ioredis multiplexes commands over one connection per role.', { unused: true, minimum: 1 }),
+  REDIS_KEY_PREFIX: v('Redis', 'string', 'user_service:', 'Prefix of every Redis key this service writes (not the stream or BullMQ).'),
+  REDIS_COMMAND_TIMEOUT_MS: v('Redis', 'integer', '2000', 'A Redis command that takes longer fails (the api answers 503).', { minimum: 1 }),
+  REDIS_SESSION_TTL_DAYS: v('Sessions', 'integer', '90', 'Absolute lifetime of a persistent (`remember_me`) session.', { minimum: 1 }),
+  REDIS_SESSION_INACTIVITY_DAYS: v('Sessions', 'integer', '14', 'A session unused for this long ends.', { minimum: 1 }),
+
+  // JWT
+  JWT_SIGNING_KEY_ID: v('JWT', 'string', 'key-001', '`kid` of the key that signs new tokens: `<JWT_KEYS_DIR>/<kid>.pem` (private) and `<kid>.pub.pem` (public).'),
+  JWT_KEYS_DIR: v('JWT', 'string', 'keys/jwt', 'Directory of signing keys. Every `*.pub.pem` in it is published in the JWKS, so keys can rotate.'),
+  JWT_ACCESS_TOKEN_TTL_MINUTES: v('JWT', 'integer', '15', 'Lifetime of access tokens.', { minimum: 1, maximum: 60 }),
+  JWT_REFRESH_TOKEN_TTL_DAYS: v('JWT', 'integer', '90', 'Absolute lifetime of refresh tokens of persistent sessions.', { minimum: 1 }),
+  JWT_ALGORITHM: v('JWT', 'string', 'RS256', 'Signing algorithm; only RS256 is accepted.', { enum: ['RS256'] }),
+  JWT_ISSUER: v('JWT', 'string', 'user_service', '`iss` of issued tokens.'),
+  JWT_AUDIENCE: v('JWT', 'string', 'trading_platform', '`aud` of issued tokens.'),
+
+  // KMS
+  KMS_PROVIDER: v('KMS', 'string', 'local', 'Key management provider. Only `local` (a master key file) is built; `aws` and `vault` are refused at start-up.', { enum: ['local'] }),
+  KMS_MASTER_KEY_ID: v('KMS', 'string', '', 'Id recorded with each envelope for the current master key; empty: derived from the key (its SHA-256 fingerprint).'),
+  LOCAL_KMS_KEY_PATH: v('KMS', 'string', 'keys/master.key', 'Current master key: 32 bytes as 64 hex characters.'),
+  LOCAL_KMS_PREVIOUS_KEY_PATHS: v('KMS', 'list', '', 'Comma-separated older master keys, kept to decrypt envelopes written before a rotation.'),
+
+  // OAuth
+  GOOGLE_OAUTH_CLIENT_ID: v('OAuth', 'string', '', 'Google OAuth client id.'),
+  GOOGLE_OAUTH_CLIENT_SECRET: v('OAuth', 'string', '', 'Google OAuth client secret.'),
+  GOOGLE_OAUTH_REDIRECT_URI: v('OAuth', 'url', 'http://localhost:8001/v1/auth/oauth/google/callback', 'Redirect URI registered with Google.'),
+  GOOGLE_OAUTH_ISSUER: v('OAuth', 'url', 'https://accounts.google.com', 'OpenID Connect issuer whose discovery document gives the endpoints (a local provider in tests).'),
+  OAUTH_SUCCESS_REDIRECT_URL: v('OAuth', 'string', '', 'Where the browser callback redirects after sign-in; empty: it answers JSON.'),
+  OAUTH_FAILURE_REDIRECT_URL: v('OAuth', 'string', '', 'Where the browser callback redirects on failure, with `?error=<code>`.'),
+
+  // Email
+  SMTP_HOST: v('Email', 'string', '', 'SMTP server. Empty: emails are written to the log (without secrets) instead of sent; refused in production.'),
+  SMTP_PORT: v('Email', 'integer', '587', 'SMTP port (465 means implicit TLS).', { minimum: 1, maximum: 65535 }),
+  SMTP_USERNAME: v('Email', 'string', '', 'SMTP user; empty: no authentication.'),
+  SMTP_PASSWORD: v('Email', 'string', '', 'SMTP password.'),
+  SMTP_FROM: v('Email', 'string', 'noreply@example.com', 'Sender address of every email.'),
+  SMTP_TLS: v('Email', 'boolean', 'true', 'Require TLS (STARTTLS, or implicit TLS on port 465).'),
+
+  // Rate limiting
+  RATELIMIT_LOGIN_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Failed logins allowed per (email, IP) in the window.', { minimum: 1 }),
+  RATELIMIT_LOGIN_WINDOW_MINUTES: v('Rate limiting', 'integer', '15', 'Window of the login limits.', { minimum: 1 }),
+  RATELIMIT_REGISTER_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Registrations allowed per IP in the window.', { minimum: 1 }),
+  RATELIMIT_REGISTER_WINDOW_HOURS: v('Rate limiting', 'integer', '1', 'Window of the registration limit.', { minimum: 1 }),
+  RATELIMIT_REFRESH_ATTEMPTS: v('Rate limiting', 'integer', '10', 'Refreshes allowed per session in the window.', { minimum: 1 }),
+  RATELIMIT_REFRESH_WINDOW_MINUTES: v('Rate limiting', 'integer', '1', 'Window of the refresh limit.', { minimum: 1 }),
+  RATELIMIT_PASSWORD_RESET_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Reset requests allowed per IP and per account in the window.', { minimum: 1 }),
+  RATELIMIT_PASSWORD_RESET_WINDOW_HOURS: v('Rate limiting', 'integer', '1', 'Window of the password-reset limit.', { minimum: 1 }),
+
+  // Security
+  PASSWORD_MIN_LENGTH: v('Security', 'integer', '12', 'Shortest password, in Unicode code points.', { minimum: 8, maximum: 64 }),
+  PASSWORD_REQUIRE_CHARACTER_CLASSES: v('Security', 'boolean', 'true', 'Require upper, lower, digit and special characters; `false` follows NIST SP 800-63B (length and breached-list checks only).'),
+  PASSWORD_BCRYPT_COST: v('Security', 'integer', '12', 'bcrypt cost; hashes below it are upgraded at the next login. At least 10 outside development.', { minimum: 4, maximum: 15 }),
+  PASSWORD_RESET_TOKEN_TTL_MINUTES: v('Security', 'integer', '30', 'Lifetime of a password-reset token.', { minimum: 1 }),
+  MFA_TOTP_WINDOW_SECONDS: v('Security', 'integer', '30', 'TOTP time step.', { minimum: 15, maximum: 120 }),
+  REFRESH_TOKEN_REUSE_INTERVAL_SECONDS: v('Security', 'integer', '10', 'Grace window in which presenting a just-rotated refresh token returns the same successor pair; 0 turns it off.', { minimum: 0, maximum: 60 }),
+  SESSION_COOKIE_NAME: v('Security', 'string', '__Secure-refresh_token', 'Name of the refresh-token cookie.'),
+  SESSION_COOKIE_SECURE: v('Security', 'boolean', 'true', 'Mark the cookie Secure.'),
+  SESSION_COOKIE_HTTPONLY: v('Security', 'boolean', 'true', 'Mark the cookie HttpOnly.'),
+  SESSION_COOKIE_SAMESITE: v('Security', 'string', 'strict', 'SameSite attribute of the cookie.', { enum: ['strict', 'lax', 'none'] }),
+
+  // CORS
+  CORS_ALLOWED_ORIGINS: v('CORS', 'list', 'http://localhost:3000,http://localhost:5173', 'Comma-separated origins allowed to call the api from a browser.'),
+  CORS_ALLOW_CREDENTIALS: v('CORS', 'boolean', 'true', 'Allow cookies on cross-origin requests from those origins.'),
+
+  // Logging
+  LOG_LEVEL: v('Logging', 'string', 'info', 'trace, debug, info, warn (or warning), error, fatal or silent; case-insensitive.', { enum: ['trace', 'debug', 'info', 'warn', 'warning', 'error', 'fatal', 'critical', 'silent'] }),
+  LOG_FORMAT: v('Logging', 'string', 'json', '`json` (one object a line) or `text` (pretty, for a terminal).', { enum: ['json', 'text'] }),
+  SENTRY_DSN: v('Logging', 'string', '', 'No effect: error reporting to Sentry is not built; a non-empty value is logged as ignored at start-up.', { unused: true }),
+
+  // Feature flags
+  FEATURE_GOOGLE_OAUTH: v('Features', 'boolean', 'true', 'Offer Google sign-in.'),
+  FEATURE_MFA_TOTP: v('Features', 'boolean', 'true', 'Offer TOTP set-up (users who have MFA can always sign in and turn it off).'),
+  FEATURE_SHARED_ACCOUNTS: v('Features', 'boolean', 'true', 'No effect yet: reserved for trading accounts shared between users.', { unused: true }),
+
+  // External APIs
+  KITE_API_BASE_URL: v('Kite', 'url', 'https://api.kite.trade', 'Kite Connect API base URL (a local fake in tests).'),
+  KITE_API_TIMEOUT_SECONDS: v('Kite', 'integer', '10', 'Timeout of one Kite call.', { minimum: 1 }),
+  KITE_API_MAX_RETRIES: v('Kite', 'integer', '3', 'Attempts of a Kite job before the account goes to `error`.', { minimum: 1 }),
+
+  // Service discovery
+  TICKER_SERVICE_URL: v('Service discovery', 'string', 'http://ticker_service:8002', 'No effect: this service calls no other platform service; they learn from its events.', { unused: true }),
+  ALERT_SERVICE_URL: v('Service discovery', 'string', 'http://alert_service:8003', 'No effect (see TICKER_SERVICE_URL).', { unused: true }),
+  BACKEND_SERVICE_URL: v('Service discovery', 'string', 'http://backend:8000', 'No effect (see TICKER_SERVICE_URL).', { unused: true }),
+
+  // Queues and workers
+  BULLMQ_PREFIX: v('Queues', 'string', 'bull', 'Redis prefix of BullMQ keys.'),
+  WORKER_QUEUES: v('Queues', 'list', '', 'Queues a worker process runs (email, kite, audit-export, events); empty: all.'),
+  WORKER_CONCURRENCY_EMAIL: v('Queues', 'integer', '5', 'Email jobs run at once by one worker process.', { minimum: 1 }),
+  WORKER_CONCURRENCY_KITE: v('Queues', 'integer', '5', 'Kite jobs run at once by one worker process.', { minimum: 1 }),
+  WORKER_CONCURRENCY_AUDIT_EXPORT: v('Queues', 'integer', '2', 'Audit export jobs run at once by one worker process.', { minimum: 1 }),
+  WORKER_CONCURRENCY_EVENTS: v('Queues', 'integer', '1', 'Event relay jobs run at once by one worker process.', { minimum: 1 }),
+  JOB_ATTEMPTS: v('Queues', 'integer', '8', 'Attempts of a job before it stays in the failed set.', { minimum: 1 }),
+  JOB_BACKOFF_MS: v('Queues', 'integer', '2000', 'First retry delay; doubles each attempt, with jitter.', { minimum: 1 }),
+  RECONCILE_INTERVAL_SECONDS: v('Queues', 'integer', '60', 'How often workers re-enqueue work that PostgreSQL says is pending but has no job (after a Redis loss).', { minimum: 1 }),
+
+  // Events
+  EVENTS_STREAM_NAME: v('Events', 'string', 'user_service:events', 'Redis Stream that domain events are published to.'),
+  EVENTS_STREAM_MAXLEN: v('Events', 'integer', '1000000', 'Approximate cap of the stream (XADD MAXLEN ~).', { minimum: 1000 }),
+  EVENTS_RELAY_INTERVAL_MS: v('Events', 'integer', '1000', 'How often the relay publishes new events from the outbox.', { minimum: 50 }),
+  EVENTS_RELAY_BATCH_SIZE: v('Events', 'integer', '500', 'Events published per relay transaction.', { minimum: 1 }),
+
+  // Operations
+  BULL_BOARD_ENABLED: v('Operations', 'boolean', 'true', 'Serve Bull Board at /admin/queues (admins only).'),
+} satisfies Record<string, VariableSpec>;
+
+export type VariableName = keyof typeof VARIABLES;
+
+export interface Config {
+  appName: string;
+  version: string;
+  environment: 'development' | 'staging' | 'production';
+  debug: boolean;
+  host: string;
+  port: number;
+  publicBaseUrl: string;
+  emailLinkBaseUrl: string;
+  trustProxy: boolean;
+  clientCountryHeader: string;
+  bodyLimitKb: number;
+  shutdownTimeoutMs: number;
+  database: { url: string; poolMin: number; poolMax: number; acquireTimeoutMs: number };
+  redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
+  sessions: { persistentTtlDays: number; inactivityDays: number };
+  jwt: { signingKeyId: string; keysDir: string; accessTtlSeconds: number; refreshTtlDays: number; issuer: string; audience: string };
+  kms: { provider: 'local'; masterKeyId: string; keyPath: string; previousKeyPaths: string[] };
+  google: { clientId: string; clientSecret: string; redirectUri: string; issuer: string; successRedirectUrl: string; failureRedirectUrl: string };
+  smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean };
+  rateLimits: {
+    login: { attempts: number; windowSeconds: number };
+    register: { attempts: number; windowSeconds: number };
+    refresh: { attempts: number; windowSeconds: number };
+    passwordReset: { attempts: number; windowSeconds: number };
+  };
+  password: { minLength: number; requireCharacterClasses: boolean; bcryptCost: number; resetTokenTtlSeconds: number };
+  mfa: { totpStepSeconds: number };
+  refreshReuseIntervalSeconds: number;
+  cookie: { name: string; secure: boolean; httpOnly: boolean; sameSite: 'strict' | 'lax' | 'none' };
+  cors: { allowedOrigins: string[]; allowCredentials: boolean };
+  log: { level: string; format: 'json' | 'text' };
+  features: { googleOAuth: boolean; mfaTotp: boolean; sharedAccounts: boolean };
+  kite: { baseUrl: string; timeoutMs: number; maxRetries: number };
+  queues: {
+    prefix: string;
+    workerQueues: string[];
+    concurrency: Record<'email' | 'kite' | 'audit-export' | 'events', number>;
+    attempts: number;
+    backoffMs: number;
+    reconcileIntervalMs: number;
+  };
+  events: { streamName: string; streamMaxLen: number; relayIntervalMs: number; relayBatchSize: number };
+  bullBoardEnabled: boolean;
+  /** Values of the guide's variables that have no effect here but were set; reported at start-up. */
+  ignoredSettings: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+const QUEUE_NAMES = ['email', 'kite', 'audit-export', 'events'];
+
+function jsonSchemaFor(spec: VariableSpec): Record<string, unknown> {
+  switch (spec.kind) {
+    case 'integer':
+      return { type: 'integer', ...(spec.minimum !== undefined && { minimum: spec.minimum }), ...(spec.maximum !== undefined && { maximum: spec.maximum }) };
+    case 'boolean':
+      return { type: 'boolean' };
+    case 'url':
+      return { type: 'string', pattern: '^[a-zA-Z][a-zA-Z0-9+.-]*://.+' };
+    default:
+      return { type: 'string', ...(spec.enum && { enum: spec.enum }) };
+  }
+}
+
+const ajv = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true });
+const validateRaw = ajv.compile({
+  type: 'object',
+  properties: Object.fromEntries(Object.entries(VARIABLES).map(([name, spec]) => [name, jsonSchemaFor(spec)])),
+});
+
+function describeAjvError(err: { instancePath: string; message?: string; params: Record<string, unknown> }): string {
+  const name = err.instancePath.replace(/^\//, '');
+  const allowed = Array.isArray(err.params.allowedValues) ? ` (${(err.params.allowedValues as string[]).join(', ')})` : '';
+  return `${name}: ${err.message}${allowed}`;
+}
+
+const splitList = (value: string): string[] => value.split(',').map((s) => s.trim()).filter(Boolean);
+
+/** Reads `.env` (when present) into a copy of the environment; existing variables win, as with dotenv. */
+export function readEnvironment(env: NodeJS.ProcessEnv = process.env, envFile = path.resolve('.env')): Record<string, string | undefined> {
+  const merged: Record<string, string | undefined> = {};
+  if (fs.existsSync(envFile)) Object.assign(merged, dotenv.parse(fs.readFileSync(envFile)));
+  return Object.assign(merged, env);
+}
+
+/** Parses and validates; throws ConfigError listing every bad variable. Pure: takes the variables it reads. */
+export function parseConfig(source: Record<string, string | undefined>): Config {
+  const problems: string[] = [];
+  const values: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(VARIABLES) as [VariableName, VariableSpec][]) {
+    let value = source[name];
+    if (value === undefined || (value === '' && spec.kind !== 'string' && spec.kind !== 'list')) value = spec.default;
+    if (value === undefined) {
+      problems.push(`${name}: is required`);
+      continue;
+    }
+    if (name === 'LOG_LEVEL' || name === 'ENVIRONMENT' || name === 'LOG_FORMAT' || name === 'SESSION_COOKIE_SAMESITE') value = value.toLowerCase();
+    if (spec.kind === 'boolean') value = value.toLowerCase();
+    values[name] = value;
+  }
+  if (!validateRaw(values)) problems.push(...(validateRaw.errors ?? []).map(describeAjvError));
+  if (source.KMS_PROVIDER && ['aws', 'vault'].includes(source.KMS_PROVIDER.toLowerCase())) {
+    problems.push(`KMS_PROVIDER: "${source.KMS_PROVIDER}" is not built in this service; use "local"`);
+  }
+  if (problems.length) throw new ConfigError(dedupe(problems));
+
+  const raw = values as unknown as Record<VariableName, never>;
+  const str = (n: VariableName) => raw[n] as unknown as string;
+  const int = (n: VariableName) => raw[n] as unknown as number;
+  const bool = (n: VariableName) => raw[n] as unknown as boolean;
+
+  const workerQueues = splitList(str('WORKER_QUEUES'));
+  for (const q of workerQueues) if (!QUEUE_NAMES.includes(q)) problems.push(`WORKER_QUEUES: unknown queue "${q}" (${QUEUE_NAMES.join(', ')})`);
+  const environment = str('ENVIRONMENT') as Config['environment'];
+  if (environment !== 'development') {
+    if (int('PASSWORD_BCRYPT_COST') < 10) problems.push('PASSWORD_BCRYPT_COST: must be at least 10 outside development');
+    if (!str('SMTP_HOST')) problems.push('SMTP_HOST: is required outside development (emails would not be sent)');
+    if (!bool('SESSION_COOKIE_SECURE')) problems.push('SESSION_COOKIE_SECURE: must be true outside development');
+  }
+  if (str('SESSION_COOKIE_NAME').startsWith('__Secure-') && !bool('SESSION_COOKIE_SECURE')) {
+    problems.push('SESSION_COOKIE_NAME: a __Secure- cookie needs SESSION_COOKIE_SECURE=true (browsers drop it otherwise)');
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  const level = str('LOG_LEVEL');
+  const logLevel = bool('DEBUG') ? 'debug' : level === 'warning' ? 'warn' : level === 'critical' ? 'fatal' : level;
+  const ignoredSettings = (Object.entries(VARIABLES) as [VariableName, VariableSpec][])
+    .filter(([name, spec]) => spec.unused && source[name] !== undefined && source[name] !== '' && source[name] !== spec.default)
+    .map(([name]) => name);
+  const poolSize = int('DATABASE_POOL_SIZE');
+
+  return {
+    appName: str('APP_NAME'),
+    version: str('VERSION'),
+    environment,
+    debug: bool('DEBUG'),
+    host: str('HOST'),
+    port: int('PORT'),
+    publicBaseUrl: str('PUBLIC_BASE_URL').replace(/\/$/, ''),
+    emailLinkBaseUrl: str('EMAIL_LINK_BASE_URL').replace(/\/$/, ''),
+    trustProxy: bool('TRUST_PROXY'),
+    clientCountryHeader: str('CLIENT_COUNTRY_HEADER').toLowerCase(),
+    bodyLimitKb: int('BODY_LIMIT_KB'),
+    shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_SECONDS') * 1000,
+    database: {
+      url: str('DATABASE_URL'),
+      poolMin: 0,
+      poolMax: poolSize + int('DATABASE_MAX_OVERFLOW'),
+      acquireTimeoutMs: int('DATABASE_POOL_TIMEOUT') * 1000,
+    },
+    redis: { url: str('REDIS_URL'), keyPrefix: str('REDIS_KEY_PREFIX'), commandTimeoutMs: int('REDIS_COMMAND_TIMEOUT_MS') },
+    sessions: { persistentTtlDays: int('REDIS_SESSION_TTL_DAYS'), inactivityDays: int('REDIS_SESSION_INACTIVITY_DAYS') },
+    jwt: {
+      signingKeyId: str('JWT_SIGNING_KEY_ID'),
+      keysDir: path.resolve(str('JWT_KEYS_DIR')),
+      accessTtlSeconds: int('JWT_ACCESS_TOKEN_TTL_MINUTES') * 60,
+      refreshTtlDays: int('JWT_REFRESH_TOKEN_TTL_DAYS'),
+      issuer: str('JWT_ISSUER'),
+      audience: str('JWT_AUDIENCE'),
+    },
+    kms: {
+      provider: 'local',
+      masterKeyId: str('KMS_MASTER_KEY_ID'),
+      keyPath: path.resolve(str('LOCAL_KMS_KEY_PATH')),
+      previousKeyPaths: splitList(str('LOCAL_KMS_PREVIOUS_KEY_PATHS')).map((p) => path.resolve(p)),
+    },
+    google: {
+      clientId: str('GOOGLE_OAUTH_CLIENT_ID'),
+      clientSecret: str('GOOGLE_OAUTH_CLIENT_SECRET'),
+      redirectUri: str('GOOGLE_OAUTH_REDIRECT_URI'),
+      issuer: str('GOOGLE_OAUTH_ISSUER'),
+      successRedirectUrl: str('OAUTH_SUCCESS_REDIRECT_URL'),
+      failureRedirectUrl: str('OAUTH_FAILURE_REDIRECT_URL'),
+    },
+    smtp: {
+      host: str('SMTP_HOST'),
+      port: int('SMTP_PORT'),
+      username: str('SMTP_USERNAME'),
+      password: str('SMTP_PASSWORD'),
+      from: str('SMTP_FROM'),
+      tls: bool('SMTP_TLS'),
+    },
+    rateLimits: {
+      login: { attempts: int('RATELIMIT_LOGIN_ATTEMPTS'), windowSeconds: int('RATELIMIT_LOGIN_WINDOW_MINUTES') * 60 },
+      register: { attempts: int('RATELIMIT_REGISTER_ATTEMPTS'), windowSeconds: int('RATELIMIT_REGISTER_WINDOW_HOURS') * 3600 },
+      refresh: { attempts: int('RATELIMIT_REFRESH_ATTEMPTS'), windowSeconds: int('RATELIMIT_REFRESH_WINDOW_MINUTES') * 60 },
+      passwordReset: { attempts: int('RATELIMIT_PASSWORD_RESET_ATTEMPTS'), windowSeconds: int('RATELIMIT_PASSWORD_RESET_WINDOW_HOURS') * 3600 },
+    },
+    password: {
+      minLength: int('PASSWORD_MIN_LENGTH'),
+      requireCharacterClasses: bool('PASSWORD_REQUIRE_CHARACTER_CLASSES'),
+      bcryptCost: int('PASSWORD_BCRYPT_COST'),
+      resetTokenTtlSeconds: int('PASSWORD_RESET_TOKEN_TTL_MINUTES') * 60,
+    },
+    mfa: { totpStepSeconds: int('MFA_TOTP_WINDOW_SECONDS') },
+    refreshReuseIntervalSeconds: int('REFRESH_TOKEN_REUSE_INTERVAL_SECONDS'),
+    cookie: {
+      name: str('SESSION_COOKIE_NAME'),
+      secure: bool('SESSION_COOKIE_SECURE'),
+      httpOnly: bool('SESSION_COOKIE_HTTPONLY'),
+      sameSite: str('SESSION_COOKIE_SAMESITE') as Config['cookie']['sameSite'],
+    },
+    cors: { allowedOrigins: splitList(str('CORS_ALLOWED_ORIGINS')), allowCredentials: bool('CORS_ALLOW_CREDENTIALS') },
+    log: { level: logLevel, format: str('LOG_FORMAT') as Config['log']['format'] },
+    features: { googleOAuth: bool('FEATURE_GOOGLE_OAUTH'), mfaTotp: bool('FEATURE_MFA_TOTP'), sharedAccounts: bool('FEATURE_SHARED_ACCOUNTS') },
+    kite: { baseUrl: str('KITE_API_BASE_URL').replace(/\/$/, ''), timeoutMs: int('KITE_API_TIMEOUT_SECONDS') * 1000, maxRetries: int('KITE_API_MAX_RETRIES') },
+    queues: {
+      prefix: str('BULLMQ_PREFIX'),
+      workerQueues,
+      concurrency: {
+        email: int('WORKER_CONCURRENCY_EMAIL'),
+        kite: int('WORKER_CONCURRENCY_KITE'),
+        'audit-export': int('WORKER_CONCURRENCY_AUDIT_EXPORT'),
+        events: int('WORKER_CONCURRENCY_EVENTS'),
+      },
+      attempts: int('JOB_ATTEMPTS'),
+      backoffMs: int('JOB_BACKOFF_MS'),
+      reconcileIntervalMs: int('RECONCILE_INTERVAL_SECONDS') * 1000,
+    },
+    events: {
+      streamName: str('EVENTS_STREAM_NAME'),
+      streamMaxLen: int('EVENTS_STREAM_MAXLEN'),
+      relayIntervalMs: int('EVENTS_RELAY_INTERVAL_MS'),
+      relayBatchSize: int('EVENTS_RELAY_BATCH_SIZE'),
+    },
+    bullBoardEnabled: bool('BULL_BOARD_ENABLED'),
+    ignoredSettings,
+  };
+}
+
+function dedupe(list: string[]): string[] {
+  return [...new Set(list)];
+}
+
+/** For process entry points: reads the environment and exits 1, naming each bad variable, when it is wrong. */
+export function loadConfigOrExit(): Config {
+  try {
+    return parseConfig(readEnvironment());
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,53 @@
+// The one place that wires things: builds the database, Redis, queues, keys and KMS from config,
+// for the api and for the workers. No container: each service later takes only what it needs.
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import type { Config } from './config';
+import { createDb } from './db';
+import { createRedis } from './redis';
+import { createQueues, closeQueues, type Queues } from './queues';
+import { loadSigningKeys, type SigningKeys } from './crypto/keys';
+import { createLocalKms, type Kms } from './crypto/kms';
+import { createAccessTokens, type AccessTokens } from './crypto/access-tokens';
+import type { Logger } from './logger';
+
+export interface Context {
+  config: Config;
+  logger: Logger;
+  db: Knex;
+  /** Fail-fast connection for request-time commands (rate limits, caches, short-lived tokens). */
+  redis: Redis;
+  queues: Queues;
+  keys: SigningKeys;
+  accessTokens: AccessTokens;
+  kms: Kms;
+  /** Prefixes a Redis key with REDIS_KEY_PREFIX. */
+  key(...parts: string[]): string;
+  close(): Promise<void>;
+}
+
+export function createContext(config: Config, logger: Logger): Context {
+  const keys = loadSigningKeys(config);
+  const kms = createLocalKms(config);
+  const db = createDb(config);
+  const redis = createRedis(config, 'command');
+  const queueConnection = createRedis(config, 'command', 'queues');
+  const queues = createQueues(config, queueConnection);
+  return {
+    config,
+    logger,
+    db,
+    redis,
+    queues,
+    keys,
+    kms,
+    accessTokens: createAccessTokens(config, keys),
+    key: (...parts) => `${config.redis.keyPrefix}${parts.join(':')}`,
+    async close() {
+      await closeQueues(queues).catch(() => undefined);
+      queueConnection.disconnect();
+      redis.disconnect();
+      await db.destroy();
+    },
+  };
+}

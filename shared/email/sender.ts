@@ -1,0 +1,67 @@
+// Sends one email_messages row. Idempotent: a row already sent is skipped, so a job that runs twice
+// sends once, except when a worker dies between the SMTP answer and the update (at-least-once, as
+// DESIGN.md accepts for email).
+import nodemailer, { type Transporter } from 'nodemailer';
+import type { Knex } from 'knex';
+import type { Config } from '../config';
+import type { Kms } from '../crypto/kms';
+import type { Logger } from '../logger';
+import { emailContext } from './outbox';
+import { renderEmail, type TemplateName } from './templates';
+
+export interface Mailer {
+  /** Null when no SMTP host is configured (development): messages go to the log instead. */
+  transport: Transporter | null;
+  from: string;
+}
+
+export function createMailer(config: Pick<Config, 'smtp'>): Mailer {
+  const { host, port, username, password, from, tls } = config.smtp;
+  if (!host) return { transport: null, from };
+  const transport = nodemailer.createTransport({
+    host,
+    port,
+    secure: tls && port === 465,
+    requireTLS: tls && port !== 465,
+    ignoreTLS: !tls,
+    auth: username ? { user: username, pass: password } : undefined,
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 20_000,
+  });
+  return { transport, from };
+}
+
+export function maskEmail(address: string): string {
+  const [local, domain] = address.split('@');
+  return `${local.slice(0, 1)}***@${domain ?? ''}`;
+}
+
+export interface SendEmailDeps {
+  db: Knex;
+  kms: Kms;
+  mailer: Mailer;
+  logger: Logger;
+  appName: string;
+}
+
+export async function sendEmailMessage(deps: SendEmailDeps, emailId: string): Promise<'sent' | 'skipped'> {
+  const row = await deps.db('email_messages').where({ id: emailId }).first();
+  if (!row || row.status !== 'pending') return 'skipped';
+  await deps.db('email_messages').where({ id: emailId }).increment('attempts', 1);
+  const params = JSON.parse(deps.kms.decrypt(row.params_encrypted, emailContext(emailId)));
+  const message = renderEmail(deps.appName, row.template as TemplateName, params);
+  if (deps.mailer.transport) {
+    await deps.mailer.transport.sendMail({ from: deps.mailer.from, to: row.to_address, subject: message.subject, text: message.text, html: message.html });
+  } else {
+    // Development without SMTP: say that the email exists, but not its body (it may hold a token).
+    deps.logger.info({ emailId, template: row.template, to: maskEmail(row.to_address), subject: message.subject }, 'email not sent: SMTP_HOST is empty (development); body withheld from the log');
+  }
+  await deps.db('email_messages').where({ id: emailId, status: 'pending' }).update({ status: 'sent', sent_at: deps.db.fn.now(), last_error: null });
+  return 'sent';
+}
+
+/** Marks a row failed once its job has used every attempt (it stays visible in Bull Board too). */
+export async function markEmailFailed(db: Knex, emailId: string, reason: string): Promise<void> {
+  await db('email_messages').where({ id: emailId, status: 'pending' }).update({ status: 'failed', last_error: reason.slice(0, 500) });
+}

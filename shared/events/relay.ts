@@ -1,0 +1,72 @@
+// Publishes committed events from the outbox to the Redis Stream, exactly once.
+//
+// Rows are claimed with FOR UPDATE SKIP LOCKED (never a high-water mark, which would skip rows that
+// commit out of order), so concurrent relays take disjoint rows. A relay killed after XADD but
+// before its commit leaves the rows unpublished; the Lua script below makes the retry harmless by
+// adding an entry only if the event's "published" marker was not yet set, atomically with XADD.
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import { envelopeOf, type EventRow } from './outbox';
+
+const PUBLISH_ONCE = `
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'id', ARGV[3], 'type', ARGV[4], 'occurred_at', ARGV[5], 'payload', ARGV[6])
+end
+return false`;
+
+// Longer than any relay could take to retry a batch it crashed in.
+const MARKER_TTL_SECONDS = 7 * 24 * 3600;
+
+export interface RelaySettings {
+  streamName: string;
+  streamMaxLen: number;
+  relayBatchSize: number;
+  markerPrefix: string;
+}
+
+type RedisWithPublish = Redis & {
+  publishEventOnce(stream: string, marker: string, ttl: number, maxLen: number, id: string, type: string, at: string, payload: string): Promise<string | null>;
+};
+
+function withPublishCommand(redis: Redis): RedisWithPublish {
+  const r = redis as RedisWithPublish;
+  if (typeof r.publishEventOnce !== 'function') redis.defineCommand('publishEventOnce', { numberOfKeys: 2, lua: PUBLISH_ONCE });
+  return r;
+}
+
+/** Publishes one batch; returns how many events it took. */
+export async function relayBatch(db: Knex, redis: Redis, settings: RelaySettings): Promise<number> {
+  const r = withPublishCommand(redis);
+  return db.transaction(async (trx) => {
+    const rows: EventRow[] = await trx('events')
+      .whereNull('published_at')
+      .orderBy('seq')
+      .limit(settings.relayBatchSize)
+      .forUpdate()
+      .skipLocked();
+    if (rows.length === 0) return 0;
+    const pipeline = r.pipeline() as unknown as RedisWithPublish & { exec(): Promise<[Error | null, unknown][]> };
+    for (const row of rows) {
+      const envelope = envelopeOf(row);
+      pipeline.publishEventOnce(
+        settings.streamName, `${settings.markerPrefix}${row.id}`, MARKER_TTL_SECONDS, settings.streamMaxLen,
+        row.id, row.type, envelope.occurred_at, JSON.stringify(envelope),
+      );
+    }
+    const results = await pipeline.exec();
+    const failed = (results ?? []).find(([err]) => err);
+    if (failed) throw failed[0];
+    await trx('events').whereIn('id', rows.map((row) => row.id)).update({ published_at: trx.fn.now() });
+    return rows.length;
+  });
+}
+
+/** Drains the outbox: batches until one comes back short. */
+export async function relayAll(db: Knex, redis: Redis, settings: RelaySettings): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const n = await relayBatch(db, redis, settings);
+    total += n;
+    if (n < settings.relayBatchSize) return total;
+  }
+}

@@ -1,0 +1,60 @@
+// Queue names, default job options and the enqueue helpers, defined once. Jobs carry ids, never
+// secrets, and use deterministic job ids so that the same work enqueued twice (by a retry, or by
+// the reconciler after a Redis loss) runs once.
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config';
+import { UnavailableError } from '../errors';
+
+export const QUEUE_NAMES = ['email', 'kite', 'audit-export', 'events'] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
+
+export type Queues = Record<QueueName, Queue>;
+
+export const JOB_NAMES = {
+  sendEmail: 'send-email',
+  relayEvents: 'relay-events',
+  reconcile: 'reconcile',
+} as const;
+
+export function defaultJobOptions(config: Pick<Config, 'queues'>): JobsOptions {
+  return {
+    attempts: config.queues.attempts,
+    // Exponential with jitter so a burst of failures does not retry in lockstep.
+    backoff: { type: 'exponential', delay: config.queues.backoffMs, jitter: 0.5 },
+    removeOnComplete: { age: 24 * 3600, count: 10_000 },
+    // Failed jobs stay for inspection in Bull Board.
+    removeOnFail: { age: 30 * 24 * 3600 },
+  };
+}
+
+export function createQueues(config: Pick<Config, 'queues'>, connection: Redis): Queues {
+  const entries = QUEUE_NAMES.map((name) => [
+    name,
+    new Queue(name, { connection, prefix: config.queues.prefix, defaultJobOptions: defaultJobOptions(config) }),
+  ]);
+  return Object.fromEntries(entries) as Queues;
+}
+
+export async function closeQueues(queues: Queues): Promise<void> {
+  await Promise.all(Object.values(queues).map((q) => q.close()));
+}
+
+/** Adds a job; a Redis that cannot be reached becomes a 503, at once. */
+async function add(queue: Queue, name: string, data: Record<string, unknown>, opts: JobsOptions): Promise<void> {
+  try {
+    await queue.add(name, data, opts);
+  } catch (err) {
+    throw new UnavailableError('The job queue is unavailable; try again shortly.', err);
+  }
+}
+
+/** Sends the email_messages row `emailId`. */
+export function enqueueEmail(queues: Queues, emailId: string): Promise<void> {
+  return add(queues.email, JOB_NAMES.sendEmail, { emailId }, { jobId: `email-${emailId}` });
+}
+
+/** Asks the relay to publish now rather than at its next tick (the tick catches what this misses). */
+export function nudgeEventRelay(queues: Queues): Promise<void> {
+  return add(queues.events, JOB_NAMES.relayEvents, {}, { removeOnComplete: true, removeOnFail: 100, attempts: 1 });
+}
