@@ -23,6 +23,7 @@ const isPage = (path: string) => /^\/(docs|redoc|admin\/queues)(\/|$)/.test(path
 export interface App {
   koa: Koa<AppState>;
   registry: RouteRegistry;
+  routers: Router<AppState>[];
 }
 
 export function createApp(app: Context): App {
@@ -70,5 +71,5 @@ export function createApp(app: Context): App {
     koa.use(router.routes());
     koa.use(router.allowedMethods({ throw: false }));
   }
-  return { koa, registry };
+  return { koa, registry, routers };
 }

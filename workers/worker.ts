@@ -6,7 +6,7 @@ import { loadConfigOrExit } from '../shared/config';
 import { createLogger } from '../shared/logger';
 import { createContext, type Context } from '../shared/context';
 import { createMissingKeys } from '../shared/crypto/keys';
-import { createRedis } from '../shared/redis';
+import { createRedis, type Redis } from '../shared/redis';
 import { JOB_NAMES, QUEUE_NAMES, type QueueName } from '../shared/queues';
 import { createMailer } from '../shared/email/sender';
 import { exitUnlessDependencies, onShutdown } from '../shared/process';
@@ -30,15 +30,24 @@ async function schedule(app: Context, queue: QueueName): Promise<void> {
   }
 }
 
-export async function startWorkers(app: Context): Promise<Worker[]> {
+export interface RunningWorkers {
+  workers: Worker[];
+  /** Stops taking jobs, waits for the running ones, then closes the workers' connections. */
+  close(): Promise<void>;
+}
+
+export async function startWorkers(app: Context): Promise<RunningWorkers> {
   const available = processors(app);
   const wanted = app.config.queues.workerQueues.length ? app.config.queues.workerQueues : [...QUEUE_NAMES];
   const workers: Worker[] = [];
+  const connections: Redis[] = [];
   for (const name of wanted as QueueName[]) {
     const processor = available[name];
     if (!processor) continue;
+    const connection = createRedis(app.config, 'worker', `worker:${name}`);
+    connections.push(connection);
     const worker = new Worker(name, processor, {
-      connection: createRedis(app.config, 'worker', `worker:${name}`),
+      connection,
       prefix: app.config.queues.prefix,
       concurrency: app.config.queues.concurrency[name],
     });
@@ -51,7 +60,13 @@ export async function startWorkers(app: Context): Promise<Worker[]> {
     workers.push(worker);
   }
   app.logger.info({ queues: workers.map((w) => w.name) }, 'worker started');
-  return workers;
+  return {
+    workers,
+    async close() {
+      await Promise.all(workers.map((w) => w.close()));
+      for (const connection of connections) connection.disconnect();
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -60,10 +75,9 @@ async function main(): Promise<void> {
   await exitUnlessDependencies(config);
   if (config.environment === 'development') createMissingKeys(config);
   const app = createContext(config, logger);
-  const workers = await startWorkers(app);
+  const running = await startWorkers(app);
   onShutdown(logger, config.shutdownTimeoutMs, [
-    // close() waits for the jobs in progress to finish.
-    ['workers', () => Promise.all(workers.map((w) => w.close()))],
+    ['workers', () => running.close()],
     ['context', () => app.close()],
   ]);
 }

@@ -27,11 +27,11 @@ export function writeProblem(ctx: Context, error: AppError): void {
 }
 
 /** Errors thrown by koa-body and other http-errors users carry a status and a type. */
-function fromHttpError(err: { status?: number; statusCode?: number; type?: string; expose?: boolean; message?: string }): AppError | null {
+function fromHttpError(err: { status?: number; statusCode?: number; type?: string; name?: string; expose?: boolean; message?: string }): AppError | null {
   const status = err.status ?? err.statusCode;
   if (!status || status < 400 || status >= 500) return null;
   if (status === 413) return new PayloadTooLargeError();
-  if (status === 400 && err.type === 'entity.parse.failed') return new AppError(400, 'malformed_body', 'Malformed request body', 'The request body is not valid JSON.');
+  if (status === 400 && (err.type === 'entity.parse.failed' || err.name === 'SyntaxError')) return new AppError(400, 'malformed_body', 'Malformed request body', 'The request body is not valid JSON.');
   if (status === 415) return new AppError(415, 'unsupported_media_type', 'Unsupported media type', 'Send the body as application/json.');
   return new AppError(status, `http_${status}`, 'Bad request', err.expose && err.message ? err.message : 'The request cannot be processed.');
 }

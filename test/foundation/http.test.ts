@@ -1,0 +1,132 @@
+// The HTTP edge: request ids, problem+json for unknown routes, malformed and oversized bodies,
+// validation errors naming the field, security headers, CORS, and a schema behind every route.
+import http from 'node:http';
+import Router from '@koa/router';
+import { Type } from '@sinclair/typebox';
+import { call, startTestApp, type TestApp } from '../helpers/app';
+import { Strict } from '../../api/http/route';
+import type { AppState } from '../../api/http/state';
+import { createApp } from '../../api/app';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await startTestApp({ BODY_LIMIT_KB: '1' });
+});
+afterAll(() => t.close());
+
+const isProblem = (r: { headers: Headers; body: any }, status: number) => {
+  expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  expect(r.body).toMatchObject({ status, type: expect.stringMatching(/^urn:user-service:problem:/), title: expect.any(String), detail: expect.any(String) });
+  expect(JSON.stringify(r.body)).not.toMatch(/at .*\.ts:\d+|node_modules|Error:/);
+};
+
+test('an unknown route is a 404 problem', async () => {
+  const r = await call(`${t.url}/v1/nothing-here`);
+  expect(r.status).toBe(404);
+  isProblem(r, 404);
+});
+
+test('malformed JSON is a 400 problem', async () => {
+  const r = await call(`${t.url}/v1/nothing-here`, { method: 'POST', rawBody: '{"email": ', headers: { 'content-type': 'application/json' } });
+  expect(r.status).toBe(400);
+  isProblem(r, 400);
+  expect(r.body.type).toBe('urn:user-service:problem:malformed_body');
+});
+
+test('an oversized body is a 413 problem', async () => {
+  const r = await call(`${t.url}/v1/nothing-here`, { method: 'POST', body: { filler: 'x'.repeat(4096) } });
+  expect(r.status).toBe(413);
+  isProblem(r, 413);
+});
+
+test('a well-formed X-Request-Id is echoed; a malformed one is replaced', async () => {
+  const mine = 'req-1234567890abcdef';
+  const r1 = await call(`${t.url}/health/live`, { headers: { 'X-Request-Id': mine } });
+  expect(r1.headers.get('x-request-id')).toBe(mine);
+  const r2 = await call(`${t.url}/health/live`, { headers: { 'X-Request-Id': 'bad id with spaces <script>' } });
+  expect(r2.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  const logged = t.logs.entries().find((e) => e.requestId === mine);
+  expect(logged).toMatchObject({ route: '/health/live', status: 200 });
+});
+
+test('responses carry security headers and a strict CSP', async () => {
+  const r = await call(`${t.url}/health/live`);
+  expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+  expect(r.headers.get('strict-transport-security')).toMatch(/max-age=/);
+  expect(r.headers.get('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
+  expect(r.headers.get('cache-control')).toBe('no-store');
+});
+
+test('CORS answers configured origins only', async () => {
+  const allowed = await call(`${t.url}/health/live`, { method: 'OPTIONS', headers: { Origin: 'http://localhost:3000', 'Access-Control-Request-Method': 'POST' } });
+  expect(allowed.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');
+  expect(allowed.headers.get('access-control-allow-credentials')).toBe('true');
+  const other = await call(`${t.url}/health/live`, { method: 'OPTIONS', headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST' } });
+  expect(other.headers.get('access-control-allow-origin')).toBeNull();
+});
+
+test('every route of the app is declared with its schemas in the registry', () => {
+  const declared = new Set(t.app.registry.routes.map((r) => `${r.method.toUpperCase()} ${r.path}`));
+  const mounted = t.app.routers.flatMap((router) =>
+    router.stack.flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m} ${layer.path}`)),
+  );
+  expect(mounted.length).toBeGreaterThan(0);
+  for (const route of mounted) expect(declared).toContain(route);
+  for (const spec of t.app.registry.routes) {
+    expect(Object.keys(spec.responses).length).toBeGreaterThan(0);
+    if (['post', 'put', 'patch'].includes(spec.method)) expect(spec.body).toBeDefined();
+    if (spec.path.includes(':')) expect(spec.params).toBeDefined();
+  }
+});
+
+describe('validation at the edge', () => {
+  // A route declared like any feature's, mounted on a scratch router of the same app.
+  const router = new Router<AppState>();
+  let handled = 0;
+  let url: string;
+  let server: http.Server;
+  beforeAll(async () => {
+    // A fresh app over the same context: Koa composes its middleware when the server starts.
+    const scratch = createApp(t.context);
+    scratch.registry.add(router, {
+      method: 'post', path: '/v1/test/echo/:id', summary: 'test', tags: ['test'],
+      params: Strict({ id: Type.String({ format: 'uuid' }) }),
+      query: Strict({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })) }),
+      body: Strict({ email: Type.String({ format: 'email' }), age: Type.Optional(Type.Integer({ minimum: 0 })) }),
+      responses: { 200: { description: 'echo' } },
+      handler(ctx, input) {
+        handled += 1;
+        ctx.body = input;
+      },
+    });
+    scratch.koa.use(router.routes());
+    server = http.createServer(scratch.koa.callback());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  test('valid input reaches the handler, typed and coerced', async () => {
+    const id = '8d6f1c9e-3f7a-4f4e-9d7b-2a1c3e5f7a9b';
+    const r = await call(`${url}/v1/test/echo/${id}?limit=3`, { body: { email: 'a@example.com' } });
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({ body: { email: 'a@example.com' }, query: { limit: 3 }, params: { id } });
+  });
+
+  test('each bad field is named, and the handler never runs', async () => {
+    const before = handled;
+    const r = await call(`${url}/v1/test/echo/not-a-uuid?limit=99`, { body: { email: 'nope', age: -1, admin: true } });
+    expect(r.status).toBe(400);
+    isProblem(r, 400);
+    const fields = r.body.errors.map((e: { field: string }) => e.field).sort();
+    expect(fields).toEqual(['admin', 'age', 'email', 'params.id', 'query.limit']);
+    expect(r.body.errors.find((e: { field: string }) => e.field === 'admin').message).toBe('is not allowed');
+    expect(handled).toBe(before);
+  });
+
+  test('a missing body is a 400 naming the required fields', async () => {
+    const r = await call(`${url}/v1/test/echo/8d6f1c9e-3f7a-4f4e-9d7b-2a1c3e5f7a9b`, { method: 'POST' });
+    expect(r.status).toBe(400);
+    expect(r.body.errors).toEqual([{ field: 'email', message: 'is required' }]);
+  });
+});

@@ -1,0 +1,31 @@
+// Once per test run: migrate a template database (through the real CLI), and create the keys the
+// test apps share. Each test file then clones the template in milliseconds.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { databaseUrl, KEYS_DIR, PG_URL, ROOT, TEMPLATE_DB } from './helpers/env';
+
+export default async function globalSetup(): Promise<void> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    // Leftovers of runs that were killed before their teardown.
+    const stale = await client.query(`SELECT datname FROM pg_database WHERE datname LIKE 'us_test_%'`);
+    for (const { datname } of stale.rows) await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+    await client.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+  fs.rmSync(KEYS_DIR, { recursive: true, force: true });
+  const env = {
+    ...process.env,
+    DATABASE_URL: databaseUrl(TEMPLATE_DB),
+    JWT_KEYS_DIR: path.join(KEYS_DIR, 'jwt'),
+    LOCAL_KMS_KEY_PATH: path.join(KEYS_DIR, 'master.key'),
+    ENVIRONMENT: 'development',
+  };
+  const cli = ['--import', 'tsx', path.join(ROOT, 'scripts', 'cli.ts')];
+  execFileSync(process.execPath, [...cli, 'migrate'], { env, cwd: ROOT, stdio: 'pipe' });
+  execFileSync(process.execPath, [...cli, 'keys'], { env, cwd: ROOT, stdio: 'pipe' });
+}

@@ -1,0 +1,154 @@
+// Starts the real app on a free port against its own database (cloned from the migrated template)
+// and its own Redis key, BullMQ and stream prefixes, so test files run in parallel without seeing
+// each other. Logs are captured so tests can check what reached them.
+import crypto from 'node:crypto';
+import http from 'node:http';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import pg from 'pg';
+import type { Worker } from 'bullmq';
+import { parseConfig, type Config } from '../../shared/config';
+import { createLogger } from '../../shared/logger';
+import { createContext, type Context } from '../../shared/context';
+import { createApp, type App } from '../../api/app';
+import { startWorkers, type RunningWorkers } from '../../workers/worker';
+import { databaseUrl, KEYS_DIR, PG_URL, REDIS_URL, TEMPLATE_DB } from './env';
+
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    done();
+  }
+  get text(): string {
+    return this.lines.join('\n');
+  }
+  entries(): Record<string, unknown>[] {
+    return this.lines.map((l) => JSON.parse(l));
+  }
+}
+
+export async function createTestDatabase(): Promise<string> {
+  const name = `us_test_${process.pid}_${crypto.randomBytes(4).toString('hex')}`;
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DB}`);
+  } finally {
+    await client.end();
+  }
+  return name;
+}
+
+export async function dropTestDatabase(name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Environment of a test process: its own database and prefixes, low bcrypt cost, shared keys. */
+export function testEnvironment(database: string, overrides: Record<string, string> = {}): Record<string, string> {
+  const tag = crypto.randomBytes(4).toString('hex');
+  return {
+    ENVIRONMENT: 'development',
+    DATABASE_URL: databaseUrl(database),
+    DATABASE_POOL_SIZE: '5',
+    REDIS_URL,
+    REDIS_KEY_PREFIX: `t${tag}:`,
+    BULLMQ_PREFIX: `tbull${tag}`,
+    EVENTS_STREAM_NAME: `t${tag}:events`,
+    EVENTS_RELAY_INTERVAL_MS: '100',
+    JWT_KEYS_DIR: path.join(KEYS_DIR, 'jwt'),
+    LOCAL_KMS_KEY_PATH: path.join(KEYS_DIR, 'master.key'),
+    PASSWORD_BCRYPT_COST: '4',
+    LOG_LEVEL: 'debug',
+    JOB_BACKOFF_MS: '50',
+    ...overrides,
+  };
+}
+
+export interface TestApp {
+  config: Config;
+  context: Context;
+  app: App;
+  url: string;
+  logs: LogCapture;
+  database: string;
+  workers: Worker[];
+  /** Starts the queue workers in this process (most tests); `npm start` runs them in another. */
+  startWorkers(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startTestApp(overrides: Record<string, string> = {}): Promise<TestApp> {
+  const database = await createTestDatabase();
+  const config = parseConfig(testEnvironment(database, overrides));
+  const logs = new LogCapture();
+  const logger = createLogger(config, logs);
+  const context = createContext(config, logger);
+  const app = createApp(context);
+  const server = http.createServer(app.koa.callback());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  const workers: Worker[] = [];
+  const running: RunningWorkers[] = [];
+  return {
+    config,
+    context,
+    app,
+    url: `http://127.0.0.1:${port}`,
+    logs,
+    database,
+    workers,
+    async startWorkers() {
+      const started = await startWorkers(context);
+      running.push(started);
+      workers.push(...started.workers);
+    },
+    async close() {
+      await Promise.all(running.map((r) => r.close()));
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await context.close();
+      await dropTestDatabase(database);
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  body: any;
+  text: string;
+}
+
+/** A small fetch wrapper: JSON in, JSON (or text) out. */
+export async function call(url: string, init: { method?: string; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+  const headers: Record<string, string> = { ...(init.headers ?? {}) };
+  let body: string | undefined = init.rawBody;
+  if (init.body !== undefined) {
+    body = JSON.stringify(init.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const response = await fetch(url, { method: init.method ?? (body ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+  const text = await response.text();
+  let parsed: unknown = text;
+  if (/json/.test(response.headers.get('content-type') ?? '') && text) parsed = JSON.parse(text);
+  return { status: response.status, headers: response.headers, body: parsed, text };
+}
+
+export async function eventually<T>(probe: () => Promise<T | undefined | null | false>, { timeoutMs = 10_000, intervalMs = 50 } = {}): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
