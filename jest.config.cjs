@@ -1,6 +1,7 @@
 // jose, oidc-provider and otplib's hash dependencies ship only ES modules, which Jest's CommonJS
-// runtime cannot load: @swc/jest compiles them together with our TypeScript.
-const esm = ['jose', 'oidc-provider', 'otplib', '@otplib', '@noble', '@scure'].join('|');
+// runtime cannot load: @swc/jest compiles them together with our TypeScript (@seriousme's
+// OpenAPI validator is a test-only ESM package too).
+const esm = ['jose', 'oidc-provider', 'otplib', '@otplib', '@noble', '@scure', '@seriousme'].join('|');
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],

@@ -29,10 +29,10 @@ export interface Context {
 export function createContext(config: Config, logger: Logger): Context {
   const keys = loadSigningKeys(config);
   const kms = createLocalKms(config);
-  const db = createDb(config);
+  const db = createDb(config, { logger });
   const redis = createRedis(config, 'command');
   const queueConnection = createRedis(config, 'command', 'queues');
-  const queues = createQueues(config, queueConnection);
+  const queues = createQueues(config, queueConnection, logger);
   return {
     config,
     logger,

@@ -5,13 +5,15 @@ import { Model } from 'objection';
 import path from 'node:path';
 import pg from 'pg';
 import type { Config } from './config';
+import type { Logger } from './logger';
 
 // int8 (bigserial sequences, counts) as numbers: our values stay far below 2^53.
 pg.types.setTypeParser(20, (value) => Number.parseInt(value, 10));
 
 export type Db = Knex;
 
-export function createDb(config: Pick<Config, 'database'>, options: { statementTimeoutMs?: number } = {}): Db {
+export function createDb(config: Pick<Config, 'database'>, options: { statementTimeoutMs?: number; logger?: Logger } = {}): Db {
+  const logger = options.logger;
   const db = knexFactory({
     client: 'pg',
     connection: {
@@ -22,6 +24,15 @@ export function createDb(config: Pick<Config, 'database'>, options: { statementT
     },
     pool: { min: config.database.poolMin, max: config.database.poolMax },
     acquireConnectionTimeout: config.database.acquireTimeoutMs,
+    // Pool warnings (a lost connection, say) go through pino rather than the console.
+    ...(logger && {
+      log: {
+        warn: (message: unknown) => logger.warn({ message: String(message) }, 'knex'),
+        error: (message: unknown) => logger.error({ message: String(message) }, 'knex'),
+        deprecate: (message: unknown) => logger.debug({ message: String(message) }, 'knex'),
+        debug: () => undefined,
+      },
+    }),
   });
   Model.knex(db);
   return db;

@@ -6,13 +6,27 @@ import path from 'node:path';
 import pg from 'pg';
 import { databaseUrl, KEYS_DIR, PG_URL, ROOT, TEMPLATE_DB } from './helpers/env';
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export default async function globalSetup(): Promise<void> {
   const client = new pg.Client({ connectionString: PG_URL });
   await client.connect();
   try {
-    // Leftovers of runs that were killed before their teardown.
+    // Leftovers of runs that were killed before their teardown (never those of a live process:
+    // another run may be going on).
     const stale = await client.query(`SELECT datname FROM pg_database WHERE datname LIKE 'us_test_%'`);
-    for (const { datname } of stale.rows) await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+    for (const { datname } of stale.rows) {
+      const pid = Number(/^us_test_(\d+)_/.exec(datname)?.[1]);
+      if (pid && isAlive(pid)) continue;
+      await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+    }
     await client.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
   } finally {
     await client.end();

@@ -4,6 +4,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
+import type { Logger } from '../logger';
 import { UnavailableError } from '../errors';
 
 export const QUEUE_NAMES = ['email', 'kite', 'audit-export', 'events'] as const;
@@ -28,11 +29,13 @@ export function defaultJobOptions(config: Pick<Config, 'queues'>): JobsOptions {
   };
 }
 
-export function createQueues(config: Pick<Config, 'queues'>, connection: Redis): Queues {
-  const entries = QUEUE_NAMES.map((name) => [
-    name,
-    new Queue(name, { connection, prefix: config.queues.prefix, defaultJobOptions: defaultJobOptions(config) }),
-  ]);
+export function createQueues(config: Pick<Config, 'queues'>, connection: Redis, logger?: Logger): Queues {
+  const entries = QUEUE_NAMES.map((name) => {
+    const queue = new Queue(name, { connection, prefix: config.queues.prefix, defaultJobOptions: defaultJobOptions(config) });
+    // Without a listener BullMQ prints every reconnect attempt; /health/ready reports the outage.
+    queue.on('error', (err) => logger?.debug({ queue: name, error: err.message }, 'queue connection error'));
+    return [name, queue];
+  });
   return Object.fromEntries(entries) as Queues;
 }
 

@@ -71,6 +71,22 @@ export function testEnvironment(database: string, overrides: Record<string, stri
   };
 }
 
+/** Leaves the shared Redis as it was: every key under this file's prefixes goes. */
+async function deleteKeys(context: Context, prefixes: string[]): Promise<void> {
+  try {
+    for (const prefix of prefixes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await context.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await context.redis.unlink(...keys);
+      } while (cursor !== '0');
+    }
+  } catch {
+    // A test that stopped its Redis has nothing to clean.
+  }
+}
+
 export interface TestApp {
   config: Config;
   context: Context;
@@ -84,9 +100,14 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(overrides: Record<string, string> = {}): Promise<TestApp> {
-  const database = await createTestDatabase();
-  const config = parseConfig(testEnvironment(database, overrides));
+/**
+ * `databaseUrl`: use this existing, migrated database (a fault test's own PostgreSQL) instead of a
+ * clone of the template; it is left in place at close.
+ */
+export async function startTestApp(overrides: Record<string, string> = {}, options: { databaseUrl?: string } = {}): Promise<TestApp> {
+  const { databaseUrl: existing } = options;
+  const database = existing ? decodeURIComponent(new URL(existing).pathname.slice(1)) : await createTestDatabase();
+  const config = parseConfig(testEnvironment(database, existing ? { ...overrides, DATABASE_URL: existing } : overrides));
   const logs = new LogCapture();
   const logger = createLogger(config, logs);
   const context = createContext(config, logger);
@@ -115,8 +136,9 @@ export async function startTestApp(overrides: Record<string, string> = {}): Prom
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await deleteKeys(context, [config.redis.keyPrefix, `${config.queues.prefix}:`, config.events.streamName]);
       await context.close();
-      await dropTestDatabase(database);
+      if (!existing) await dropTestDatabase(database);
     },
   };
 }

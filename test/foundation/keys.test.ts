@@ -1,0 +1,106 @@
+// Key material: development creates it (mode 600), production refuses to start without it, the
+// JWKS publishes every public key so signing keys can rotate, and the KMS envelopes round-trip.
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { call, startTestApp } from '../helpers/app';
+import { ROOT } from '../helpers/env';
+import { createMissingKeys, loadSigningKeys } from '../../shared/crypto/keys';
+import { createLocalKms, DecryptionError } from '../../shared/crypto/kms';
+import { createAccessTokens } from '../../shared/crypto/access-tokens';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'us-keys-'));
+const settingsIn = (dir: string, kid = 'key-001') => ({
+  jwt: { keysDir: path.join(dir, 'jwt'), signingKeyId: kid, issuer: 'user_service', audience: 'trading_platform', accessTtlSeconds: 900, refreshTtlDays: 90 },
+  kms: { provider: 'local' as const, masterKeyId: '', keyPath: path.join(dir, 'master.key'), previousKeyPaths: [] as string[] },
+});
+
+test('development creates the signing pair and master key once, readable by the owner only', () => {
+  const dir = tmp();
+  const created = createMissingKeys(settingsIn(dir));
+  expect(created).toHaveLength(2);
+  for (const file of [path.join(dir, 'jwt', 'key-001.pem'), path.join(dir, 'jwt', 'key-001.pub.pem'), path.join(dir, 'master.key')]) {
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  }
+  const before = fs.readFileSync(path.join(dir, 'master.key'), 'utf8');
+  expect(createMissingKeys(settingsIn(dir))).toEqual([]);
+  expect(fs.readFileSync(path.join(dir, 'master.key'), 'utf8')).toBe(before);
+});
+
+test('production without keys stops with a clear error and exit code 1', () => {
+  const dir = tmp();
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'api/server.ts'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { PATH: process.env.PATH, ENVIRONMENT: 'production', SMTP_HOST: '127.0.0.1', JWT_KEYS_DIR: path.join(dir, 'jwt'), LOCAL_KMS_KEY_PATH: path.join(dir, 'master.key'), PORT: '0' },
+  });
+  expect(result.status).toBe(1);
+  expect(result.stderr).toMatch(/Signing key "key-001" not found at .*key-001\.pem/);
+  expect(fs.existsSync(path.join(dir, 'jwt'))).toBe(false);
+});
+
+test('the JWKS serves every public key in the key directory, so keys can rotate', async () => {
+  const dir = tmp();
+  createMissingKeys(settingsIn(dir, 'key-001'));
+  createMissingKeys(settingsIn(dir, 'key-002'));
+  const oldKeys = loadSigningKeys(settingsIn(dir, 'key-001'));
+  const tokenFromOldKey = await createAccessTokens(settingsIn(dir), oldKeys).sign({ sub: crypto.randomUUID(), roles: [], amr: ['pwd'] });
+
+  const t = await startTestApp({ JWT_KEYS_DIR: path.join(dir, 'jwt'), JWT_SIGNING_KEY_ID: 'key-002' });
+  try {
+    const r = await call(`${t.url}/v1/auth/.well-known/jwks.json`);
+    expect(r.status).toBe(200);
+    expect(r.body.keys.map((k: { kid: string }) => k.kid).sort()).toEqual(['key-001', 'key-002']);
+    for (const key of r.body.keys) {
+      expect(key).toEqual({ kty: 'RSA', kid: key.kid, use: 'sig', alg: 'RS256', n: expect.any(String), e: 'AQAB' });
+      expect(key).not.toHaveProperty('d');
+    }
+    // A token signed before the rotation still verifies; new ones carry the new kid.
+    await expect(t.context.accessTokens.verify(tokenFromOldKey)).resolves.toMatchObject({ amr: ['pwd'] });
+    const fresh = await t.context.accessTokens.sign({ sub: crypto.randomUUID(), roles: [], amr: ['pwd'] });
+    expect(JSON.parse(Buffer.from(fresh.split('.')[0], 'base64url').toString())).toMatchObject({ alg: 'RS256', kid: 'key-002', typ: 'at+jwt' });
+  } finally {
+    await t.close();
+  }
+});
+
+describe('envelope encryption', () => {
+  const dir = tmp();
+  createMissingKeys(settingsIn(dir));
+  const kms = createLocalKms(settingsIn(dir));
+
+  test('round-trips, with a fresh data key and IV each time', () => {
+    const a = kms.encrypt('api-secret-value', 'trading_accounts:1');
+    const b = kms.encrypt('api-secret-value', 'trading_accounts:1');
+    expect(a).not.toBe(b);
+    expect(a).not.toContain('api-secret-value');
+    expect(kms.decrypt(a, 'trading_accounts:1')).toBe('api-secret-value');
+  });
+
+  test('refuses another context and any tampering', () => {
+    const sealed = kms.encrypt('secret', 'users.mfa_secret:1');
+    expect(() => kms.decrypt(sealed, 'users.mfa_secret:2')).toThrow(DecryptionError);
+    const parts = sealed.split('.');
+    const body = Buffer.from(parts[3], 'base64url');
+    body[body.length - 1] ^= 1;
+    parts[3] = body.toString('base64url');
+    expect(() => kms.decrypt(parts.join('.'), 'users.mfa_secret:1')).toThrow(DecryptionError);
+  });
+
+  test('the master key can rotate: old envelopes still open and can be re-wrapped', () => {
+    const sealed = kms.encrypt('secret', 'ctx');
+    const next = tmp();
+    const newKeyPath = path.join(next, 'master.key');
+    fs.writeFileSync(newKeyPath, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
+    const rotated = createLocalKms({ kms: { provider: 'local', masterKeyId: '', keyPath: newKeyPath, previousKeyPaths: [path.join(dir, 'master.key')] } });
+    expect(rotated.decrypt(sealed, 'ctx')).toBe('secret');
+    const rewrapped = rotated.rewrap(sealed);
+    expect(rewrapped.split('.')[1]).toBe(rotated.currentKeyId);
+    const onlyNew = createLocalKms({ kms: { provider: 'local', masterKeyId: '', keyPath: newKeyPath, previousKeyPaths: [] } });
+    expect(onlyNew.decrypt(rewrapped, 'ctx')).toBe('secret');
+    expect(() => onlyNew.decrypt(sealed, 'ctx')).toThrow(/not configured/);
+  });
+});

@@ -1,0 +1,155 @@
+// The README promise: on a fresh database and an empty key directory, `npm start` creates the
+// database, migrates, creates development keys, and runs the api and a separate worker process;
+// the worker processes what is enqueued; SIGTERM stops both cleanly.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { call, eventually, LogCapture, testEnvironment } from '../helpers/app';
+import { startSmtp, type TestSmtp } from '../helpers/smtp';
+import { ROOT } from '../helpers/env';
+import { parseConfig } from '../../shared/config';
+import { createContext, type Context } from '../../shared/context';
+import { createLogger } from '../../shared/logger';
+import { writeEmail } from '../../shared/email/outbox';
+import { enqueueEmail } from '../../shared/queues';
+import { recordEvent } from '../../shared/events/outbox';
+
+jest.setTimeout(120_000);
+
+let smtp: TestSmtp;
+let child: ChildProcess;
+let output = '';
+let url: string;
+let env: Record<string, string>;
+let keysDir: string;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+beforeAll(async () => {
+  smtp = await startSmtp();
+  keysDir = fs.mkdtempSync(path.join(os.tmpdir(), 'us-start-'));
+  const port = await freePort();
+  // A database that does not exist yet: npm start must create it.
+  const database = `us_test_start_${crypto.randomBytes(4).toString('hex')}`;
+  env = {
+    ...testEnvironment(database, smtp.env()),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    JWT_KEYS_DIR: path.join(keysDir, 'jwt'),
+    LOCAL_KMS_KEY_PATH: path.join(keysDir, 'master.key'),
+    LOG_LEVEL: 'info',
+  };
+  url = `http://127.0.0.1:${port}`;
+  child = spawn('npm', ['start'], { cwd: ROOT, env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  await eventually(async () => (await call(`${url}/health/ready`).catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 90_000, intervalMs: 250 }).catch((err) => {
+    throw new Error(`npm start did not become ready: ${err.message}\n${output}`);
+  });
+});
+
+afterAll(async () => {
+  // The api and worker run in their own process groups: reap the whole tree if a test failed.
+  if (child && child.exitCode === null) {
+    for (const [pid] of descendantsOf(child.pid!)) process.kill(Number(pid), 'SIGKILL');
+    child.kill('SIGKILL');
+  }
+  await smtp.close();
+});
+
+test('the api answers ready, with PostgreSQL and Redis checked', async () => {
+  const r = await call(`${url}/health/ready`);
+  expect(r.body).toEqual({ status: 'ok', checks: { database: 'ok', redis: 'ok' } });
+});
+
+test('development keys were created with mode 600', () => {
+  for (const file of ['jwt/key-001.pem', 'jwt/key-001.pub.pem', 'master.key']) {
+    expect(fs.statSync(path.join(keysDir, file)).mode & 0o777).toBe(0o600);
+  }
+});
+
+test('the api and the worker run as two separate processes', () => {
+  const children = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(findStartPid())], { encoding: 'utf8' });
+  expect(children).toMatch(/dist\/api\/server\.js/);
+  expect(children).toMatch(/dist\/workers\/worker\.js/);
+});
+
+function descendantsOf(root: number): string[][] {
+  const all = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' }).trim().split('\n').map((l) => l.trim().split(/\s+/));
+  const found = new Set([String(root)]);
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const [pid, ppid] of all) if (found.has(ppid) && !found.has(pid)) { found.add(pid); changed = true; }
+  }
+  return all.filter(([pid]) => found.has(pid) && pid !== String(root));
+}
+
+function findStartPid(): number {
+  // npm runs `node dist/scripts/start.js`, through a shell.
+  const start = descendantsOf(child.pid!).find(([, , cmd, script]) => /node$/.test(cmd) && script === 'dist/scripts/start.js');
+  if (!start) throw new Error('start.js not found');
+  return Number(start[0]);
+}
+
+test('/openapi.json is a valid OpenAPI 3.1 document, and /docs and /redoc serve', async () => {
+  const doc = await call(`${url}/openapi.json`);
+  expect(doc.body.openapi).toBe('3.1.0');
+  const result = await new Validator().validate(doc.body);
+  expect(result.errors).toBeUndefined();
+  expect(result.valid).toBe(true);
+  expect(doc.body.paths['/v1/auth/.well-known/jwks.json']).toBeDefined();
+  for (const page of ['/docs', '/redoc']) {
+    const r = await call(`${url}${page}`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/text\/html/);
+  }
+  for (const asset of ['/docs/assets/swagger-ui-bundle.js', '/docs/assets/swagger-ui.css', '/docs/init.js', '/redoc/assets/redoc.standalone.js']) {
+    expect((await fetch(`${url}${asset}`)).status).toBe(200);
+  }
+});
+
+describe('work handed to the worker process', () => {
+  let context: Context;
+  beforeAll(() => {
+    context = createContext(parseConfig(env), createLogger(parseConfig(env), new LogCapture()));
+  });
+  afterAll(() => context.close());
+
+  test('an email enqueued is sent by the worker process', async () => {
+    const id = await context.db.transaction((trx) => writeEmail(trx, context.kms, { template: 'mfa_disabled', to: 'worker@example.com', params: { name: 'W' } }));
+    await enqueueEmail(context.queues, id);
+    const mail = await smtp.waitFor((m) => m.to.includes('worker@example.com'), 20_000);
+    expect(mail.subject).toBe('Two-factor authentication is off');
+  });
+
+  test('a committed event reaches the stream through the worker\'s relay', async () => {
+    const id = await context.db.transaction((trx) => recordEvent(trx, { type: 'user.updated', data: { fields: ['name'] } }));
+    const entry = await eventually(async () => {
+      const entries = await context.redis.xrange(env.EVENTS_STREAM_NAME, '-', '+');
+      return entries.find(([, fields]) => fields[1] === id);
+    });
+    expect(entry[1].slice(0, 4)).toEqual(['id', id, 'type', 'user.updated']);
+  });
+});
+
+test('SIGTERM stops the api and the worker and exits 0', async () => {
+  const startPid = findStartPid();
+  const servicePids = descendantsOf(startPid).map(([pid]) => Number(pid));
+  expect(servicePids).toHaveLength(2);
+  process.kill(startPid, 'SIGTERM');
+  const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve)));
+  expect(code).toBe(0);
+  expect(output).toMatch(/"msg":"stopped"[\s\S]*"msg":"stopped"/);
+  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  expect(servicePids.filter(alive)).toEqual([]);
+});

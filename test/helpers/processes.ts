@@ -1,0 +1,301 @@
+// Real PostgreSQL and Redis servers that a fault test owns, so it can stop and start them without
+// touching the shared instances every other test uses (DESIGN.md, "Fault tests"). Each one runs on
+// a free port; `stop()` and `start()` keep that port, so clients configured with the URL reconnect
+// to the same address. Anything still running when the process exits is killed (a safety net for
+// a test run that dies before its afterAll).
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { KEYS_DIR, REDIS_URL, ROOT } from './env';
+
+export const PG_BIN = process.env.TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+export const REDIS_SERVER = process.env.TEST_REDIS_SERVER ?? 'redis-server';
+
+export interface OwnServer {
+  url: string;
+  port: number;
+  /** Stops the server and waits until it is gone. Does nothing when it is already stopped. */
+  stop(): Promise<void>;
+  /** Starts the server again on the same port and waits until it answers. */
+  start(): Promise<void>;
+  /** Stops the server for good and removes what it left on disk. */
+  close(): Promise<void>;
+}
+
+export interface OwnPostgres extends OwnServer {
+  dataDir: string;
+  /** Creates `name` (when missing) and migrates it through the project's CLI; returns its URL. */
+  createDatabase(name?: string): Promise<string>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Safety net: synchronous cleanups run on process exit for whatever close() did not reach.
+
+const exitCleanups = new Set<() => void>();
+let exitHookInstalled = false;
+
+function onExit(cleanup: () => void): () => void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const fn of exitCleanups) {
+        try {
+          fn();
+        } catch {
+          // best effort: the process is going away
+        }
+      }
+    });
+  }
+  exitCleanups.add(cleanup);
+  return () => exitCleanups.delete(cleanup);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small process utilities.
+
+/** A TCP port nobody listens on right now (the kernel picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+/** Runs a command to completion; rejects with its output when it fails or outlives `timeoutMs`. */
+function run(command: string, args: string[], options: RunOptions = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { env: options.env ?? process.env, cwd: options.cwd, timeout: options.timeoutMs ?? 60_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) {
+        const what = `${command} ${args.join(' ')}`;
+        const why = (err as { killed?: boolean }).killed ? `timed out after ${options.timeoutMs ?? 60_000} ms` : err.message;
+        reject(new Error(`${what} failed: ${why}\n${stdout}${stderr}`));
+      } else {
+        resolve(stdout);
+      }
+    });
+  });
+}
+
+/** Resolves with the exit code (or the signal name) once `child` has exited. */
+function exited(child: ChildProcess): Promise<number | string> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  if (child.signalCode !== null) return Promise.resolve(child.signalCode);
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+}
+
+/** Sends `signal`, then SIGKILL if the process has not exited within `graceMs`. */
+async function terminate(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<number | string> {
+  const done = exited(child);
+  if (child.exitCode !== null || child.signalCode !== null) return done;
+  child.kill(signal);
+  const timer = new Promise<'late'>((r) => setTimeout(() => r('late'), graceMs).unref());
+  if ((await Promise.race([done, timer])) === 'late') child.kill('SIGKILL');
+  return done;
+}
+
+/** Keeps the last few kilobytes a child printed, for error messages. */
+function tail(child: ChildProcess, limit = 8192): () => string {
+  let text = '';
+  const keep = (chunk: Buffer) => {
+    text = (text + chunk.toString('utf8')).slice(-limit);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return () => text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis.
+
+/** Asks the server on `port` for PING and its process id; null when nothing answers in time. */
+function redisPid(port: number, timeoutMs = 1000): Promise<number | null> {
+  return new Promise((resolve) => {
+    let buffer = '';
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const finish = (value: number | null) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(value);
+    };
+    const timer = setTimeout(() => finish(null), timeoutMs);
+    socket.on('error', () => finish(null));
+    socket.on('connect', () => socket.write('PING\r\nINFO server\r\n'));
+    socket.on('data', (chunk) => {
+      buffer += chunk.toString('utf8');
+      const pid = /process_id:(\d+)\r\n/.exec(buffer);
+      if (buffer.startsWith('+PONG\r\n') && pid) finish(Number(pid[1]));
+      else if (buffer.startsWith('-')) finish(null); // LOADING and other errors: not ready yet
+    });
+  });
+}
+
+/** Starts a `redis-server` of this test's own, without persistence, on a free port. */
+export async function startRedis(): Promise<OwnServer> {
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  let forget: () => void = () => undefined;
+
+  async function start(): Promise<void> {
+    if (child && child.exitCode === null && child.signalCode === null) return;
+    const proc = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    const output = tail(proc);
+    let spawnError: Error | null = null;
+    proc.once('error', (err) => {
+      spawnError = err;
+    });
+    forget();
+    forget = onExit(() => proc.kill('SIGKILL'));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (spawnError) throw new Error(`could not run ${REDIS_SERVER}: ${(spawnError as Error).message}`);
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`redis-server on port ${port} exited at start:\n${output()}`);
+      // The pid check makes sure we talk to our server, not to one that took the port meanwhile.
+      if ((await redisPid(port)) === proc.pid) return;
+      if (Date.now() > deadline) {
+        await terminate(proc, 'SIGKILL');
+        throw new Error(`redis-server on port ${port} did not answer PING in time:\n${output()}`);
+      }
+      await sleep(50);
+    }
+  }
+
+  async function stop(): Promise<void> {
+    const proc = child;
+    if (!proc) return;
+    await terminate(proc, 'SIGTERM');
+    child = null;
+    forget();
+  }
+
+  await start();
+  return { url: `redis://127.0.0.1:${port}/0`, port, start, stop, close: stop };
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL.
+
+/** PostgreSQL refuses to run as root: every binary runs as the `postgres` user. */
+function runAsPostgres(binary: string, args: string[], options: RunOptions = {}): Promise<string> {
+  const command = path.join(PG_BIN, binary);
+  if (process.getuid?.() === 0) return run('runuser', ['-u', 'postgres', '--', command, ...args], options);
+  return run(command, args, options);
+}
+
+function runAsPostgresSync(binary: string, args: string[], cwd: string): void {
+  const command = path.join(PG_BIN, binary);
+  const [file, argv] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
+  execFileSync(file as string, argv as string[], { cwd, stdio: 'ignore', timeout: 15_000 });
+}
+
+function postgresIds(): { uid: number; gid: number } {
+  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  if (!line) throw new Error('no "postgres" user on this machine: cannot run a PostgreSQL cluster as root');
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/** Initialises and starts a throwaway PostgreSQL cluster (trust auth, user postgres) on a free port. */
+export async function startPostgres(): Promise<OwnPostgres> {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'us-fault-pg-'));
+  const dataDir = path.join(base, 'data');
+  const logFile = path.join(base, 'postgres.log');
+  let running = false;
+  const removeBase = () => fs.rmSync(base, { recursive: true, force: true });
+  const forget = onExit(() => {
+    if (running) runAsPostgresSync('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', '-t', '10', 'stop'], base);
+    removeBase();
+  });
+
+  if (process.getuid?.() === 0) {
+    const { uid, gid } = postgresIds();
+    fs.chownSync(base, uid, gid);
+  }
+  const port = await freePort();
+  // Durability is of no use to a throwaway cluster; skipping fsync makes it start and stop faster.
+  const serverOptions = `-p ${port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off`;
+  const pgCtl = (args: string[], timeoutSeconds = 30) =>
+    runAsPostgres('pg_ctl', ['-D', dataDir, '-t', String(timeoutSeconds), ...args], { cwd: base, timeoutMs: (timeoutSeconds + 10) * 1000 });
+  const logTail = () => {
+    try {
+      return fs.readFileSync(logFile, 'utf8').slice(-4096);
+    } catch {
+      return '';
+    }
+  };
+
+  async function start(): Promise<void> {
+    if (running) return;
+    try {
+      await pgCtl(['-o', serverOptions, '-l', logFile, '-w', 'start']);
+    } catch (err) {
+      // A half-started server must not outlive the failure.
+      await pgCtl(['-m', 'immediate', '-w', 'stop']).catch(() => undefined);
+      throw new Error(`${(err as Error).message}\n${logTail()}`);
+    }
+    running = true;
+  }
+
+  async function stop(): Promise<void> {
+    if (!running) return;
+    await pgCtl(['-m', 'fast', '-w', 'stop']);
+    running = false;
+  }
+
+  async function close(): Promise<void> {
+    try {
+      await stop().catch(async (err) => {
+        // A fast stop that fails (a stuck session) must not leave the server behind.
+        await pgCtl(['-m', 'immediate', '-w', 'stop']);
+        running = false;
+        throw err;
+      });
+    } finally {
+      removeBase();
+      forget();
+    }
+  }
+
+  const url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
+
+  async function createDatabase(name = 'user_service'): Promise<string> {
+    const target = new URL(url);
+    target.pathname = `/${name}`;
+    const env = {
+      PATH: process.env.PATH,
+      ENVIRONMENT: 'development',
+      DATABASE_URL: target.toString(),
+      REDIS_URL,
+      JWT_KEYS_DIR: path.join(KEYS_DIR, 'jwt'),
+      LOCAL_KMS_KEY_PATH: path.join(KEYS_DIR, 'master.key'),
+      LOG_LEVEL: 'warn',
+    };
+    await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'cli.ts'), 'migrate'], { env, cwd: ROOT, timeoutMs: 60_000 });
+    return target.toString();
+  }
+
+  try {
+    await runAsPostgres('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync'], { cwd: base, timeoutMs: 60_000 });
+    await start();
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  }
+  return { url, port, dataDir, start, stop, close, createDatabase };
+}
