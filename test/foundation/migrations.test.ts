@@ -4,6 +4,9 @@ import { createTestDatabase, dropTestDatabase } from '../helpers/app';
 import { databaseUrl } from '../helpers/env';
 import { migrationSettings } from '../../shared/db';
 import { listEffectivePermissions } from '../../shared/authz/permissions';
+import type { Model } from 'objection';
+import * as allModels from '../../shared/models';
+import { Role } from '../../shared/models';
 
 let name: string;
 let db: Knex;
@@ -26,6 +29,15 @@ test('migrations run down to zero and up again', async () => {
   expect(await tables()).toEqual([]);
   await db.migrate.latest(migrationSettings());
   expect(await tables()).toEqual(before);
+});
+
+test('every table has an Objection model that reads it', async () => {
+  const models = (Object.values(allModels) as unknown[]).filter((m): m is typeof Model => typeof m === 'function' && 'tableName' in m);
+  expect(models.map((m) => m.tableName).sort()).toEqual(await tables());
+  for (const model of models) await expect(model.query(db).limit(1)).resolves.toBeInstanceOf(Array);
+  const admin = await Role.query(db).findOne({ name: 'admin' }).withGraphFetched('[inherits.inherits, permissions]');
+  expect(admin?.inherits?.name).toBe('trader');
+  expect(admin?.inherits?.inherits?.name).toBe('viewer');
 });
 
 test('roles are seeded as a hierarchy: admin has all of trader, trader all of viewer', async () => {
