@@ -13,6 +13,7 @@ import type { AppState } from './http/state';
 import { healthRoutes } from './health/routes';
 import { docsRoutes } from './docs/routes';
 import { jwksRoutes } from './auth/jwks-routes';
+import { authRoutes } from './auth/routes';
 import { bullBoard } from './admin/bull-board';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
@@ -66,6 +67,7 @@ export function createApp(app: Context): App {
     healthRoutes(app, registry, metrics),
     docs.router,
     jwksRoutes(app, registry),
+    authRoutes(app, registry),
   ];
   for (const router of routers) {
     koa.use(router.routes());

@@ -24,6 +24,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  await context.ready();
   const { koa } = createApp(context);
   const server = http.createServer(koa.callback());
   server.keepAliveTimeout = 65_000;

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import dotenv from 'dotenv';
 
-type Kind = 'string' | 'integer' | 'boolean' | 'url' | 'list';
+type Kind = 'string' | 'integer' | 'number' | 'boolean' | 'url' | 'list';
 
 interface VariableSpec {
   kind: Kind;
@@ -54,8 +54,9 @@ export const VARIABLES = {
   REDIS_POOL_SIZE: v('Redis', 'integer', '50', 'No effect: ioredis multiplexes commands over one connection per role.', { unused: true, minimum: 1 }),
   REDIS_KEY_PREFIX: v('Redis', 'string', 'user_service:', 'Prefix of every Redis key this service writes (not the stream or BullMQ).'),
   REDIS_COMMAND_TIMEOUT_MS: v('Redis', 'integer', '2000', 'A Redis command that takes longer fails (the api answers 503).', { minimum: 1 }),
-  REDIS_SESSION_TTL_DAYS: v('Sessions', 'integer', '90', 'Absolute lifetime of a persistent (`remember_me`) session.', { minimum: 1 }),
-  REDIS_SESSION_INACTIVITY_DAYS: v('Sessions', 'integer', '14', 'A session unused for this long ends.', { minimum: 1 }),
+  REDIS_SESSION_TTL_DAYS: v('Sessions', 'number', '90', 'Absolute lifetime of a persistent (`remember_me`) session, in days (fractions allowed). Sessions live in PostgreSQL; the name is the guide\'s.'),
+  REDIS_SESSION_INACTIVITY_DAYS: v('Sessions', 'number', '14', 'A session unused for this many days ends (fractions allowed).'),
+  SESSION_TTL_HOURS: v('Sessions', 'number', '24', 'Absolute lifetime of a session without `remember_me`, in hours; its cookie has no Max-Age.'),
 
   // JWT
   JWT_SIGNING_KEY_ID: v('JWT', 'string', 'key-001', '`kid` of the key that signs new tokens: `<JWT_KEYS_DIR>/<kid>.pem` (private) and `<kid>.pub.pem` (public).'),
@@ -89,14 +90,19 @@ export const VARIABLES = {
   SMTP_TLS: v('Email', 'boolean', 'true', 'Require TLS (STARTTLS, or implicit TLS on port 465).'),
 
   // Rate limiting
-  RATELIMIT_LOGIN_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Failed logins allowed per (email, IP) in the window.', { minimum: 1 }),
-  RATELIMIT_LOGIN_WINDOW_MINUTES: v('Rate limiting', 'integer', '15', 'Window of the login limits.', { minimum: 1 }),
+  RATELIMIT_LOGIN_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Failed logins allowed per (email, IP) in the window; a success clears the pair.', { minimum: 1 }),
+  RATELIMIT_LOGIN_WINDOW_MINUTES: v('Rate limiting', 'number', '15', 'Window of the login limits (fractions allowed).'),
+  RATELIMIT_LOGIN_IP_ATTEMPTS: v('Rate limiting', 'integer', '100', 'Failed logins allowed per IP across all emails in the window (stops password spraying).', { minimum: 1 }),
+  RATELIMIT_LOGIN_EMAIL_ATTEMPTS: v('Rate limiting', 'integer', '25', 'Failed logins allowed per email across all IPs in the window (stops distributed guessing).', { minimum: 1 }),
   RATELIMIT_REGISTER_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Registrations allowed per IP in the window.', { minimum: 1 }),
-  RATELIMIT_REGISTER_WINDOW_HOURS: v('Rate limiting', 'integer', '1', 'Window of the registration limit.', { minimum: 1 }),
+  RATELIMIT_REGISTER_WINDOW_HOURS: v('Rate limiting', 'number', '1', 'Window of the registration limit (fractions allowed).'),
   RATELIMIT_REFRESH_ATTEMPTS: v('Rate limiting', 'integer', '10', 'Refreshes allowed per session in the window.', { minimum: 1 }),
-  RATELIMIT_REFRESH_WINDOW_MINUTES: v('Rate limiting', 'integer', '1', 'Window of the refresh limit.', { minimum: 1 }),
+  RATELIMIT_REFRESH_WINDOW_MINUTES: v('Rate limiting', 'number', '1', 'Window of the refresh limit (fractions allowed).'),
   RATELIMIT_PASSWORD_RESET_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Reset requests allowed per IP and per account in the window.', { minimum: 1 }),
-  RATELIMIT_PASSWORD_RESET_WINDOW_HOURS: v('Rate limiting', 'integer', '1', 'Window of the password-reset limit.', { minimum: 1 }),
+  RATELIMIT_PASSWORD_RESET_WINDOW_HOURS: v('Rate limiting', 'number', '1', 'Window of the password-reset limit (fractions allowed).'),
+  RATELIMIT_EMAIL_ATTEMPTS: v('Rate limiting', 'integer', '3', 'Emails the email-sending endpoints (verification resend) send to one address in the window.', { minimum: 1 }),
+  RATELIMIT_EMAIL_IP_ATTEMPTS: v('Rate limiting', 'integer', '20', 'Requests to the email-sending endpoints allowed per IP in the window.', { minimum: 1 }),
+  RATELIMIT_EMAIL_WINDOW_MINUTES: v('Rate limiting', 'number', '60', 'Window of the email-sending limits (fractions allowed).'),
 
   // Security
   PASSWORD_MIN_LENGTH: v('Security', 'integer', '12', 'Shortest password, in Unicode code points.', { minimum: 8, maximum: 64 }),
@@ -172,16 +178,17 @@ export interface Config {
   shutdownTimeoutMs: number;
   database: { url: string; poolMin: number; poolMax: number; acquireTimeoutMs: number };
   redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
-  sessions: { persistentTtlDays: number; inactivityDays: number };
+  sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number };
   jwt: { signingKeyId: string; keysDir: string; accessTtlSeconds: number; refreshTtlDays: number; issuer: string; audience: string };
   kms: { provider: 'local'; masterKeyId: string; keyPath: string; previousKeyPaths: string[] };
   google: { clientId: string; clientSecret: string; redirectUri: string; issuer: string; successRedirectUrl: string; failureRedirectUrl: string };
   smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean };
   rateLimits: {
-    login: { attempts: number; windowSeconds: number };
+    login: { attempts: number; ipAttempts: number; emailAttempts: number; windowSeconds: number };
     register: { attempts: number; windowSeconds: number };
     refresh: { attempts: number; windowSeconds: number };
     passwordReset: { attempts: number; windowSeconds: number };
+    email: { attempts: number; ipAttempts: number; windowSeconds: number };
   };
   password: { minLength: number; requireCharacterClasses: boolean; bcryptCost: number; resetTokenTtlSeconds: number };
   mfa: { totpStepSeconds: number };
@@ -215,6 +222,8 @@ const QUEUE_NAMES = ['email', 'kite', 'audit-export', 'events'];
 
 function jsonSchemaFor(spec: VariableSpec): Record<string, unknown> {
   switch (spec.kind) {
+    case 'number':
+      return { type: 'number', exclusiveMinimum: 0, ...(spec.maximum !== undefined && { maximum: spec.maximum }) };
     case 'integer':
       return { type: 'integer', ...(spec.minimum !== undefined && { minimum: spec.minimum }), ...(spec.maximum !== undefined && { maximum: spec.maximum }) };
     case 'boolean':
@@ -237,6 +246,9 @@ function describeAjvError(err: { instancePath: string; message?: string; params:
   const allowed = Array.isArray(err.params.allowedValues) ? ` (${(err.params.allowedValues as string[]).join(', ')})` : '';
   return `${name}: ${err.message}${allowed}`;
 }
+
+/** Windows are whole seconds, at least one (rate-limiter-flexible's unit). */
+const seconds = (value: number): number => Math.max(1, Math.round(value));
 
 const splitList = (value: string): string[] => value.split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -313,7 +325,11 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       acquireTimeoutMs: int('DATABASE_POOL_TIMEOUT') * 1000,
     },
     redis: { url: str('REDIS_URL'), keyPrefix: str('REDIS_KEY_PREFIX'), commandTimeoutMs: int('REDIS_COMMAND_TIMEOUT_MS') },
-    sessions: { persistentTtlDays: int('REDIS_SESSION_TTL_DAYS'), inactivityDays: int('REDIS_SESSION_INACTIVITY_DAYS') },
+    sessions: {
+      persistentTtlSeconds: Math.round(int('REDIS_SESSION_TTL_DAYS') * 86400),
+      ttlSeconds: Math.round(int('SESSION_TTL_HOURS') * 3600),
+      inactivitySeconds: Math.round(int('REDIS_SESSION_INACTIVITY_DAYS') * 86400),
+    },
     jwt: {
       signingKeyId: str('JWT_SIGNING_KEY_ID'),
       keysDir: path.resolve(str('JWT_KEYS_DIR')),
@@ -345,10 +361,16 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       tls: bool('SMTP_TLS'),
     },
     rateLimits: {
-      login: { attempts: int('RATELIMIT_LOGIN_ATTEMPTS'), windowSeconds: int('RATELIMIT_LOGIN_WINDOW_MINUTES') * 60 },
-      register: { attempts: int('RATELIMIT_REGISTER_ATTEMPTS'), windowSeconds: int('RATELIMIT_REGISTER_WINDOW_HOURS') * 3600 },
-      refresh: { attempts: int('RATELIMIT_REFRESH_ATTEMPTS'), windowSeconds: int('RATELIMIT_REFRESH_WINDOW_MINUTES') * 60 },
-      passwordReset: { attempts: int('RATELIMIT_PASSWORD_RESET_ATTEMPTS'), windowSeconds: int('RATELIMIT_PASSWORD_RESET_WINDOW_HOURS') * 3600 },
+      login: {
+        attempts: int('RATELIMIT_LOGIN_ATTEMPTS'),
+        ipAttempts: int('RATELIMIT_LOGIN_IP_ATTEMPTS'),
+        emailAttempts: int('RATELIMIT_LOGIN_EMAIL_ATTEMPTS'),
+        windowSeconds: seconds(int('RATELIMIT_LOGIN_WINDOW_MINUTES') * 60),
+      },
+      register: { attempts: int('RATELIMIT_REGISTER_ATTEMPTS'), windowSeconds: seconds(int('RATELIMIT_REGISTER_WINDOW_HOURS') * 3600) },
+      refresh: { attempts: int('RATELIMIT_REFRESH_ATTEMPTS'), windowSeconds: seconds(int('RATELIMIT_REFRESH_WINDOW_MINUTES') * 60) },
+      passwordReset: { attempts: int('RATELIMIT_PASSWORD_RESET_ATTEMPTS'), windowSeconds: seconds(int('RATELIMIT_PASSWORD_RESET_WINDOW_HOURS') * 3600) },
+      email: { attempts: int('RATELIMIT_EMAIL_ATTEMPTS'), ipAttempts: int('RATELIMIT_EMAIL_IP_ATTEMPTS'), windowSeconds: seconds(int('RATELIMIT_EMAIL_WINDOW_MINUTES') * 60) },
     },
     password: {
       minLength: int('PASSWORD_MIN_LENGTH'),

@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
 import type { Config } from './config';
 import { createDb } from './db';
-import { createRedis } from './redis';
+import { createRedis, waitForRedis } from './redis';
 import { createQueues, closeQueues, type Queues } from './queues';
 import { loadSigningKeys, type SigningKeys } from './crypto/keys';
 import { createLocalKms, type Kms } from './crypto/kms';
@@ -21,6 +21,8 @@ export interface Context {
   keys: SigningKeys;
   accessTokens: AccessTokens;
   kms: Kms;
+  /** Resolves once the Redis connections are up: fail-fast connections refuse commands before that. */
+  ready(timeoutMs?: number): Promise<void>;
   /** Prefixes a Redis key with REDIS_KEY_PREFIX. */
   key(...parts: string[]): string;
   close(): Promise<void>;
@@ -42,6 +44,9 @@ export function createContext(config: Config, logger: Logger): Context {
     keys,
     kms,
     accessTokens: createAccessTokens(config, keys),
+    ready: async (timeoutMs = 5000) => {
+      await Promise.all([waitForRedis(redis, timeoutMs), waitForRedis(queueConnection, timeoutMs)]);
+    },
     key: (...parts) => `${config.redis.keyPrefix}${parts.join(':')}`,
     async close() {
       await closeQueues(queues).catch(() => undefined);

@@ -75,6 +75,7 @@ async function main(): Promise<void> {
   await exitUnlessDependencies(config);
   if (config.environment === 'development') createMissingKeys(config);
   const app = createContext(config, logger);
+  await app.ready();
   const running = await startWorkers(app);
   onShutdown(logger, config.shutdownTimeoutMs, [
     ['workers', () => running.close()],

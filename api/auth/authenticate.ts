@@ -21,7 +21,7 @@ async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> 
     if (err instanceof InvalidTokenError) throw new UnauthorizedError(INVALID, 'invalid_token');
     throw err;
   }
-  const inactivity = `${ctx.config.sessions.inactivityDays} days`;
+  const inactivity = `${ctx.config.sessions.inactivitySeconds} seconds`;
   const live = claims.sid
     ? await ctx.db('sessions')
         .join('users', 'users.id', 'sessions.user_id')

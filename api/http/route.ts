@@ -7,6 +7,7 @@ import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
 import { ValidationError, type FieldError } from '../../shared/errors';
+import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import type { AppState } from './state';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -48,9 +49,25 @@ export interface RouteSpec<B extends TSchema = TSchema, Q extends TSchema = TSch
 export const Strict = <T extends TProperties>(properties: T, options: { description?: string } = {}): TObject<T> =>
   Type.Object(properties, { additionalProperties: false, ...options });
 
-const bodyAjv = addFormats(new Ajv({ allErrors: true, strict: false }));
+function withFormats(ajv: Ajv): Ajv {
+  addFormats(ajv);
+  for (const [name, validate] of Object.entries(PROFILE_FORMATS)) ajv.addFormat(name, { type: 'string', validate });
+  return ajv;
+}
+
+const bodyAjv = withFormats(new Ajv({ allErrors: true, strict: false }));
 // Query strings and path parameters arrive as text.
-const queryAjv = addFormats(new Ajv({ allErrors: true, strict: false, coerceTypes: true, useDefaults: true }));
+const queryAjv = withFormats(new Ajv({ allErrors: true, strict: false, coerceTypes: true, useDefaults: true }));
+
+const FORMAT_NAMES: Record<string, string> = {
+  'e164-phone': 'phone number in E.164 form (+ and up to 15 digits)',
+  'iana-timezone': 'IANA time zone (for example Asia/Kolkata)',
+  'bcp47-locale': 'BCP 47 locale (for example en-IN)',
+  'https-url': 'https URL',
+  email: 'email address',
+  uuid: 'UUID',
+  'date-time': 'ISO 8601 date-time',
+};
 
 function fieldOf(prefix: string, err: ErrorObject): string {
   const path = err.instancePath.split('/').filter(Boolean).join('.');
@@ -63,7 +80,7 @@ function messageOf(err: ErrorObject): string {
   if (err.keyword === 'additionalProperties') return 'is not allowed';
   if (err.keyword === 'required') return 'is required';
   if (err.keyword === 'enum') return `must be one of: ${(err.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
-  if (err.keyword === 'format') return `must be a valid ${(err.params as { format: string }).format}`;
+  if (err.keyword === 'format') return `must be a valid ${FORMAT_NAMES[(err.params as { format: string }).format] ?? (err.params as { format: string }).format}`;
   return err.message ?? 'is invalid';
 }
 

@@ -111,6 +111,7 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
   const logs = new LogCapture();
   const logger = createLogger(config, logs);
   const context = createContext(config, logger);
+  await context.ready();
   const app = createApp(context);
   const server = http.createServer(app.koa.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
