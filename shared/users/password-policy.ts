@@ -44,6 +44,6 @@ export function checkPassword(
   const local = context.email?.split('@')[0]?.toLowerCase() ?? '';
   if ([...local].length >= 3 && lower.includes(local)) violations.push({ rule: 'contains_email', message: 'must not contain your email address' });
   if (context.name && personalFragments(context.name).some((part) => lower.includes(part))) violations.push({ rule: 'contains_name', message: 'must not contain your name' });
-  if (isCommon(password)) violations.push({ rule: 'common', message: 'is too common: it appears in lists of breached passwords' });
+  if (isCommon(password)) violations.push({ rule: 'common', message: 'must not be a common password: it appears in lists of breached passwords' });
   return violations;
 }
