@@ -16,6 +16,9 @@ function isAlive(pid: number): boolean {
 }
 
 export default async function globalSetup(): Promise<void> {
+  // Test workers inherit the environment: they all clone this run's template.
+  process.env.TEST_TEMPLATE_DB = TEMPLATE_DB;
+  process.env.TEST_KEYS_DIR = KEYS_DIR;
   const client = new pg.Client({ connectionString: PG_URL });
   await client.connect();
   try {
@@ -27,7 +30,6 @@ export default async function globalSetup(): Promise<void> {
       if (pid && isAlive(pid)) continue;
       await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
     }
-    await client.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
   } finally {
     await client.end();
   }

@@ -137,16 +137,17 @@ export async function login(
 ): Promise<TokenPair | MfaChallenge> {
   const email = input.email.trim().toLowerCase();
   const keys = { pair: `${email}|${client.ip ?? '-'}`, ip: client.ip ?? '-', email };
-  await Promise.all([limiters.pair.check(keys.pair), limiters.ip.check(keys.ip), limiters.email.check(keys.email)]);
+  // Every attempt reserves its hit before the password is checked: attempts sent all at once
+  // cannot slip between a check and a count. A success gives the reservations back.
+  await Promise.all([limiters.pair.hit(keys.pair), limiters.ip.hit(keys.ip), limiters.email.hit(keys.email)]);
 
   const user = await User.query(app.db).findOne({ email: input.email.trim() });
   const cost = app.config.password.bcryptCost;
   const passwordOk = await verifyPassword(input.password, user?.password_hash ?? (await dummyHash(cost)));
   if (!user || !user.password_hash || !passwordOk || !['active', 'pending_verification'].includes(user.status)) {
-    await Promise.all([limiters.pair.hit(keys.pair), limiters.ip.hit(keys.ip), limiters.email.hit(keys.email)]);
     throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
   }
-  await limiters.pair.reset(keys.pair);
+  await Promise.all([limiters.pair.reset(keys.pair), limiters.ip.refund(keys.ip), limiters.email.refund(keys.email)]);
   if (costOf(user.password_hash) < cost) {
     // A hash from a cheaper time: upgrade it while we hold the password.
     const upgraded = await hashPassword(input.password, cost);

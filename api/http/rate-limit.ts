@@ -13,6 +13,8 @@ export interface Limiter {
   /** Throws RateLimitedError when the limit is already used up, without counting. */
   check(key: string): Promise<void>;
   reset(key: string): Promise<void>;
+  /** Gives back one hit (a reservation that turned out not to count). */
+  refund(key: string): Promise<void>;
 }
 
 export function rateLimitHeaders(res: RateLimiterRes, points: number): Record<string, string> {
@@ -52,6 +54,13 @@ export function createLimiter(redis: Redis, keyPrefix: string, points: number, w
     async reset(key) {
       try {
         await limiter.delete(key);
+      } catch (err) {
+        throw failure(err);
+      }
+    },
+    async refund(key) {
+      try {
+        await limiter.reward(key, 1);
       } catch (err) {
         throw failure(err);
       }

@@ -207,3 +207,13 @@ export class EmailMessage extends Model {
   created_at!: Date;
   sent_at!: Date | null;
 }
+
+export class EmailVerificationToken extends Model {
+  static tableName = 'email_verification_tokens';
+  static idColumn = 'token_hash';
+  token_hash!: string;
+  user_id!: string;
+  created_at!: Date;
+  expires_at!: Date;
+  used_at!: Date | null;
+}

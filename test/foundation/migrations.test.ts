@@ -24,7 +24,7 @@ const tables = async () =>
 
 test('migrations run down to zero and up again', async () => {
   const before = await tables();
-  expect(before).toEqual(['auth_providers', 'email_messages', 'events', 'mfa_backup_codes', 'permissions', 'refresh_tokens', 'role_permissions', 'roles', 'sessions', 'trading_accounts', 'user_permissions', 'user_roles', 'users']);
+  expect(before).toEqual(['auth_providers', 'email_messages', 'email_verification_tokens', 'events', 'mfa_backup_codes', 'permissions', 'refresh_tokens', 'role_permissions', 'roles', 'sessions', 'trading_accounts', 'user_permissions', 'user_roles', 'users']);
   await db.migrate.rollback(migrationSettings(), true);
   expect(await tables()).toEqual([]);
   await db.migrate.latest(migrationSettings());
