@@ -14,6 +14,8 @@ import { healthRoutes } from './health/routes';
 import { docsRoutes } from './docs/routes';
 import { jwksRoutes } from './auth/jwks-routes';
 import { authRoutes } from './auth/routes';
+import { userRoutes } from './users/routes';
+import { authzRoutes } from './authz/routes';
 import { bullBoard } from './admin/bull-board';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
@@ -68,6 +70,8 @@ export function createApp(app: Context): App {
     docs.router,
     jwksRoutes(app, registry),
     authRoutes(app, registry),
+    userRoutes(app, registry),
+    authzRoutes(app, registry),
   ];
   for (const router of routers) {
     koa.use(router.routes());

@@ -6,6 +6,10 @@ import { exitUnlessDependencies } from '../shared/process';
 import { createOrPromoteAdmin } from '../shared/users/admin';
 import { createMissingKeys } from '../shared/crypto/keys';
 import { AppError } from '../shared/errors';
+import { createRedis, keyMaker, waitForRedis } from '../shared/redis';
+import { createPermissionCache } from '../shared/authz/cache';
+import { setRole } from '../shared/users/roles';
+import { createServicePrincipal } from '../shared/users/services';
 
 const HELP = `Commands:
   migrate                      apply pending migrations (creates the database when missing)
@@ -13,7 +17,10 @@ const HELP = `Commands:
   migrate:status               list applied and pending migrations
   keys                         create missing development keys (RS256 signing pair, KMS master key)
   create-admin --email E [--name N] [--password-stdin]
-                               create an admin (password read from stdin), or promote an existing user`;
+                               create an admin (password read from stdin), or promote an existing user
+  create-service --name N      create a service principal; prints its client id and secret once
+  assign-role --email E --role R   give a user a role (viewer, trader, admin, service)
+  remove-role --email E --role R   take a role away`;
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -61,6 +68,29 @@ async function main(): Promise<void> {
         const result = await createOrPromoteAdmin(db, config, { email: values.email, name: values.name, password });
         const what = result.created ? 'created admin' : result.promoted ? 'promoted to admin' : 'already an admin';
         process.stdout.write(`${what}: ${values.email} (user id ${result.userId})\n`);
+        break;
+      }
+      case 'create-service': {
+        const { values } = parseArgs({ args: rest, options: { name: { type: 'string' } } });
+        if (!values.name) throw new AppError(400, 'usage', 'Usage', 'create-service needs --name');
+        await migrateLatest(db);
+        const { clientId, clientSecret } = await createServicePrincipal(db, config.password.bcryptCost, values.name);
+        process.stdout.write(`client_id=${clientId}\nclient_secret=${clientSecret}\n(the secret is shown only now; exchange both at POST /v1/auth/service-token)\n`);
+        break;
+      }
+      case 'assign-role':
+      case 'remove-role': {
+        const { values } = parseArgs({ args: rest, options: { email: { type: 'string' }, role: { type: 'string' } } });
+        if (!values.email || !values.role) throw new AppError(400, 'usage', 'Usage', `${command} needs --email and --role`);
+        const redis = createRedis(config, 'command', 'cli');
+        try {
+          await waitForRedis(redis);
+          const permissions = createPermissionCache(db, redis, keyMaker(config.redis.keyPrefix));
+          const outcome = await setRole(db, permissions, { email: values.email, role: values.role, assign: command === 'assign-role' });
+          process.stdout.write(`${values.email}: role ${values.role} ${outcome}\n`);
+        } finally {
+          redis.disconnect();
+        }
         break;
       }
       default:

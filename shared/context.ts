@@ -4,12 +4,13 @@ import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
 import type { Config } from './config';
 import { createDb } from './db';
-import { createRedis, waitForRedis } from './redis';
+import { createRedis, keyMaker, waitForRedis } from './redis';
 import { createQueues, closeQueues, type Queues } from './queues';
 import { loadSigningKeys, type SigningKeys } from './crypto/keys';
 import { createLocalKms, type Kms } from './crypto/kms';
 import { createAccessTokens, type AccessTokens } from './crypto/access-tokens';
 import type { Logger } from './logger';
+import { createPermissionCache, type PermissionCache } from './authz/cache';
 
 export interface Context {
   config: Config;
@@ -21,6 +22,8 @@ export interface Context {
   keys: SigningKeys;
   accessTokens: AccessTokens;
   kms: Kms;
+  /** Each user's effective permissions, cached in Redis; invalidate after every change. */
+  permissions: PermissionCache;
   /** Resolves once the Redis connections are up: fail-fast connections refuse commands before that. */
   ready(timeoutMs?: number): Promise<void>;
   /** Prefixes a Redis key with REDIS_KEY_PREFIX. */
@@ -35,6 +38,7 @@ export function createContext(config: Config, logger: Logger): Context {
   const redis = createRedis(config, 'command');
   const queueConnection = createRedis(config, 'command', 'queues');
   const queues = createQueues(config, queueConnection, logger);
+  const key = keyMaker(config.redis.keyPrefix);
   return {
     config,
     logger,
@@ -47,7 +51,8 @@ export function createContext(config: Config, logger: Logger): Context {
     ready: async (timeoutMs = 5000) => {
       await Promise.all([waitForRedis(redis, timeoutMs), waitForRedis(queueConnection, timeoutMs)]);
     },
-    key: (...parts) => `${config.redis.keyPrefix}${parts.join(':')}`,
+    key,
+    permissions: createPermissionCache(db, redis, key),
     async close() {
       await closeQueues(queues).catch(() => undefined);
       queueConnection.disconnect();

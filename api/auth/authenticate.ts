@@ -7,7 +7,6 @@ import type { Middleware } from 'koa';
 import type { Context } from '../../shared/context';
 import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
 import { InvalidTokenError } from '../../shared/crypto/access-tokens';
-import { hasPermission } from '../../shared/authz/permissions';
 import { dummyHash, verifyPassword } from '../../shared/users/passwords';
 import type { AppState, Principal } from '../http/state';
 
@@ -68,6 +67,14 @@ async function principalOf(ctx: Context, header: string, allowBasic: boolean): P
   return null;
 }
 
+/** Requires that the authenticated caller holds `permission` (from the permission cache, never the roles claim). */
+export function requirePermission(app: Context, permission: string): Middleware<AppState> {
+  return async (ctx, next) => {
+    if (!(await app.permissions.has(ctx.state.principal!.userId, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
+    await next();
+  };
+}
+
 /** Requires a valid access token whose session is live. */
 export function requireUser(app: Context): Middleware<AppState> {
   return async (ctx, next) => {
@@ -92,7 +99,7 @@ export function requireOperator(app: Context, permission: string): Middleware<Ap
       if (err instanceof UnauthorizedError) err.headers['WWW-Authenticate'] = 'Basic realm="operators", charset="UTF-8"';
       throw err;
     }
-    if (!(await hasPermission(app.db, principal.userId, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
+    if (!(await app.permissions.has(principal.userId, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
     ctx.state.principal = principal;
     await next();
   };

@@ -8,7 +8,7 @@ import type { AppState } from '../http/state';
 import { createLimiter } from '../http/rate-limit';
 import { requireUser } from './authenticate';
 import * as schemas from './schemas';
-import { login, register, resendVerification, verifyEmail } from './service';
+import { issueServiceToken, login, register, resendVerification, verifyEmail } from './service';
 import { deviceFingerprintOf, listSessions, refreshSession, revokeSessions, type ClientInfo, type TokenPair } from './sessions';
 import { recordEvent } from '../../shared/events/outbox';
 
@@ -22,7 +22,7 @@ function clientOf(ctx: KoaContext & { state: AppState }, fingerprint?: string): 
 const COOKIE_PATH = '/v1/auth';
 
 /** The refresh cookie rides along with every token response; only persistent sessions outlive the browser. */
-function sendTokenPair(app: Context, ctx: KoaContext, pair: TokenPair): void {
+export function sendTokenPair(app: Context, ctx: KoaContext, pair: TokenPair): void {
   const { name, secure, httpOnly, sameSite } = app.config.cookie;
   // Koa refuses Secure cookies on what it sees as plain HTTP (TLS usually ends at a proxy).
   ctx.cookies.secure = ctx.cookies.secure || secure;
@@ -53,6 +53,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   const refreshLimit = limiter('refresh-session', rateLimits.refresh.attempts, rateLimits.refresh.windowSeconds);
   const emailLimit = limiter('email-address', rateLimits.email.attempts, rateLimits.email.windowSeconds);
   const emailIpLimit = limiter('email-ip', rateLimits.email.ipAttempts, rateLimits.email.windowSeconds);
+  const serviceTokenLimit = limiter('service-token', rateLimits.login.attempts, rateLimits.login.windowSeconds);
   const authenticated = requireUser(app);
 
   registry.add(router, {
@@ -164,6 +165,15 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
         revokeSessions(trx, { userId: principal.userId, sessionIds: [params.session_id], reason: 'revoked_by_user', origin: { actorId: principal.userId, ip: ctx.state.origin.ip, userAgent: ctx.state.origin.userAgent } }));
       if (!revoked.length) throw new NotFoundError('No such session.');
       ctx.status = 204;
+    },
+  });
+
+  registry.add(router, {
+    method: 'post', path: '/v1/auth/service-token', summary: 'A 15-minute access token for a service principal (client credentials)', tags: ['auth'], security: 'none',
+    body: schemas.ServiceTokenBody,
+    responses: { 200: { description: 'An access token (no refresh token, no session)', schema: schemas.ServiceToken }, 401: { description: 'Invalid client credentials' } },
+    async handler(ctx, { body }) {
+      ctx.body = await issueServiceToken(app, body.client_id, body.client_secret, serviceTokenLimit);
     },
   });
 

@@ -69,3 +69,6 @@ export const Sessions = Type.Object({
     current: Type.Boolean(),
   })),
 });
+
+export const ServiceTokenBody = Strict({ client_id: Type.String({ format: 'uuid' }), client_secret: Type.String({ minLength: 16, maxLength: 256 }) });
+export const ServiceToken = Type.Object({ access_token: Type.String(), token_type: Type.Literal('Bearer'), expires_in: Type.Integer() });

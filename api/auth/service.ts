@@ -6,6 +6,7 @@ import { recordEvent } from '../../shared/events/outbox';
 import { writeEmail } from '../../shared/email/outbox';
 import { BadRequestError, ConflictError, UnauthorizedError, ValidationError } from '../../shared/errors';
 import { User } from '../../shared/models';
+import { listRoleNames } from '../../shared/authz/permissions';
 import { checkPassword } from '../../shared/users/password-policy';
 import { costOf, dummyHash, hashPassword, verifyPassword } from '../../shared/users/passwords';
 import type { Limiter } from '../http/rate-limit';
@@ -141,7 +142,8 @@ export async function login(
   // cannot slip between a check and a count. A success gives the reservations back.
   await Promise.all([limiters.pair.hit(keys.pair), limiters.ip.hit(keys.ip), limiters.email.hit(keys.email)]);
 
-  const user = await User.query(app.db).findOne({ email: input.email.trim() });
+  // Service principals get tokens from their own endpoint, never by password sign-in.
+  const user = await User.query(app.db).findOne({ email: input.email.trim(), kind: 'person' });
   const cost = app.config.password.bcryptCost;
   const passwordOk = await verifyPassword(input.password, user?.password_hash ?? (await dummyHash(cost)));
   if (!user || !user.password_hash || !passwordOk || !['active', 'pending_verification'].includes(user.status)) {
@@ -164,4 +166,15 @@ async function createMfaChallenge(app: Context, userId: string, client: ClientIn
   const challenge = { userId, persistent, method: 'password', client };
   await app.redis.set(mfaChallengeKey(app, token), JSON.stringify(challenge), 'EX', MFA_CHALLENGE_TTL_SECONDS);
   return { mfa_required: true, mfa_token: token, expires_in: MFA_CHALLENGE_TTL_SECONDS };
+}
+
+/** A 15-minute access token for a service principal: no session, no refresh token. */
+export async function issueServiceToken(app: Context, clientId: string, clientSecret: string, limiter: Limiter): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number }> {
+  await limiter.hit(clientId);
+  const service = await app.db('users').where({ id: clientId, kind: 'service', status: 'active' }).first('id', 'password_hash');
+  const ok = await verifyPassword(clientSecret, service?.password_hash ?? (await dummyHash(app.config.password.bcryptCost)));
+  if (!service || !ok) throw new UnauthorizedError('The client credentials are invalid.', 'invalid_client');
+  await limiter.refund(clientId);
+  const roles = await listRoleNames(app.db, service.id);
+  return { access_token: await app.accessTokens.sign({ sub: service.id, roles, amr: ['service'] }), token_type: 'Bearer', expires_in: app.accessTokens.ttlSeconds };
 }

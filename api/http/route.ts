@@ -39,7 +39,7 @@ export interface RouteSpec<B extends TSchema = TSchema, Q extends TSchema = TSch
   params?: P;
   responses: Record<number, ResponseSpec>;
   /** Runs before validation, so an anonymous caller gets 401 whatever it sent: authentication. */
-  guard?: Middleware<AppState>;
+  guard?: Middleware<AppState> | Middleware<AppState>[];
   /** Runs after validation, before the handler: rate limits and other checks of the input. */
   before?: Middleware<AppState>[];
   handler(ctx: AppRouterContext, input: Input<B, Q, P>): Promise<void> | void;
@@ -118,7 +118,8 @@ export class RouteRegistry {
     const handle: Middleware<AppState> = async (ctx) => {
       await spec.handler(ctx as unknown as AppRouterContext, ctx.state.input as Input<B, Q, P>);
     };
-    router[spec.method](spec.path, ...(spec.guard ? [spec.guard] : []), validate, ...(spec.before ?? []), handle);
+    const guards = spec.guard ? [spec.guard].flat() : [];
+    router[spec.method](spec.path, ...guards, validate, ...(spec.before ?? []), handle);
     this.routes.push(spec as unknown as RouteSpec);
   }
 }

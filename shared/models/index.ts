@@ -18,6 +18,7 @@ export class User extends Model {
   locale!: string;
   avatar_url!: string | null;
   status!: UserStatus;
+  kind!: 'person' | 'service';
   mfa_enabled!: boolean;
   mfa_secret_encrypted!: string | null;
   mfa_last_used_step!: number | null;

@@ -1,0 +1,60 @@
+// HTTP endpoints of authorization: check, list, grant and revoke permissions.
+import Router from '@koa/router';
+import type { Context } from '../../shared/context';
+import type { RouteRegistry } from '../http/route';
+import type { AppState } from '../http/state';
+import { requirePermission, requireUser } from '../auth/authenticate';
+import * as schemas from './schemas';
+import { grantPermission, listPermissions, revokePermission, subjectFor } from './service';
+
+export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
+  const router = new Router<AppState>();
+  const authenticated = requireUser(app);
+  const admin = requirePermission(app, 'permissions:admin');
+  const originOf = (state: AppState) => ({ actorId: state.principal!.userId, ip: state.origin.ip, userAgent: state.origin.userAgent });
+
+  registry.add(router, {
+    method: 'post', path: '/v1/authz/check', summary: 'May this user do that? (the caller by default; others need authz:check_any)', tags: ['authz'], security: 'bearer',
+    guard: authenticated,
+    body: schemas.CheckBody,
+    responses: { 200: { description: 'The answer', schema: schemas.CheckResult }, 404: { description: 'No such user' } },
+    async handler(ctx, { body }) {
+      const userId = await subjectFor(app, ctx.state.principal!.userId, body.user_id);
+      ctx.body = { allowed: await app.permissions.has(userId, body.permission), permission: body.permission, user_id: userId };
+    },
+  });
+
+  registry.add(router, {
+    method: 'get', path: '/v1/authz/permissions', summary: 'Effective permissions with their source and expiry (admins may name a user)', tags: ['authz'], security: 'bearer',
+    guard: authenticated,
+    query: schemas.PermissionsQuery,
+    responses: { 200: { description: 'Permissions', schema: schemas.PermissionList } },
+    async handler(ctx, { query }) {
+      const userId = await subjectFor(app, ctx.state.principal!.userId, query.user_id);
+      ctx.body = { permissions: await listPermissions(app, userId) };
+    },
+  });
+
+  registry.add(router, {
+    method: 'post', path: '/v1/authz/permissions', summary: 'Grant a permission directly, optionally until a time (admin)', tags: ['authz'], security: 'bearer',
+    guard: [authenticated, admin],
+    body: schemas.GrantBody,
+    responses: { 201: { description: 'The grant', schema: schemas.Grant }, 404: { description: 'No such user' } },
+    async handler(ctx, { body }) {
+      ctx.status = 201;
+      ctx.body = await grantPermission(app, ctx.state.principal!.userId, body, originOf(ctx.state));
+    },
+  });
+
+  registry.add(router, {
+    method: 'delete', path: '/v1/authz/permissions/:permission_id', summary: 'Revoke a direct grant (admin)', tags: ['authz'], security: 'bearer',
+    guard: [authenticated, admin],
+    params: schemas.GrantParams,
+    responses: { 204: { description: 'Revoked' }, 404: { description: 'No such grant' } },
+    async handler(ctx, { params }) {
+      await revokePermission(app, params.permission_id, originOf(ctx.state));
+      ctx.status = 204;
+    },
+  });
+  return router;
+}

@@ -1,0 +1,53 @@
+// Authorization: the permission check (from the cache), listing, and direct grants that may expire.
+import type { Context } from '../../shared/context';
+import { BadRequestError, ForbiddenError, NotFoundError, ValidationError } from '../../shared/errors';
+import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
+
+const isLiveUser = async (app: Context, userId: string) =>
+  !!(await app.db('users').where({ id: userId }).whereNot({ status: 'deleted' }).first('id'));
+
+/** Whose permissions a caller may look at: their own, or anyone's with `authz:check_any`. */
+export async function subjectFor(app: Context, callerId: string, userId: string | undefined): Promise<string> {
+  if (!userId || userId === callerId) return callerId;
+  if (!(await app.permissions.has(callerId, 'authz:check_any'))) throw new ForbiddenError('Checking another user needs the authz:check_any permission.');
+  if (!(await isLiveUser(app, userId))) throw new NotFoundError('No such user.');
+  return userId;
+}
+
+export async function listPermissions(app: Context, userId: string) {
+  const permissions = await app.permissions.get(userId);
+  return permissions.map((p) => ({ name: p.name, source: p.source, id: p.grant_id, expires_at: p.expires_at ? p.expires_at.toISOString() : null }));
+}
+
+export async function grantPermission(app: Context, adminId: string, input: { user_id: string; permission: string; expires_at?: string }, origin: EventOrigin) {
+  const expiresAt = input.expires_at ? new Date(input.expires_at) : null;
+  if (expiresAt && expiresAt.getTime() <= Date.now()) throw new ValidationError([{ field: 'expires_at', message: 'must be in the future' }]);
+  const grant = await app.db.transaction(async (trx) => {
+    const permission = await trx('permissions').where({ name: input.permission }).first('id', 'name');
+    if (!permission) throw new BadRequestError('unknown_permission', `There is no permission "${input.permission}".`);
+    const user = await trx('users').where({ id: input.user_id }).whereNot({ status: 'deleted' }).first('id');
+    if (!user) throw new NotFoundError('No such user.');
+    const [row] = await trx('user_permissions')
+      .insert({ user_id: user.id, permission_id: permission.id, granted_by: adminId, expires_at: expiresAt })
+      .returning(['id', 'user_id', 'expires_at', 'granted_by', 'granted_at']);
+    await recordEvent(trx, { type: 'permission.granted', userId: user.id, data: { grant_id: row.id, permission: permission.name, expires_at: expiresAt ? expiresAt.toISOString() : null } }, origin);
+    return { ...row, permission: permission.name };
+  });
+  await app.permissions.invalidate(grant.user_id);
+  return {
+    id: grant.id, user_id: grant.user_id, permission: grant.permission,
+    expires_at: grant.expires_at ? grant.expires_at.toISOString() : null, granted_by: grant.granted_by, granted_at: grant.granted_at.toISOString(),
+  };
+}
+
+export async function revokePermission(app: Context, grantId: string, origin: EventOrigin): Promise<void> {
+  const userId = await app.db.transaction(async (trx) => {
+    const grant = await trx('user_permissions').join('permissions', 'permissions.id', 'user_permissions.permission_id')
+      .where('user_permissions.id', grantId).forUpdate('user_permissions').first('user_permissions.user_id', 'permissions.name');
+    if (!grant) throw new NotFoundError('No such grant.');
+    await trx('user_permissions').where({ id: grantId }).del();
+    await recordEvent(trx, { type: 'permission.revoked', userId: grant.user_id, data: { grant_id: grantId, permission: grant.name } }, origin);
+    return grant.user_id as string;
+  });
+  await app.permissions.invalidate(userId);
+}

@@ -1,0 +1,87 @@
+// The user's own account: profile, changes to it, and deletion.
+import type { Context } from '../../shared/context';
+import { ForbiddenError, NotFoundError, UnauthorizedError } from '../../shared/errors';
+import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
+import { listRoleNames } from '../../shared/authz/permissions';
+import { verifyPassword } from '../../shared/users/passwords';
+import type { Principal } from '../http/state';
+import { revokeSessions } from '../auth/sessions';
+
+const RECENT_SIGN_IN_SECONDS = 300;
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export async function getMe(app: Context, userId: string) {
+  const user = await app.db('users').where({ id: userId }).first();
+  if (!user) throw new NotFoundError('No such user.');
+  const [roles, permissions, accounts] = await Promise.all([
+    listRoleNames(app.db, userId),
+    app.permissions.get(userId),
+    app.db('trading_accounts').where({ user_id: userId }).whereNull('unlinked_at').orderBy('created_at', 'desc')
+      .select('id', 'broker', 'nickname', 'status', 'broker_user_id', 'api_key_masked', 'preferences', 'last_verified_at', 'created_at'),
+  ]);
+  return {
+    id: user.id, email: user.email, email_verified: user.email_verified, name: user.name, phone: user.phone, timezone: user.timezone,
+    locale: user.locale, avatar_url: user.avatar_url, status: user.status, mfa_enabled: user.mfa_enabled, roles,
+    permissions: [...new Set(permissions.map((p) => p.name))].sort(),
+    // Masked: never a credential.
+    trading_accounts: accounts.map((a: Record<string, any>) => ({ ...a, last_verified_at: iso(a.last_verified_at), created_at: a.created_at.toISOString() })),
+    created_at: user.created_at.toISOString(),
+  };
+}
+
+export type ProfileChanges = Partial<Record<'name' | 'phone' | 'timezone' | 'locale' | 'avatar_url', string | null>>;
+
+export async function updateMe(app: Context, userId: string, changes: ProfileChanges, origin: EventOrigin) {
+  const fields = Object.keys(changes).sort();
+  const values = { ...changes, ...(changes.name && { name: changes.name.trim() }) };
+  await app.db.transaction(async (trx) => {
+    await trx('users').where({ id: userId }).update({ ...values, updated_at: trx.fn.now() });
+    // Field names only: the values are personal data.
+    await recordEvent(trx, { type: 'user.updated', userId, data: { fields } }, origin);
+  });
+  return getMe(app, userId);
+}
+
+/**
+ * Soft delete: the row stays (anonymised) for the audit trail, the email is freed, every session
+ * ends, trading accounts are unlinked and their credentials destroyed, MFA and Google links go.
+ */
+export async function deleteMe(app: Context, principal: Principal, password: string | undefined, origin: EventOrigin): Promise<void> {
+  const user = await app.db('users').where({ id: principal.userId }).first('id', 'password_hash');
+  if (!user) throw new NotFoundError('No such user.');
+  if (user.password_hash) {
+    if (!password || !(await verifyPassword(password, user.password_hash))) throw new UnauthorizedError('The password is incorrect.', 'invalid_credentials');
+  } else {
+    // Users without a password (Google only) confirm with a recent sign-in.
+    const authTime = principal.token?.auth_time ?? 0;
+    if (Date.now() / 1000 - authTime > RECENT_SIGN_IN_SECONDS) throw new ForbiddenError('Sign in again (within the last 5 minutes) to delete your account.', 'reauthentication_required');
+  }
+  await app.db.transaction(async (trx) => {
+    await revokeSessions(trx, { userId: user.id, reason: 'account_deleted', origin });
+    const accounts = await trx('trading_accounts').where({ user_id: user.id }).whereNull('unlinked_at')
+      .update({ unlinked_at: trx.fn.now(), credentials_encrypted: null, pending_credentials_encrypted: null, updated_at: trx.fn.now() })
+      .returning(['id', 'broker']);
+    for (const account of accounts) {
+      await recordEvent(trx, { type: 'trading_account.unlinked', userId: user.id, data: { account_id: account.id, broker: account.broker } }, origin);
+    }
+    await trx('mfa_backup_codes').where({ user_id: user.id }).del();
+    await trx('auth_providers').where({ user_id: user.id }).del();
+    await trx('email_verification_tokens').where({ user_id: user.id }).del();
+    await trx('email_messages').where({ user_id: user.id, status: 'pending' }).update({ status: 'cancelled' });
+    await trx('email_messages').where({ user_id: user.id }).update({ to_address: null });
+    await trx('users').where({ id: user.id }).update({
+      status: 'deleted', deleted_at: trx.fn.now(), updated_at: trx.fn.now(),
+      email: `deleted+${user.id}@deleted.invalid`, email_verified: false, name: 'Deleted user', phone: null, avatar_url: null,
+      password_hash: null, mfa_enabled: false, mfa_secret_encrypted: null, mfa_last_used_step: null,
+    });
+    await recordEvent(trx, { type: 'user.deleted', userId: user.id, data: {} }, origin);
+  });
+  await app.permissions.invalidate(user.id);
+}
+
+export async function publicProfile(app: Context, userId: string) {
+  const user = await app.db('users').where({ id: userId, kind: 'person' }).whereNot({ status: 'deleted' }).first('id', 'name', 'avatar_url', 'created_at');
+  if (!user) throw new NotFoundError('No such user.');
+  return { id: user.id, name: user.name, avatar_url: user.avatar_url, created_at: user.created_at.toISOString() };
+}
+

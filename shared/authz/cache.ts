@@ -1,0 +1,58 @@
+// The permission cache: each user's effective permissions in Redis, shared by every api copy.
+//
+// Invalidation bumps a per-user version after the change commits; readers cache under the
+// version they read before computing, so a computation that raced with a change lands under a
+// version nobody reads any more. A cached entry lives no longer than its earliest grant expiry,
+// and expired grants are filtered on every read anyway, so an expired grant never counts.
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import { listEffectivePermissions, type EffectivePermission } from './permissions';
+
+const MAX_TTL_SECONDS = 300;
+
+export interface PermissionCache {
+  get(userId: string): Promise<EffectivePermission[]>;
+  has(userId: string, permission: string): Promise<boolean>;
+  invalidate(userId: string): Promise<void>;
+}
+
+interface Cached {
+  name: string;
+  source: string;
+  grant_id: string | null;
+  expires_at: string | null;
+}
+
+export function createPermissionCache(db: Knex, redis: Redis, key: (...parts: string[]) => string): PermissionCache {
+  const versionKey = (userId: string) => key('perm-version', userId);
+  const entryKey = (userId: string, version: string) => key('perm', userId, version);
+  const live = (list: Cached[]): EffectivePermission[] => {
+    const now = Date.now();
+    return list
+      .filter((p) => !p.expires_at || Date.parse(p.expires_at) > now)
+      .map((p) => ({ ...p, expires_at: p.expires_at ? new Date(p.expires_at) : null }));
+  };
+
+  async function get(userId: string): Promise<EffectivePermission[]> {
+    const version = (await redis.get(versionKey(userId))) ?? '0';
+    const hit = await redis.get(entryKey(userId, version));
+    if (hit) return live(JSON.parse(hit));
+    const fresh = await listEffectivePermissions(db, userId);
+    const list: Cached[] = fresh.map((p) => ({ ...p, expires_at: p.expires_at ? new Date(p.expires_at).toISOString() : null }));
+    const nextExpiry = Math.min(...list.filter((p) => p.expires_at).map((p) => Date.parse(p.expires_at!)));
+    const ttl = Math.max(1, Math.min(MAX_TTL_SECONDS, Number.isFinite(nextExpiry) ? Math.floor((nextExpiry - Date.now()) / 1000) : MAX_TTL_SECONDS));
+    await redis.set(entryKey(userId, version), JSON.stringify(list), 'EX', ttl);
+    return live(list);
+  }
+
+  return {
+    get,
+    async has(userId, permission) {
+      return (await get(userId)).some((p) => p.name === permission);
+    },
+    async invalidate(userId) {
+      // The version outlives every entry (5 minutes at most), so letting it lapse is safe.
+      await redis.multi().incr(versionKey(userId)).expire(versionKey(userId), 86400).exec();
+    },
+  };
+}
