@@ -14,6 +14,9 @@ import { healthRoutes } from './health/routes';
 import { docsRoutes } from './docs/routes';
 import { jwksRoutes } from './auth/jwks-routes';
 import { authRoutes } from './auth/routes';
+import { passwordResetRoutes } from './auth/password-reset-routes';
+import { mfaRoutes } from './mfa/routes';
+import { passwordRoutes } from './users/password-routes';
 import { userRoutes } from './users/routes';
 import { authzRoutes } from './authz/routes';
 import { bullBoard } from './admin/bull-board';
@@ -70,6 +73,9 @@ export function createApp(app: Context): App {
     docs.router,
     jwksRoutes(app, registry),
     authRoutes(app, registry),
+    passwordResetRoutes(app, registry),
+    mfaRoutes(app, registry),
+    passwordRoutes(app, registry),
     userRoutes(app, registry),
     authzRoutes(app, registry),
   ];

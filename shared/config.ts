@@ -108,7 +108,7 @@ export const VARIABLES = {
   PASSWORD_MIN_LENGTH: v('Security', 'integer', '12', 'Shortest password, in Unicode code points.', { minimum: 8, maximum: 64 }),
   PASSWORD_REQUIRE_CHARACTER_CLASSES: v('Security', 'boolean', 'true', 'Require upper, lower, digit and special characters; `false` follows NIST SP 800-63B (length and breached-list checks only).'),
   PASSWORD_BCRYPT_COST: v('Security', 'integer', '12', 'bcrypt cost; hashes below it are upgraded at the next login. At least 10 outside development.', { minimum: 4, maximum: 15 }),
-  PASSWORD_RESET_TOKEN_TTL_MINUTES: v('Security', 'integer', '30', 'Lifetime of a password-reset token.', { minimum: 1 }),
+  PASSWORD_RESET_TOKEN_TTL_MINUTES: v('Security', 'number', '30', 'Lifetime of a password-reset token (fractions allowed).'),
   MFA_TOTP_WINDOW_SECONDS: v('Security', 'integer', '30', 'TOTP time step.', { minimum: 15, maximum: 120 }),
   REFRESH_TOKEN_REUSE_INTERVAL_SECONDS: v('Security', 'integer', '10', 'Grace window in which presenting a just-rotated refresh token returns the same successor pair; 0 turns it off.', { minimum: 0, maximum: 60 }),
   SESSION_COOKIE_NAME: v('Security', 'string', '__Secure-refresh_token', 'Name of the refresh-token cookie.'),
@@ -282,14 +282,14 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
 
   const raw = values as unknown as Record<VariableName, never>;
   const str = (n: VariableName) => raw[n] as unknown as string;
-  const int = (n: VariableName) => raw[n] as unknown as number;
+  const num = (n: VariableName) => raw[n] as unknown as number;
   const bool = (n: VariableName) => raw[n] as unknown as boolean;
 
   const workerQueues = splitList(str('WORKER_QUEUES'));
   for (const q of workerQueues) if (!QUEUE_NAMES.includes(q)) problems.push(`WORKER_QUEUES: unknown queue "${q}" (${QUEUE_NAMES.join(', ')})`);
   const environment = str('ENVIRONMENT') as Config['environment'];
   if (environment !== 'development') {
-    if (int('PASSWORD_BCRYPT_COST') < 10) problems.push('PASSWORD_BCRYPT_COST: must be at least 10 outside development');
+    if (num('PASSWORD_BCRYPT_COST') < 10) problems.push('PASSWORD_BCRYPT_COST: must be at least 10 outside development');
     if (!str('SMTP_HOST')) problems.push('SMTP_HOST: is required outside development (emails would not be sent)');
     if (!bool('SESSION_COOKIE_SECURE')) problems.push('SESSION_COOKIE_SECURE: must be true outside development');
   }
@@ -303,7 +303,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
   const ignoredSettings = (Object.entries(VARIABLES) as [VariableName, VariableSpec][])
     .filter(([name, spec]) => spec.unused && source[name] !== undefined && source[name] !== '' && source[name] !== spec.default)
     .map(([name]) => name);
-  const poolSize = int('DATABASE_POOL_SIZE');
+  const poolSize = num('DATABASE_POOL_SIZE');
 
   return {
     appName: str('APP_NAME'),
@@ -311,30 +311,30 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     environment,
     debug: bool('DEBUG'),
     host: str('HOST'),
-    port: int('PORT'),
+    port: num('PORT'),
     publicBaseUrl: str('PUBLIC_BASE_URL').replace(/\/$/, ''),
     emailLinkBaseUrl: str('EMAIL_LINK_BASE_URL').replace(/\/$/, ''),
     trustProxy: bool('TRUST_PROXY'),
     clientCountryHeader: str('CLIENT_COUNTRY_HEADER').toLowerCase(),
-    bodyLimitKb: int('BODY_LIMIT_KB'),
-    shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_SECONDS') * 1000,
+    bodyLimitKb: num('BODY_LIMIT_KB'),
+    shutdownTimeoutMs: num('SHUTDOWN_TIMEOUT_SECONDS') * 1000,
     database: {
       url: str('DATABASE_URL'),
       poolMin: 0,
-      poolMax: poolSize + int('DATABASE_MAX_OVERFLOW'),
-      acquireTimeoutMs: int('DATABASE_POOL_TIMEOUT') * 1000,
+      poolMax: poolSize + num('DATABASE_MAX_OVERFLOW'),
+      acquireTimeoutMs: num('DATABASE_POOL_TIMEOUT') * 1000,
     },
-    redis: { url: str('REDIS_URL'), keyPrefix: str('REDIS_KEY_PREFIX'), commandTimeoutMs: int('REDIS_COMMAND_TIMEOUT_MS') },
+    redis: { url: str('REDIS_URL'), keyPrefix: str('REDIS_KEY_PREFIX'), commandTimeoutMs: num('REDIS_COMMAND_TIMEOUT_MS') },
     sessions: {
-      persistentTtlSeconds: Math.round(int('REDIS_SESSION_TTL_DAYS') * 86400),
-      ttlSeconds: Math.round(int('SESSION_TTL_HOURS') * 3600),
-      inactivitySeconds: Math.round(int('REDIS_SESSION_INACTIVITY_DAYS') * 86400),
+      persistentTtlSeconds: Math.round(num('REDIS_SESSION_TTL_DAYS') * 86400),
+      ttlSeconds: Math.round(num('SESSION_TTL_HOURS') * 3600),
+      inactivitySeconds: Math.round(num('REDIS_SESSION_INACTIVITY_DAYS') * 86400),
     },
     jwt: {
       signingKeyId: str('JWT_SIGNING_KEY_ID'),
       keysDir: path.resolve(str('JWT_KEYS_DIR')),
-      accessTtlSeconds: int('JWT_ACCESS_TOKEN_TTL_MINUTES') * 60,
-      refreshTtlDays: int('JWT_REFRESH_TOKEN_TTL_DAYS'),
+      accessTtlSeconds: num('JWT_ACCESS_TOKEN_TTL_MINUTES') * 60,
+      refreshTtlDays: num('JWT_REFRESH_TOKEN_TTL_DAYS'),
       issuer: str('JWT_ISSUER'),
       audience: str('JWT_AUDIENCE'),
     },
@@ -354,7 +354,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     },
     smtp: {
       host: str('SMTP_HOST'),
-      port: int('SMTP_PORT'),
+      port: num('SMTP_PORT'),
       username: str('SMTP_USERNAME'),
       password: str('SMTP_PASSWORD'),
       from: str('SMTP_FROM'),
@@ -362,24 +362,24 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     },
     rateLimits: {
       login: {
-        attempts: int('RATELIMIT_LOGIN_ATTEMPTS'),
-        ipAttempts: int('RATELIMIT_LOGIN_IP_ATTEMPTS'),
-        emailAttempts: int('RATELIMIT_LOGIN_EMAIL_ATTEMPTS'),
-        windowSeconds: seconds(int('RATELIMIT_LOGIN_WINDOW_MINUTES') * 60),
+        attempts: num('RATELIMIT_LOGIN_ATTEMPTS'),
+        ipAttempts: num('RATELIMIT_LOGIN_IP_ATTEMPTS'),
+        emailAttempts: num('RATELIMIT_LOGIN_EMAIL_ATTEMPTS'),
+        windowSeconds: seconds(num('RATELIMIT_LOGIN_WINDOW_MINUTES') * 60),
       },
-      register: { attempts: int('RATELIMIT_REGISTER_ATTEMPTS'), windowSeconds: seconds(int('RATELIMIT_REGISTER_WINDOW_HOURS') * 3600) },
-      refresh: { attempts: int('RATELIMIT_REFRESH_ATTEMPTS'), windowSeconds: seconds(int('RATELIMIT_REFRESH_WINDOW_MINUTES') * 60) },
-      passwordReset: { attempts: int('RATELIMIT_PASSWORD_RESET_ATTEMPTS'), windowSeconds: seconds(int('RATELIMIT_PASSWORD_RESET_WINDOW_HOURS') * 3600) },
-      email: { attempts: int('RATELIMIT_EMAIL_ATTEMPTS'), ipAttempts: int('RATELIMIT_EMAIL_IP_ATTEMPTS'), windowSeconds: seconds(int('RATELIMIT_EMAIL_WINDOW_MINUTES') * 60) },
+      register: { attempts: num('RATELIMIT_REGISTER_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_REGISTER_WINDOW_HOURS') * 3600) },
+      refresh: { attempts: num('RATELIMIT_REFRESH_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_REFRESH_WINDOW_MINUTES') * 60) },
+      passwordReset: { attempts: num('RATELIMIT_PASSWORD_RESET_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_PASSWORD_RESET_WINDOW_HOURS') * 3600) },
+      email: { attempts: num('RATELIMIT_EMAIL_ATTEMPTS'), ipAttempts: num('RATELIMIT_EMAIL_IP_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_EMAIL_WINDOW_MINUTES') * 60) },
     },
     password: {
-      minLength: int('PASSWORD_MIN_LENGTH'),
+      minLength: num('PASSWORD_MIN_LENGTH'),
       requireCharacterClasses: bool('PASSWORD_REQUIRE_CHARACTER_CLASSES'),
-      bcryptCost: int('PASSWORD_BCRYPT_COST'),
-      resetTokenTtlSeconds: int('PASSWORD_RESET_TOKEN_TTL_MINUTES') * 60,
+      bcryptCost: num('PASSWORD_BCRYPT_COST'),
+      resetTokenTtlSeconds: seconds(num('PASSWORD_RESET_TOKEN_TTL_MINUTES') * 60),
     },
-    mfa: { totpStepSeconds: int('MFA_TOTP_WINDOW_SECONDS') },
-    refreshReuseIntervalSeconds: int('REFRESH_TOKEN_REUSE_INTERVAL_SECONDS'),
+    mfa: { totpStepSeconds: num('MFA_TOTP_WINDOW_SECONDS') },
+    refreshReuseIntervalSeconds: num('REFRESH_TOKEN_REUSE_INTERVAL_SECONDS'),
     cookie: {
       name: str('SESSION_COOKIE_NAME'),
       secure: bool('SESSION_COOKIE_SECURE'),
@@ -389,25 +389,25 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     cors: { allowedOrigins: splitList(str('CORS_ALLOWED_ORIGINS')), allowCredentials: bool('CORS_ALLOW_CREDENTIALS') },
     log: { level: logLevel, format: str('LOG_FORMAT') as Config['log']['format'] },
     features: { googleOAuth: bool('FEATURE_GOOGLE_OAUTH'), mfaTotp: bool('FEATURE_MFA_TOTP'), sharedAccounts: bool('FEATURE_SHARED_ACCOUNTS') },
-    kite: { baseUrl: str('KITE_API_BASE_URL').replace(/\/$/, ''), timeoutMs: int('KITE_API_TIMEOUT_SECONDS') * 1000, maxRetries: int('KITE_API_MAX_RETRIES') },
+    kite: { baseUrl: str('KITE_API_BASE_URL').replace(/\/$/, ''), timeoutMs: num('KITE_API_TIMEOUT_SECONDS') * 1000, maxRetries: num('KITE_API_MAX_RETRIES') },
     queues: {
       prefix: str('BULLMQ_PREFIX'),
       workerQueues,
       concurrency: {
-        email: int('WORKER_CONCURRENCY_EMAIL'),
-        kite: int('WORKER_CONCURRENCY_KITE'),
-        'audit-export': int('WORKER_CONCURRENCY_AUDIT_EXPORT'),
-        events: int('WORKER_CONCURRENCY_EVENTS'),
+        email: num('WORKER_CONCURRENCY_EMAIL'),
+        kite: num('WORKER_CONCURRENCY_KITE'),
+        'audit-export': num('WORKER_CONCURRENCY_AUDIT_EXPORT'),
+        events: num('WORKER_CONCURRENCY_EVENTS'),
       },
-      attempts: int('JOB_ATTEMPTS'),
-      backoffMs: int('JOB_BACKOFF_MS'),
-      reconcileIntervalMs: int('RECONCILE_INTERVAL_SECONDS') * 1000,
+      attempts: num('JOB_ATTEMPTS'),
+      backoffMs: num('JOB_BACKOFF_MS'),
+      reconcileIntervalMs: num('RECONCILE_INTERVAL_SECONDS') * 1000,
     },
     events: {
       streamName: str('EVENTS_STREAM_NAME'),
-      streamMaxLen: int('EVENTS_STREAM_MAXLEN'),
-      relayIntervalMs: int('EVENTS_RELAY_INTERVAL_MS'),
-      relayBatchSize: int('EVENTS_RELAY_BATCH_SIZE'),
+      streamMaxLen: num('EVENTS_STREAM_MAXLEN'),
+      relayIntervalMs: num('EVENTS_RELAY_INTERVAL_MS'),
+      relayBatchSize: num('EVENTS_RELAY_BATCH_SIZE'),
     },
     bullBoardEnabled: bool('BULL_BOARD_ENABLED'),
     ignoredSettings,

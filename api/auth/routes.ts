@@ -4,7 +4,7 @@ import type { Context as KoaContext } from 'koa';
 import type { Context } from '../../shared/context';
 import { NotFoundError, UnauthorizedError } from '../../shared/errors';
 import type { RouteRegistry } from '../http/route';
-import type { AppState } from '../http/state';
+import { eventOrigin, type AppState } from '../http/state';
 import { createLimiter } from '../http/rate-limit';
 import { requireUser } from './authenticate';
 import * as schemas from './schemas';
@@ -129,7 +129,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     async handler(ctx, { body }) {
       const principal = ctx.state.principal!;
       const allDevices = body.all_devices === true;
-      const origin = { actorId: principal.userId, ip: ctx.state.origin.ip, userAgent: ctx.state.origin.userAgent };
+      const origin = eventOrigin(ctx.state);
       await app.db.transaction(async (trx) => {
         await revokeSessions(trx, {
           userId: principal.userId,
@@ -162,7 +162,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     async handler(ctx, { params }) {
       const principal = ctx.state.principal!;
       const revoked = await app.db.transaction((trx) =>
-        revokeSessions(trx, { userId: principal.userId, sessionIds: [params.session_id], reason: 'revoked_by_user', origin: { actorId: principal.userId, ip: ctx.state.origin.ip, userAgent: ctx.state.origin.userAgent } }));
+        revokeSessions(trx, { userId: principal.userId, sessionIds: [params.session_id], reason: 'revoked_by_user', origin: eventOrigin(ctx.state) }));
       if (!revoked.length) throw new NotFoundError('No such session.');
       ctx.status = 204;
     },

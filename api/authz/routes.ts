@@ -2,7 +2,7 @@
 import Router from '@koa/router';
 import type { Context } from '../../shared/context';
 import type { RouteRegistry } from '../http/route';
-import type { AppState } from '../http/state';
+import { eventOrigin, type AppState } from '../http/state';
 import { requirePermission, requireUser } from '../auth/authenticate';
 import * as schemas from './schemas';
 import { grantPermission, listPermissions, revokePermission, subjectFor } from './service';
@@ -11,7 +11,6 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
   const router = new Router<AppState>();
   const authenticated = requireUser(app);
   const admin = requirePermission(app, 'permissions:admin');
-  const originOf = (state: AppState) => ({ actorId: state.principal!.userId, ip: state.origin.ip, userAgent: state.origin.userAgent });
 
   registry.add(router, {
     method: 'post', path: '/v1/authz/check', summary: 'May this user do that? (the caller by default; others need authz:check_any)', tags: ['authz'], security: 'bearer',
@@ -42,7 +41,7 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     responses: { 201: { description: 'The grant', schema: schemas.Grant }, 404: { description: 'No such user' } },
     async handler(ctx, { body }) {
       ctx.status = 201;
-      ctx.body = await grantPermission(app, ctx.state.principal!.userId, body, originOf(ctx.state));
+      ctx.body = await grantPermission(app, ctx.state.principal!.userId, body, eventOrigin(ctx.state));
     },
   });
 
@@ -52,7 +51,7 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     params: schemas.GrantParams,
     responses: { 204: { description: 'Revoked' }, 404: { description: 'No such grant' } },
     async handler(ctx, { params }) {
-      await revokePermission(app, params.permission_id, originOf(ctx.state));
+      await revokePermission(app, params.permission_id, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });

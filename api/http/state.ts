@@ -1,5 +1,6 @@
 // What middleware leaves on ctx.state for the next one.
 import type { VerifiedAccessToken } from '../../shared/crypto/access-tokens';
+import type { EventOrigin } from '../../shared/events/outbox';
 
 export interface Principal {
   userId: string;
@@ -18,4 +19,9 @@ export interface AppState {
   input?: unknown;
   /** The route pattern (for metrics labels; never the raw URL with ids). */
   routePattern?: string;
+}
+
+/** Who acted and from where, for events: the signed-in principal, if any, and the request's origin. */
+export function eventOrigin(state: AppState): EventOrigin {
+  return { actorId: state.principal?.userId ?? null, ip: state.origin.ip, userAgent: state.origin.userAgent };
 }

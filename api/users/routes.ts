@@ -2,7 +2,7 @@
 import Router from '@koa/router';
 import type { Context } from '../../shared/context';
 import type { RouteRegistry } from '../http/route';
-import type { AppState } from '../http/state';
+import { eventOrigin, type AppState } from '../http/state';
 import { requireUser } from '../auth/authenticate';
 import * as schemas from './schemas';
 import { deleteMe, getMe, publicProfile, updateMe, type ProfileChanges } from './service';
@@ -10,7 +10,6 @@ import { deleteMe, getMe, publicProfile, updateMe, type ProfileChanges } from '.
 export function userRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   const authenticated = requireUser(app);
-  const originOf = (state: AppState) => ({ actorId: state.principal!.userId, ip: state.origin.ip, userAgent: state.origin.userAgent });
 
   registry.add(router, {
     method: 'get', path: '/v1/users/me', summary: 'My profile, roles, effective permissions and trading accounts (masked)', tags: ['users'], security: 'bearer',
@@ -27,7 +26,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.UpdateMeBody,
     responses: { 200: { description: 'The profile after the change', schema: schemas.Me } },
     async handler(ctx, { body }) {
-      ctx.body = await updateMe(app, ctx.state.principal!.userId, body as ProfileChanges, originOf(ctx.state));
+      ctx.body = await updateMe(app, ctx.state.principal!.userId, body as ProfileChanges, eventOrigin(ctx.state));
     },
   });
 
@@ -37,7 +36,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.DeleteMeBody,
     responses: { 204: { description: 'Deleted' } },
     async handler(ctx, { body }) {
-      await deleteMe(app, ctx.state.principal!, body.password, originOf(ctx.state));
+      await deleteMe(app, ctx.state.principal!, body.password, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });

@@ -1,0 +1,87 @@
+// Password reset: a 256-bit single-use token, stored hashed in Redis for
+// PASSWORD_RESET_TOKEN_TTL_MINUTES and mailed as a link built from EMAIL_LINK_BASE_URL. The
+// request answers the same, in body and (as far as we can) in time, whether or not the email
+// belongs to an account. Completing the reset revokes every session and never signs in.
+import type { Context } from '../../shared/context';
+import { hashOpaqueToken, newOpaqueToken } from '../../shared/crypto/access-tokens';
+import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
+import { writeEmail } from '../../shared/email/outbox';
+import { BadRequestError } from '../../shared/errors';
+import { hashPassword } from '../../shared/users/passwords';
+import { assertPasswordPolicy } from './service';
+import { enqueueAfterCommit, revokeSessions } from './sessions';
+
+const INVALID_TOKEN = 'The reset link is invalid, used or expired. Ask for a new one.';
+const RESETTABLE = ['active', 'pending_verification'];
+
+export const passwordResetKey = (app: Context, token: string) => app.key('password-reset', hashOpaqueToken(token));
+
+interface StoredReset {
+  userId: string;
+  /** The password the token was issued for: any later change (reset or change) spends every older token. */
+  passwordChangedAt: string | null;
+}
+
+/**
+ * Both paths do the same work up to the point where one has nothing to send: a token is drawn,
+ * the user is looked up in a transaction, Redis is written (or read) once, and the email job is
+ * not awaited, so the answer does not wait on the queue only when the account exists.
+ */
+export async function requestPasswordReset(app: Context, email: string, origin: EventOrigin): Promise<void> {
+  const ttlSeconds = app.config.password.resetTokenTtlSeconds;
+  const token = newOpaqueToken();
+  const key = app.key('password-reset', token.hash);
+  const emailId = await app.db.transaction(async (trx) => {
+    const user = await trx('users')
+      .where({ email: email.trim(), kind: 'person' })
+      .whereIn('status', RESETTABLE)
+      .first('id', 'email', 'name', 'password_changed_at');
+    if (!user) {
+      await app.redis.exists(key);
+      return null;
+    }
+    const stored: StoredReset = { userId: user.id, passwordChangedAt: user.password_changed_at ? new Date(user.password_changed_at).toISOString() : null };
+    // Before the commit: the emailed link must find its token however fast the worker is.
+    await app.redis.set(key, JSON.stringify(stored), 'EX', ttlSeconds);
+    await recordEvent(trx, { type: 'password.reset_requested', userId: user.id, data: {} }, { ...origin, actorId: origin.actorId ?? user.id });
+    return writeEmail(trx, app.kms, {
+      template: 'password_reset',
+      to: user.email,
+      userId: user.id,
+      params: { name: user.name, link: `${app.config.emailLinkBaseUrl}/reset-password?token=${encodeURIComponent(token.token)}`, expiresInMinutes: Math.max(1, Math.round(ttlSeconds / 60)) },
+    });
+  });
+  // Not awaited: the row is committed, and the reconciler sends it if this enqueue is lost.
+  if (emailId) void enqueueAfterCommit(app, emailId);
+}
+
+/**
+ * Sets a new password with a reset token. The token is read first so that a password refused by
+ * the policy does not spend it, then taken with GETDEL: of two concurrent uses, one wins.
+ */
+export async function resetPassword(app: Context, token: string, newPassword: string, origin: EventOrigin): Promise<void> {
+  const key = passwordResetKey(app, token);
+  const peek = await app.redis.get(key);
+  if (!peek) throw new BadRequestError('invalid_token', INVALID_TOKEN);
+  const { userId } = JSON.parse(peek) as StoredReset;
+  const user = await app.db('users').where({ id: userId }).first('id', 'email', 'name');
+  if (!user) throw new BadRequestError('invalid_token', INVALID_TOKEN);
+  assertPasswordPolicy(app, newPassword, 'new_password', { email: user.email, name: user.name });
+  // Hashed outside the transaction: a quarter of a second that must not hold a connection.
+  const passwordHash = await hashPassword(newPassword, app.config.password.bcryptCost);
+  const taken = await app.redis.getdel(key);
+  if (!taken) throw new BadRequestError('invalid_token', INVALID_TOKEN);
+  const stored = JSON.parse(taken) as StoredReset;
+
+  const emailId = await app.db.transaction(async (trx) => {
+    const row = await trx('users').where({ id: stored.userId }).forUpdate().first('id', 'email', 'name', 'status', 'password_changed_at');
+    const changedAt = row?.password_changed_at ? new Date(row.password_changed_at).toISOString() : null;
+    if (!row || !RESETTABLE.includes(row.status) || changedAt !== stored.passwordChangedAt) throw new BadRequestError('invalid_token', INVALID_TOKEN);
+    await trx('users').where({ id: row.id }).update({ password_hash: passwordHash, password_changed_at: trx.fn.now(), updated_at: trx.fn.now() });
+    const eventOrigin = { ...origin, actorId: origin.actorId ?? row.id };
+    const revoked = await revokeSessions(trx, { userId: row.id, reason: 'password_reset', origin: eventOrigin });
+    await recordEvent(trx, { type: 'password.reset_completed', userId: row.id, data: { sessions_revoked: revoked.length } }, eventOrigin);
+    return writeEmail(trx, app.kms, { template: 'password_reset_completed', to: row.email, userId: row.id, params: { name: row.name } });
+  });
+  await enqueueAfterCommit(app, emailId);
+}

@@ -1,0 +1,109 @@
+// HTTP endpoints of MFA: TOTP set-up, enable, step-up verify, disable, backup codes, and the
+// completion of the sign-in challenge (POST /v1/auth/mfa/verify). With FEATURE_MFA_TOTP=false,
+// set-up, enable, verify and regenerate are not registered (404); signing in with MFA and turning
+// it off keep working for users who already have it (DESIGN.md, "MFA challenge").
+import Router from '@koa/router';
+import type { Context } from '../../shared/context';
+import type { RouteRegistry } from '../http/route';
+import { eventOrigin, type AppState } from '../http/state';
+import { createLimiter } from '../http/rate-limit';
+import { requireUser } from '../auth/authenticate';
+import { sendTokenPair } from '../auth/routes';
+import * as schemas from './schemas';
+import {
+  completeMfaChallenge, disableTotp, enableTotp, MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS, regenerateBackupCodes, setupTotp, stepUp,
+} from './service';
+
+export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
+  const router = new Router<AppState>();
+  const authenticated = requireUser(app);
+  // One count per account across challenges and endpoints: a new challenge does not reset it.
+  const wrongCodes = createLimiter(app.redis, app.key('rl', 'mfa-account'), MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS);
+
+  registry.add(router, {
+    method: 'post', path: '/v1/auth/mfa/verify', summary: 'Complete an MFA sign-in challenge with a TOTP or backup code', tags: ['auth', 'mfa'], security: 'none',
+    body: schemas.LoginVerifyBody,
+    responses: {
+      200: { description: 'A token pair (amr contains mfa)', schema: schemas.TokenPair },
+      401: { description: 'Wrong code, or unknown or expired mfa_token' },
+      429: { description: 'Too many wrong codes for the account; the challenge is deleted' },
+    },
+    async handler(ctx, { body }) {
+      sendTokenPair(app, ctx, await completeMfaChallenge(app, body.mfa_token, body.code, wrongCodes));
+    },
+  });
+
+  if (app.config.features.mfaTotp) {
+    registry.add(router, {
+      method: 'post', path: '/v1/mfa/totp/setup', summary: 'Start TOTP set-up: a new secret, its otpauth URI and QR code', tags: ['mfa'], security: 'bearer',
+      guard: authenticated,
+      body: schemas.SetupBody,
+      responses: { 200: { description: 'The pending secret (15 minutes; a new set-up replaces it)', schema: schemas.Setup }, 409: { description: 'MFA is already enabled' } },
+      async handler(ctx) {
+        ctx.body = await setupTotp(app, ctx.state.principal!.userId);
+      },
+    });
+
+    registry.add(router, {
+      method: 'post', path: '/v1/mfa/totp/enable', summary: 'Confirm the pending secret with a code and turn MFA on', tags: ['mfa'], security: 'bearer',
+      guard: authenticated,
+      body: schemas.EnableBody,
+      responses: {
+        200: { description: 'MFA is on; the backup codes are shown this once', schema: schemas.Enabled },
+        400: { description: 'Wrong code, or no pending set-up' },
+        409: { description: 'MFA is already enabled' },
+      },
+      async handler(ctx, { body }) {
+        ctx.body = await enableTotp(app, ctx.state.principal!.userId, body.code, eventOrigin(ctx.state));
+      },
+    });
+
+    registry.add(router, {
+      method: 'post', path: '/v1/mfa/totp/verify', summary: 'Step-up: a verification token for sensitive operations (X-Verification-Token)', tags: ['mfa'], security: 'bearer',
+      guard: authenticated,
+      body: schemas.CodeBody,
+      responses: {
+        200: { description: 'A token valid for 5 minutes in this session', schema: schemas.Verification },
+        400: { description: 'MFA is not enabled' },
+        401: { description: 'Wrong code' },
+        429: { description: 'Too many wrong codes for the account' },
+      },
+      async handler(ctx, { body }) {
+        ctx.body = await stepUp(app, ctx.state.principal!, body.code, wrongCodes);
+      },
+    });
+
+    registry.add(router, {
+      method: 'post', path: '/v1/mfa/backup-codes/regenerate', summary: 'Replace the backup codes (the old ones stop working)', tags: ['mfa'], security: 'bearer',
+      guard: authenticated,
+      body: schemas.CodeBody,
+      responses: {
+        200: { description: 'The new backup codes, shown this once', schema: schemas.Regenerated },
+        401: { description: 'Wrong code' },
+        409: { description: 'MFA is not enabled' },
+        429: { description: 'Too many wrong codes for the account' },
+      },
+      async handler(ctx, { body }) {
+        ctx.body = await regenerateBackupCodes(app, ctx.state.principal!.userId, body.code, wrongCodes);
+      },
+    });
+  }
+
+  registry.add(router, {
+    method: 'post', path: '/v1/mfa/totp/disable', summary: 'Turn MFA off (password and a TOTP or backup code)', tags: ['mfa'], security: 'bearer',
+    guard: authenticated,
+    body: schemas.DisableBody,
+    responses: {
+      204: { description: 'MFA is off and the backup codes are deleted' },
+      401: { description: 'Wrong password or code' },
+      409: { description: 'MFA is not enabled' },
+      429: { description: 'Too many wrong attempts for the account' },
+    },
+    async handler(ctx, { body }) {
+      await disableTotp(app, ctx.state.principal!.userId, body, eventOrigin(ctx.state), wrongCodes);
+      ctx.status = 204;
+    },
+  });
+
+  return router;
+}

@@ -1,0 +1,30 @@
+// Step-up for sensitive operations (revealing or rotating trading credentials): a route adds
+// `requireVerificationToken(app)` after `requireUser(app)`, and the caller sends the token of
+// POST /v1/mfa/totp/verify in `X-Verification-Token`. The token is bound to the user and the
+// session it was issued in, and may be reused within its 5 minutes.
+import type { Middleware } from 'koa';
+import type { Context } from '../../shared/context';
+import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
+import type { AppState } from '../http/state';
+import { checkVerificationToken } from './service';
+
+export const VERIFICATION_HEADER = 'X-Verification-Token';
+
+export function requireVerificationToken(app: Context): Middleware<AppState> {
+  return async (ctx, next) => {
+    const principal = ctx.state.principal;
+    if (!principal) throw new UnauthorizedError();
+    const token = ctx.get(VERIFICATION_HEADER);
+    if (!(await checkVerificationToken(app, principal, token))) {
+      throw new ForbiddenError(
+        token
+          ? 'The verification token is invalid, expired or from another session; verify again with POST /v1/mfa/totp/verify.'
+          : `This needs a recent MFA verification: send the token of POST /v1/mfa/totp/verify in ${VERIFICATION_HEADER}.`,
+        'verification_required',
+      );
+    }
+    await next();
+  };
+}
+
+export { checkVerificationToken };
