@@ -4,6 +4,7 @@ import type { Context } from '../../shared/context';
 import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
 import { requireUser } from '../auth/authenticate';
+import { VERIFICATION_HEADER } from '../mfa/step-up';
 import * as schemas from './schemas';
 import { deleteMe, getMe, publicProfile, updateMe, type ProfileChanges } from './service';
 
@@ -36,7 +37,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.DeleteMeBody,
     responses: { 204: { description: 'Deleted' } },
     async handler(ctx, { body }) {
-      await deleteMe(app, ctx.state.principal!, body.password, eventOrigin(ctx.state));
+      await deleteMe(app, ctx.state.principal!, { password: body.password, verificationToken: ctx.get(VERIFICATION_HEADER) || undefined }, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });

@@ -6,6 +6,7 @@ import { listRoleNames } from '../../shared/authz/permissions';
 import { verifyPassword } from '../../shared/users/passwords';
 import type { Principal } from '../http/state';
 import { revokeSessions } from '../auth/sessions';
+import { checkVerificationToken } from '../mfa/service';
 
 const RECENT_SIGN_IN_SECONDS = 300;
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -46,15 +47,18 @@ export async function updateMe(app: Context, userId: string, changes: ProfileCha
  * Soft delete: the row stays (anonymised) for the audit trail, the email is freed, every session
  * ends, trading accounts are unlinked and their credentials destroyed, MFA and Google links go.
  */
-export async function deleteMe(app: Context, principal: Principal, password: string | undefined, origin: EventOrigin): Promise<void> {
+export async function deleteMe(app: Context, principal: Principal, proof: { password?: string; verificationToken?: string }, origin: EventOrigin): Promise<void> {
+  const { password } = proof;
   const user = await app.db('users').where({ id: principal.userId }).first('id', 'password_hash');
   if (!user) throw new NotFoundError('No such user.');
   if (user.password_hash) {
     if (!password || !(await verifyPassword(password, user.password_hash))) throw new UnauthorizedError('The password is incorrect.', 'invalid_credentials');
   } else {
-    // Users without a password (Google only) confirm with a recent sign-in.
-    const authTime = principal.token?.auth_time ?? 0;
-    if (Date.now() / 1000 - authTime > RECENT_SIGN_IN_SECONDS) throw new ForbiddenError('Sign in again (within the last 5 minutes) to delete your account.', 'reauthentication_required');
+    // Users without a password (Google only) confirm with a step-up token or a recent sign-in.
+    const recentSignIn = Date.now() / 1000 - (principal.token?.auth_time ?? 0) <= RECENT_SIGN_IN_SECONDS;
+    if (!recentSignIn && !(await checkVerificationToken(app, principal, proof.verificationToken))) {
+      throw new ForbiddenError('Confirm with an X-Verification-Token, or sign in again (within the last 5 minutes), to delete your account.', 'reauthentication_required');
+    }
   }
   await app.db.transaction(async (trx) => {
     await revokeSessions(trx, { userId: user.id, reason: 'account_deleted', origin });

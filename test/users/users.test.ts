@@ -3,6 +3,7 @@
 import { call, eventually, startTestApp, type TestApp } from '../helpers/app';
 import { createUser } from '../helpers/users';
 import { login, signedInUser, streamEvents } from '../helpers/auth';
+import { Authenticator } from '../mfa/rfc6238';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -116,5 +117,38 @@ describe('DELETE /v1/users/me', () => {
     expect(events.filter((e) => e.type === 'session.revoked').map((e) => e.payload.data.reason)).toEqual(['account_deleted', 'account_deleted']);
     expect(events.find((e) => e.type === 'trading_account.unlinked')?.payload.data).toEqual({ account_id: account.id, broker: 'kite' });
     for (const e of events) expect(e.raw).not.toContain(user.email);
+  });
+});
+
+describe('deleting an account without a password (Google only)', () => {
+  const passwordless = async () => {
+    const user = await createUser(t.context.db);
+    const session = await login(t.url, user);
+    await t.context.db('users').where({ id: user.id }).update({ password_hash: null });
+    return session;
+  };
+
+  test('a sign-in less than 5 minutes old confirms it', async () => {
+    const me = await passwordless();
+    expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: me.auth })).status).toBe(204);
+  });
+
+  test('an older sign-in needs a step-up verification token of this session', async () => {
+    const me = await passwordless();
+    await t.context.db('sessions').where({ id: me.sessionId }).update({ auth_time: t.context.db.raw(`now() - interval '1 hour'`) });
+    const refreshed = await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: me.refreshToken } });
+    const auth = { Authorization: `Bearer ${refreshed.body.access_token}` };
+    const refused = await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: auth });
+    expect(refused.status).toBe(403);
+    expect(refused.body.type).toMatch(/reauthentication_required$/);
+    // Step-up through the real endpoints: set up MFA, then verify a fresh code.
+    const setup = await call(`${t.url}/v1/mfa/totp/setup`, { method: 'POST', body: {}, headers: auth });
+    const authenticator = new Authenticator(setup.body.secret);
+    expect((await call(`${t.url}/v1/mfa/totp/enable`, { body: { code: await authenticator.code() }, headers: auth })).status).toBe(200);
+    const stepUp = await call(`${t.url}/v1/mfa/totp/verify`, { body: { code: await authenticator.code() }, headers: auth });
+    expect(stepUp.status).toBe(200);
+    const token = stepUp.body.verification_token;
+    expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: { ...auth, 'X-Verification-Token': 'forged-token-value-000000000000' } })).status).toBe(403);
+    expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: { ...auth, 'X-Verification-Token': token } })).status).toBe(204);
   });
 });
