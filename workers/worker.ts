@@ -8,15 +8,15 @@ import { createContext, type Context } from '../shared/context';
 import { createMissingKeys } from '../shared/crypto/keys';
 import { createRedis, type Redis } from '../shared/redis';
 import { JOB_NAMES, QUEUE_NAMES, type QueueName } from '../shared/queues';
-import { createMailer } from '../shared/email/sender';
+import { createMailer, type Mailer } from '../shared/email/sender';
 import { exitUnlessDependencies, onShutdown } from '../shared/process';
 import { emailProcessor, onEmailJobFailed } from './processors/email';
 import { eventsProcessor } from './processors/events';
 
 /** Queues that have work in this version; kite and audit-export gain processors with their features. */
-function processors(app: Context): Partial<Record<QueueName, Processor>> {
+function processors(app: Context, mailer: Mailer): Partial<Record<QueueName, Processor>> {
   return {
-    email: emailProcessor(app, createMailer(app.config)),
+    email: emailProcessor(app, mailer),
     events: eventsProcessor(app),
   };
 }
@@ -37,7 +37,8 @@ export interface RunningWorkers {
 }
 
 export async function startWorkers(app: Context): Promise<RunningWorkers> {
-  const available = processors(app);
+  const mailer = createMailer(app.config);
+  const available = processors(app, mailer);
   const wanted = app.config.queues.workerQueues.length ? app.config.queues.workerQueues : [...QUEUE_NAMES];
   const workers: Worker[] = [];
   const connections: Redis[] = [];
@@ -64,6 +65,7 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
     workers,
     async close() {
       await Promise.all(workers.map((w) => w.close()));
+      mailer.transport?.close();
       for (const connection of connections) connection.disconnect();
     },
   };

@@ -15,10 +15,13 @@ export interface Mailer {
   from: string;
 }
 
-export function createMailer(config: Pick<Config, 'smtp'>): Mailer {
+export function createMailer(config: Pick<Config, 'smtp' | 'queues'>): Mailer {
   const { host, port, username, password, from, tls } = config.smtp;
   if (!host) return { transport: null, from };
   const transport = nodemailer.createTransport({
+    // Reuse connections: a new SMTP handshake per message costs more than the message itself.
+    pool: true,
+    maxConnections: config.queues.concurrency.email,
     host,
     port,
     secure: tls && port === 465,
