@@ -39,6 +39,9 @@ async function main(): Promise<void> {
     ['http', () => new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
+      // In-flight requests get half the shutdown time; a client that stops reading its response
+      // must not hold the process until the forced exit.
+      setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs / 2).unref();
     })],
     ['context', () => context.close()],
   ]);

@@ -114,7 +114,9 @@ test('/openapi.json is a valid OpenAPI 3.1 document, and /docs and /redoc serve'
     expect(r.headers.get('content-type')).toMatch(/text\/html/);
   }
   for (const asset of ['/docs/assets/swagger-ui-bundle.js', '/docs/assets/swagger-ui.css', '/docs/init.js', '/redoc/assets/redoc.standalone.js']) {
-    expect((await fetch(`${url}${asset}`)).status).toBe(200);
+    const response = await fetch(`${url}${asset}`);
+    expect(response.status).toBe(200);
+    expect((await response.arrayBuffer()).byteLength).toBeGreaterThan(0);
   }
 });
 
