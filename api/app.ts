@@ -16,7 +16,6 @@ import { jwksRoutes } from './auth/jwks-routes';
 import { authRoutes } from './auth/routes';
 import { passwordResetRoutes } from './auth/password-reset-routes';
 import { mfaRoutes } from './mfa/routes';
-import { passwordRoutes } from './users/password-routes';
 import { userRoutes } from './users/routes';
 import { authzRoutes } from './authz/routes';
 import { bullBoard } from './admin/bull-board';
@@ -34,7 +33,8 @@ export interface App {
 
 export function createApp(app: Context): App {
   const { config, logger } = app;
-  const koa = new Koa<AppState>({ proxy: config.trustProxy });
+  // Only the entries our own proxies appended count: anything further left the client wrote.
+  const koa = new Koa<AppState>({ proxy: config.trustProxy, maxIpsCount: config.trustProxyHops });
   const registry = new RouteRegistry();
   const metrics = createMetrics(app.queues);
 
@@ -75,7 +75,6 @@ export function createApp(app: Context): App {
     authRoutes(app, registry),
     passwordResetRoutes(app, registry),
     mfaRoutes(app, registry),
-    passwordRoutes(app, registry),
     userRoutes(app, registry),
     authzRoutes(app, registry),
   ];

@@ -606,7 +606,7 @@ async function main(): Promise<void> {
   // ---- jobs: emails through SMTP and the event relay vs no-op BullMQ workers
   {
     log('email jobs and event fan-out vs a no-op BullMQ worker');
-    const kms = createLocalKms({ kms: { provider: 'local', masterKeyId: '', keyPath: serviceEnv.LOCAL_KMS_KEY_PATH, previousKeyPaths: [] } });
+    const kms = createLocalKms({ kms: { provider: 'local', keyPath: serviceEnv.LOCAL_KMS_KEY_PATH, previousKeyPaths: [] } });
     const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
     const emailQueue = new Queue('email', { connection, prefix: `${TAG}bull` });
     const eventsQueue = new Queue('events', { connection, prefix: `${TAG}bull` });

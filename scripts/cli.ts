@@ -1,21 +1,24 @@
 // Operator commands: `npm run cli -- <command> [options]`. Run `npm run cli -- help` for the list.
 import { parseArgs } from 'node:util';
-import { loadConfigOrExit } from '../shared/config';
+import { loadConfigOrExit, type Config } from '../shared/config';
 import { createDb, ensureDatabase, migrateLatest, migrationSettings } from '../shared/db';
 import { exitUnlessDependencies } from '../shared/process';
 import { createOrPromoteAdmin } from '../shared/users/admin';
 import { createMissingKeys } from '../shared/crypto/keys';
 import { AppError } from '../shared/errors';
 import { createRedis, keyMaker, waitForRedis } from '../shared/redis';
-import { createPermissionCache } from '../shared/authz/cache';
+import { createPermissionCache, type PermissionCache } from '../shared/authz/cache';
+import type { Knex } from 'knex';
 import { setRole } from '../shared/users/roles';
 import { createServicePrincipal } from '../shared/users/services';
+import { createLocalKms, rewrapAll } from '../shared/crypto/kms';
 
 const HELP = `Commands:
   migrate                      apply pending migrations (creates the database when missing)
   migrate:down                 roll every migration back (drops all tables)
   migrate:status               list applied and pending migrations
   keys                         create missing development keys (RS256 signing pair, KMS master key)
+  kms:rewrap                   re-wrap every stored envelope under the current master key (after a rotation)
   create-admin --email E [--name N] [--password-stdin]
                                create an admin (password read from stdin), or promote an existing user
   create-service --name N      create a service principal; prints its client id and secret once
@@ -26,6 +29,17 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** Role changes must reach the api's permission cache at once: the CLI bumps it too. */
+async function withPermissionCache<T>(config: Config, db: Knex, work: (permissions: PermissionCache) => Promise<T>): Promise<T> {
+  const redis = createRedis(config, 'command', 'cli');
+  try {
+    await waitForRedis(redis);
+    return await work(createPermissionCache(db, redis, keyMaker(config.redis.keyPrefix)));
+  } finally {
+    redis.disconnect();
+  }
 }
 
 async function main(): Promise<void> {
@@ -65,9 +79,14 @@ async function main(): Promise<void> {
         if (!values.email) throw new AppError(400, 'usage', 'Usage', 'create-admin needs --email');
         await migrateLatest(db);
         const password = values['password-stdin'] ? await readStdin() : undefined;
-        const result = await createOrPromoteAdmin(db, config, { email: values.email, name: values.name, password });
+        const result = await withPermissionCache(config, db, (permissions) => createOrPromoteAdmin(db, permissions, config, { email: values.email!, name: values.name, password }));
         const what = result.created ? 'created admin' : result.promoted ? 'promoted to admin' : 'already an admin';
         process.stdout.write(`${what}: ${values.email} (user id ${result.userId})\n`);
+        break;
+      }
+      case 'kms:rewrap': {
+        const counts = await rewrapAll(db, createLocalKms(config));
+        process.stdout.write(`re-wrapped ${counts.rewrapped} envelopes (${counts.unchanged} already under the current key)\n`);
         break;
       }
       case 'create-service': {
@@ -82,15 +101,8 @@ async function main(): Promise<void> {
       case 'remove-role': {
         const { values } = parseArgs({ args: rest, options: { email: { type: 'string' }, role: { type: 'string' } } });
         if (!values.email || !values.role) throw new AppError(400, 'usage', 'Usage', `${command} needs --email and --role`);
-        const redis = createRedis(config, 'command', 'cli');
-        try {
-          await waitForRedis(redis);
-          const permissions = createPermissionCache(db, redis, keyMaker(config.redis.keyPrefix));
-          const outcome = await setRole(db, permissions, { email: values.email, role: values.role, assign: command === 'assign-role' });
-          process.stdout.write(`${values.email}: role ${values.role} ${outcome}\n`);
-        } finally {
-          redis.disconnect();
-        }
+        const outcome = await withPermissionCache(config, db, (permissions) => setRole(db, permissions, { email: values.email!, role: values.role!, assign: command === 'assign-role' }));
+        process.stdout.write(`${values.email}: role ${values.role} ${outcome}\n`);
         break;
       }
       default:

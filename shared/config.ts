@@ -39,6 +39,7 @@ export const VARIABLES = {
   PUBLIC_BASE_URL: v('Application', 'url', 'http://localhost:8001', 'Public URL of this api, used in the OpenAPI document.'),
   EMAIL_LINK_BASE_URL: v('Application', 'url', 'http://localhost:3000', 'Base URL of the web app that emailed links (verify email, reset password) point to. Never taken from the Host header.'),
   TRUST_PROXY: v('Application', 'boolean', 'false', 'Take the client IP from `X-Forwarded-For` (set only behind a proxy you control).'),
+  TRUST_PROXY_HOPS: v('Application', 'integer', '1', 'How many proxies of yours append to `X-Forwarded-For`; the client IP is the entry they saw, never one the client wrote itself.', { minimum: 1, maximum: 10 }),
   CLIENT_COUNTRY_HEADER: v('Application', 'string', '', 'Trusted header carrying the client country set by your edge (for example `CF-IPCountry`); empty: none.'),
   BODY_LIMIT_KB: v('Application', 'integer', '64', 'Largest accepted JSON body, in KiB (413 beyond).', { minimum: 1 }),
   SHUTDOWN_TIMEOUT_SECONDS: v('Application', 'integer', '25', 'Time given to in-flight requests and jobs at shutdown before the process is forced to exit.', { minimum: 1 }),
@@ -62,14 +63,14 @@ export const VARIABLES = {
   JWT_SIGNING_KEY_ID: v('JWT', 'string', 'key-001', '`kid` of the key that signs new tokens: `<JWT_KEYS_DIR>/<kid>.pem` (private) and `<kid>.pub.pem` (public).'),
   JWT_KEYS_DIR: v('JWT', 'string', 'keys/jwt', 'Directory of signing keys. Every `*.pub.pem` in it is published in the JWKS, so keys can rotate.'),
   JWT_ACCESS_TOKEN_TTL_MINUTES: v('JWT', 'integer', '15', 'Lifetime of access tokens.', { minimum: 1, maximum: 60 }),
-  JWT_REFRESH_TOKEN_TTL_DAYS: v('JWT', 'integer', '90', 'Absolute lifetime of refresh tokens of persistent sessions.', { minimum: 1 }),
+  JWT_REFRESH_TOKEN_TTL_DAYS: v('JWT', 'integer', '90', 'Absolute lifetime of refresh tokens of persistent sessions; with REDIS_SESSION_TTL_DAYS, the shorter wins.', { minimum: 1 }),
   JWT_ALGORITHM: v('JWT', 'string', 'RS256', 'Signing algorithm; only RS256 is accepted.', { enum: ['RS256'] }),
   JWT_ISSUER: v('JWT', 'string', 'user_service', '`iss` of issued tokens.'),
   JWT_AUDIENCE: v('JWT', 'string', 'trading_platform', '`aud` of issued tokens.'),
 
   // KMS
   KMS_PROVIDER: v('KMS', 'string', 'local', 'Key management provider. Only `local` (a master key file) is built; `aws` and `vault` are refused at start-up.', { enum: ['local'] }),
-  KMS_MASTER_KEY_ID: v('KMS', 'string', '', 'Id recorded with each envelope for the current master key; empty: derived from the key (its SHA-256 fingerprint).'),
+  KMS_MASTER_KEY_ID: v('KMS', 'string', '', 'No effect with the local provider: each envelope records its master key\'s SHA-256 fingerprint, so old keys are found by their content after a rotation.', { unused: true }),
   LOCAL_KMS_KEY_PATH: v('KMS', 'string', 'keys/master.key', 'Current master key: 32 bytes as 64 hex characters.'),
   LOCAL_KMS_PREVIOUS_KEY_PATHS: v('KMS', 'list', '', 'Comma-separated older master keys, kept to decrypt envelopes written before a rotation.'),
 
@@ -173,14 +174,15 @@ export interface Config {
   publicBaseUrl: string;
   emailLinkBaseUrl: string;
   trustProxy: boolean;
+  trustProxyHops: number;
   clientCountryHeader: string;
   bodyLimitKb: number;
   shutdownTimeoutMs: number;
   database: { url: string; poolMin: number; poolMax: number; acquireTimeoutMs: number };
   redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
   sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number };
-  jwt: { signingKeyId: string; keysDir: string; accessTtlSeconds: number; refreshTtlDays: number; issuer: string; audience: string };
-  kms: { provider: 'local'; masterKeyId: string; keyPath: string; previousKeyPaths: string[] };
+  jwt: { signingKeyId: string; keysDir: string; accessTtlSeconds: number; issuer: string; audience: string };
+  kms: { provider: 'local'; keyPath: string; previousKeyPaths: string[] };
   google: { clientId: string; clientSecret: string; redirectUri: string; issuer: string; successRedirectUrl: string; failureRedirectUrl: string };
   smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean };
   rateLimits: {
@@ -315,6 +317,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     publicBaseUrl: str('PUBLIC_BASE_URL').replace(/\/$/, ''),
     emailLinkBaseUrl: str('EMAIL_LINK_BASE_URL').replace(/\/$/, ''),
     trustProxy: bool('TRUST_PROXY'),
+    trustProxyHops: num('TRUST_PROXY_HOPS'),
     clientCountryHeader: str('CLIENT_COUNTRY_HEADER').toLowerCase(),
     bodyLimitKb: num('BODY_LIMIT_KB'),
     shutdownTimeoutMs: num('SHUTDOWN_TIMEOUT_SECONDS') * 1000,
@@ -326,7 +329,8 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     },
     redis: { url: str('REDIS_URL'), keyPrefix: str('REDIS_KEY_PREFIX'), commandTimeoutMs: num('REDIS_COMMAND_TIMEOUT_MS') },
     sessions: {
-      persistentTtlSeconds: Math.round(num('REDIS_SESSION_TTL_DAYS') * 86400),
+      // The guide names the persistent lifetime twice (session and refresh token): the shorter wins.
+      persistentTtlSeconds: Math.round(Math.min(num('REDIS_SESSION_TTL_DAYS'), num('JWT_REFRESH_TOKEN_TTL_DAYS')) * 86400),
       ttlSeconds: Math.round(num('SESSION_TTL_HOURS') * 3600),
       inactivitySeconds: Math.round(num('REDIS_SESSION_INACTIVITY_DAYS') * 86400),
     },
@@ -334,13 +338,11 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       signingKeyId: str('JWT_SIGNING_KEY_ID'),
       keysDir: path.resolve(str('JWT_KEYS_DIR')),
       accessTtlSeconds: num('JWT_ACCESS_TOKEN_TTL_MINUTES') * 60,
-      refreshTtlDays: num('JWT_REFRESH_TOKEN_TTL_DAYS'),
       issuer: str('JWT_ISSUER'),
       audience: str('JWT_AUDIENCE'),
     },
     kms: {
       provider: 'local',
-      masterKeyId: str('KMS_MASTER_KEY_ID'),
       keyPath: path.resolve(str('LOCAL_KMS_KEY_PATH')),
       previousKeyPaths: splitList(str('LOCAL_KMS_PREVIOUS_KEY_PATHS')).map((p) => path.resolve(p)),
     },

@@ -24,6 +24,8 @@ export function createDb(config: Pick<Config, 'database'>, options: { statementT
     },
     pool: { min: config.database.poolMin, max: config.database.poolMax },
     acquireConnectionTimeout: config.database.acquireTimeoutMs,
+    // Errors must not carry the SQL with its bound values (password hashes, emails) into logs.
+    compileSqlOnError: false,
     // Pool warnings (a lost connection, say) go through pino rather than the console.
     ...(logger && {
       log: {

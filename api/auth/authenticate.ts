@@ -9,6 +9,7 @@ import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
 import { InvalidTokenError } from '../../shared/crypto/access-tokens';
 import { dummyHash, verifyPassword } from '../../shared/users/passwords';
 import type { AppState, Principal } from '../http/state';
+import { createLimiter, type Limiter } from '../http/rate-limit';
 
 const INVALID = 'The access token is missing, invalid or expired.';
 
@@ -35,35 +36,48 @@ async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> 
   return { userId: claims.sub, sessionId: claims.sid ?? null, roles: claims.roles, amr: claims.amr, token: claims, via: 'bearer' };
 }
 
-/** Short-lived memory of verified Basic credentials: Bull Board polls, and bcrypt costs ~0.25 s. */
-const basicCache = new Map<string, { userId: string; until: number }>();
+/**
+ * Short-lived memory of verified Basic credentials: Bull Board polls, and bcrypt costs ~0.25 s.
+ * An entry holds the password hash it was verified against, so a changed password ends it.
+ */
+const basicCache = new Map<string, { userId: string; passwordHash: string; until: number }>();
 const BASIC_CACHE_MS = 60_000;
 
-async function basicPrincipal(ctx: Context, encoded: string): Promise<Principal> {
+export interface BasicLimits {
+  pair: Limiter;
+  ip: Limiter;
+}
+
+/** Basic credentials are a password sign-in: they count against the same login limits. */
+async function basicPrincipal(ctx: Context, encoded: string, ip: string | null, limits: BasicLimits): Promise<Principal> {
   const fingerprint = crypto.createHash('sha256').update(encoded).digest('hex');
   const cached = basicCache.get(fingerprint);
   if (cached && cached.until > Date.now()) {
-    const user = await ctx.db('users').where({ id: cached.userId, status: 'active' }).first('id');
+    const user = await ctx.db('users').where({ id: cached.userId, status: 'active', password_hash: cached.passwordHash }).first('id');
     if (user) return { userId: user.id, sessionId: null, roles: [], amr: ['pwd'], token: null, via: 'basic' };
+    basicCache.delete(fingerprint);
   }
   const decoded = Buffer.from(encoded, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
-  const email = colon > 0 ? decoded.slice(0, colon) : '';
+  const email = colon > 0 ? decoded.slice(0, colon).trim() : '';
   const password = colon > 0 ? decoded.slice(colon + 1) : '';
-  const user = email ? await ctx.db('users').where({ email }).first('id', 'password_hash', 'status') : undefined;
+  const keys = { pair: `${email.toLowerCase()}|${ip ?? '-'}`, ip: ip ?? '-' };
+  await Promise.all([limits.pair.hit(keys.pair), limits.ip.hit(keys.ip)]);
+  const user = email ? await ctx.db('users').where({ email, kind: 'person' }).first('id', 'password_hash', 'status') : undefined;
   const hash = user?.password_hash ?? (await dummyHash(ctx.config.password.bcryptCost));
   const ok = (await verifyPassword(password, hash)) && user?.status === 'active';
   if (!ok || !user) throw new UnauthorizedError('Invalid credentials.', 'invalid_credentials');
+  await Promise.all([limits.pair.reset(keys.pair), limits.ip.refund(keys.ip)]);
   if (basicCache.size > 1000) basicCache.clear();
-  basicCache.set(fingerprint, { userId: user.id, until: Date.now() + BASIC_CACHE_MS });
+  basicCache.set(fingerprint, { userId: user.id, passwordHash: user.password_hash, until: Date.now() + BASIC_CACHE_MS });
   return { userId: user.id, sessionId: null, roles: [], amr: ['pwd'], token: null, via: 'basic' };
 }
 
-async function principalOf(ctx: Context, header: string, allowBasic: boolean): Promise<Principal | null> {
+async function principalOf(ctx: Context, header: string, basic?: { ip: string | null; limits: BasicLimits }): Promise<Principal | null> {
   const [scheme, value] = header.split(' ', 2);
   if (!scheme || !value) return null;
   if (scheme.toLowerCase() === 'bearer') return bearerPrincipal(ctx, value.trim());
-  if (allowBasic && scheme.toLowerCase() === 'basic') return basicPrincipal(ctx, value.trim());
+  if (basic && scheme.toLowerCase() === 'basic') return basicPrincipal(ctx, value.trim(), basic.ip, basic.limits);
   return null;
 }
 
@@ -78,7 +92,7 @@ export function requirePermission(app: Context, permission: string): Middleware<
 /** Requires a valid access token whose session is live. */
 export function requireUser(app: Context): Middleware<AppState> {
   return async (ctx, next) => {
-    const principal = await principalOf(app, ctx.get('Authorization'), false);
+    const principal = await principalOf(app, ctx.get('Authorization'));
     if (!principal) throw new UnauthorizedError();
     ctx.state.principal = principal;
     await next();
@@ -90,10 +104,11 @@ export function requireUser(app: Context): Middleware<AppState> {
  * 401 (with a Basic challenge, so a browser asks) without credentials, 403 for anyone else.
  */
 export function requireOperator(app: Context, permission: string): Middleware<AppState> {
+  const limits = loginLimiters(app);
   return async (ctx, next) => {
     let principal: Principal | null;
     try {
-      principal = await principalOf(app, ctx.get('Authorization'), true);
+      principal = await principalOf(app, ctx.get('Authorization'), { ip: ctx.state.origin.ip, limits });
       if (!principal) throw new UnauthorizedError();
     } catch (err) {
       if (err instanceof UnauthorizedError) err.headers['WWW-Authenticate'] = 'Basic realm="operators", charset="UTF-8"';
@@ -101,6 +116,28 @@ export function requireOperator(app: Context, permission: string): Middleware<Ap
     }
     if (!(await app.permissions.has(principal.userId, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
     ctx.state.principal = principal;
+    await next();
+  };
+}
+
+/** The failed-sign-in limits, shared by the login endpoint and operators' Basic auth (same keys). */
+export function loginLimiters(app: Context): { pair: Limiter; ip: Limiter; email: Limiter } {
+  const { login } = app.config.rateLimits;
+  const limiter = (name: string, points: number) => createLimiter(app.redis, app.key('rl', name), points, login.windowSeconds);
+  return { pair: limiter('login-pair', login.attempts), ip: limiter('login-ip', login.ipAttempts), email: limiter('login-email', login.emailAttempts) };
+}
+
+/** Sensitive acts that cannot ask for a password accept a sign-in at most this old ("sudo mode"). */
+export const RECENT_SIGN_IN_SECONDS = 300;
+
+export function signedInRecently(principal: Principal): boolean {
+  return Date.now() / 1000 - (principal.token?.auth_time ?? 0) <= RECENT_SIGN_IN_SECONDS;
+}
+
+/** Requires a sign-in less than 5 minutes old: a stolen access token alone cannot do this. */
+export function requireRecentSignIn(): Middleware<AppState> {
+  return async (ctx, next) => {
+    if (!signedInRecently(ctx.state.principal!)) throw new ForbiddenError('Sign in again (within the last 5 minutes) to do this.', 'reauthentication_required');
     await next();
   };
 }

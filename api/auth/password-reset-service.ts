@@ -80,7 +80,7 @@ export async function resetPassword(app: Context, token: string, newPassword: st
     await trx('users').where({ id: row.id }).update({ password_hash: passwordHash, password_changed_at: trx.fn.now(), updated_at: trx.fn.now() });
     const eventOrigin = { ...origin, actorId: origin.actorId ?? row.id };
     const revoked = await revokeSessions(trx, { userId: row.id, reason: 'password_reset', origin: eventOrigin });
-    await recordEvent(trx, { type: 'password.reset_completed', userId: row.id, data: { sessions_revoked: revoked.length } }, eventOrigin);
+    await recordEvent(trx, { type: 'password.reset_completed', userId: row.id, data: { sessions_revoked: revoked.length > 0 } }, eventOrigin);
     return writeEmail(trx, app.kms, { template: 'password_reset_completed', to: row.email, userId: row.id, params: { name: row.name } });
   });
   await enqueueAfterCommit(app, emailId);

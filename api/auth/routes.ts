@@ -2,11 +2,11 @@
 import Router from '@koa/router';
 import type { Context as KoaContext } from 'koa';
 import type { Context } from '../../shared/context';
-import { NotFoundError, UnauthorizedError } from '../../shared/errors';
+import { ForbiddenError, NotFoundError, UnauthorizedError } from '../../shared/errors';
 import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
 import { createLimiter } from '../http/rate-limit';
-import { requireUser } from './authenticate';
+import { loginLimiters, requireUser } from './authenticate';
 import * as schemas from './schemas';
 import { issueServiceToken, login, register, resendVerification, verifyEmail } from './service';
 import { deviceFingerprintOf, listSessions, refreshSession, revokeSessions, type ClientInfo, type TokenPair } from './sessions';
@@ -45,16 +45,13 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   const { rateLimits } = app.config;
   const limiter = (name: string, points: number, windowSeconds: number) => createLimiter(app.redis, app.key('rl', name), points, windowSeconds);
   const registerLimit = limiter('register-ip', rateLimits.register.attempts, rateLimits.register.windowSeconds);
-  const loginLimits = {
-    pair: limiter('login-pair', rateLimits.login.attempts, rateLimits.login.windowSeconds),
-    ip: limiter('login-ip', rateLimits.login.ipAttempts, rateLimits.login.windowSeconds),
-    email: limiter('login-email', rateLimits.login.emailAttempts, rateLimits.login.windowSeconds),
-  };
+  const loginLimits = loginLimiters(app);
   const refreshLimit = limiter('refresh-session', rateLimits.refresh.attempts, rateLimits.refresh.windowSeconds);
   const emailLimit = limiter('email-address', rateLimits.email.attempts, rateLimits.email.windowSeconds);
   const emailIpLimit = limiter('email-ip', rateLimits.email.ipAttempts, rateLimits.email.windowSeconds);
-  const serviceTokenLimit = limiter('service-token', rateLimits.login.attempts, rateLimits.login.windowSeconds);
+  const serviceTokenLimit = limiter('service-token-ip', rateLimits.login.ipAttempts, rateLimits.login.windowSeconds);
   const authenticated = requireUser(app);
+  const trustedOrigins = new Set([...app.config.cors.allowedOrigins, new URL(app.config.publicBaseUrl).origin]);
 
   registry.add(router, {
     method: 'post', path: '/v1/auth/register', summary: 'Create an account (a verification email is sent)', tags: ['auth'], security: 'none',
@@ -115,8 +112,13 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.RefreshBody,
     responses: { 200: { description: 'A rotated token pair', schema: schemas.TokenPair }, 401: { description: 'Invalid, expired, revoked or reused token' }, 429: { description: 'Too many refreshes for this session' } },
     async handler(ctx, { body }) {
+      const fromCookie = !body.refresh_token;
       const token = body.refresh_token ?? ctx.cookies.get(app.config.cookie.name);
       if (!token) throw new UnauthorizedError('A refresh token is required, in the body or the cookie.', 'invalid_refresh_token');
+      // The cookie rides along on any request the browser sends: beyond SameSite, a browser
+      // request from a page of another origin is refused.
+      const origin = ctx.get('Origin');
+      if (fromCookie && origin && !trustedOrigins.has(origin)) throw new ForbiddenError('Refreshing with the cookie is allowed from the configured origins only.', 'origin_not_allowed');
       sendTokenPair(app, ctx, await refreshSession(app, token, clientOf(ctx), refreshLimit));
     },
   });
@@ -173,7 +175,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.ServiceTokenBody,
     responses: { 200: { description: 'An access token (no refresh token, no session)', schema: schemas.ServiceToken }, 401: { description: 'Invalid client credentials' } },
     async handler(ctx, { body }) {
-      ctx.body = await issueServiceToken(app, body.client_id, body.client_secret, serviceTokenLimit);
+      ctx.body = await issueServiceToken(app, body.client_id, body.client_secret, ctx.state.origin.ip, serviceTokenLimit);
     },
   });
 

@@ -169,12 +169,15 @@ async function createMfaChallenge(app: Context, userId: string, client: ClientIn
 }
 
 /** A 15-minute access token for a service principal: no session, no refresh token. */
-export async function issueServiceToken(app: Context, clientId: string, clientSecret: string, limiter: Limiter): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number }> {
-  await limiter.hit(clientId);
+export async function issueServiceToken(app: Context, clientId: string, clientSecret: string, ip: string | null, limiter: Limiter): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number }> {
+  // Counted per IP, not per client: client ids are not secret, and a 256-bit secret needs no
+  // lockout that anyone could trigger against a service.
+  const key = ip ?? '-';
+  await limiter.hit(key);
   const service = await app.db('users').where({ id: clientId, kind: 'service', status: 'active' }).first('id', 'password_hash');
   const ok = await verifyPassword(clientSecret, service?.password_hash ?? (await dummyHash(app.config.password.bcryptCost)));
   if (!service || !ok) throw new UnauthorizedError('The client credentials are invalid.', 'invalid_client');
-  await limiter.refund(clientId);
+  await limiter.refund(key);
   const roles = await listRoleNames(app.db, service.id);
   return { access_token: await app.accessTokens.sign({ sub: service.id, roles, amr: ['service'] }), token_type: 'Bearer', expires_in: app.accessTokens.ttlSeconds };
 }

@@ -10,8 +10,6 @@ export interface Limiter {
   readonly windowSeconds: number;
   /** Counts one hit; throws RateLimitedError when that goes over the limit. */
   hit(key: string): Promise<RateLimiterRes>;
-  /** Throws RateLimitedError when the limit is already used up, without counting. */
-  check(key: string): Promise<void>;
   reset(key: string): Promise<void>;
   /** Gives back one hit (a reservation that turned out not to count). */
   refund(key: string): Promise<void>;
@@ -41,15 +39,6 @@ export function createLimiter(redis: Redis, keyPrefix: string, points: number, w
       } catch (err) {
         throw failure(err);
       }
-    },
-    async check(key) {
-      let res: RateLimiterRes | null;
-      try {
-        res = await limiter.get(key);
-      } catch (err) {
-        throw failure(err);
-      }
-      if (res && res.consumedPoints >= points) throw tooMany(res, points);
     },
     async reset(key) {
       try {

@@ -6,7 +6,7 @@ import type { Middleware } from 'koa';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
-import { ValidationError, type FieldError } from '../../shared/errors';
+import { AppError, ValidationError, type FieldError } from '../../shared/errors';
 import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import type { AppState } from './state';
 
@@ -106,7 +106,12 @@ export class RouteRegistry {
     const checkParams = validator(queryAjv, spec.params, 'params');
     const validate: Middleware<AppState> = async (ctx, next) => {
       const request = ctx.request as typeof ctx.request & { body?: unknown };
-      // A body we do not read must still not be accepted silently.
+      // JSON only: a form or text body is what a cross-site page can send without a preflight.
+      if (spec.body && ctx.request.length && !ctx.is('application/json')) {
+        throw new AppError(415, 'unsupported_media_type', 'Unsupported media type', 'Send the body as application/json.');
+      }
+      // Routes that take a body declare it (a test checks every POST, PUT and PATCH does); a
+      // missing body is validated as {} so the required fields are named.
       const body = spec.body ? (request.body ?? {}) : undefined;
       const query = { ...ctx.query };
       const params = { ...(ctx as unknown as AppRouterContext).params };

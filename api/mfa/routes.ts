@@ -7,7 +7,7 @@ import type { Context } from '../../shared/context';
 import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
 import { createLimiter } from '../http/rate-limit';
-import { requireUser } from '../auth/authenticate';
+import { requireRecentSignIn, requireUser } from '../auth/authenticate';
 import { sendTokenPair } from '../auth/routes';
 import * as schemas from './schemas';
 import {
@@ -17,6 +17,7 @@ import {
 export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   const authenticated = requireUser(app);
+  const recentSignIn = requireRecentSignIn();
   // One count per account across challenges and endpoints: a new challenge does not reset it.
   const wrongCodes = createLimiter(app.redis, app.key('rl', 'mfa-account'), MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS);
 
@@ -35,10 +36,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
 
   if (app.config.features.mfaTotp) {
     registry.add(router, {
-      method: 'post', path: '/v1/mfa/totp/setup', summary: 'Start TOTP set-up: a new secret, its otpauth URI and QR code', tags: ['mfa'], security: 'bearer',
-      guard: authenticated,
+      method: 'post', path: '/v1/mfa/totp/setup', summary: 'Start TOTP set-up: a new secret, its otpauth URI and QR code (needs a sign-in less than 5 minutes old)', tags: ['mfa'], security: 'bearer',
+      // A stolen access token must not be enough to enrol the thief's authenticator.
+      guard: [authenticated, recentSignIn],
       body: schemas.SetupBody,
-      responses: { 200: { description: 'The pending secret (15 minutes; a new set-up replaces it)', schema: schemas.Setup }, 409: { description: 'MFA is already enabled' } },
+      responses: { 200: { description: 'The pending secret (15 minutes; a new set-up replaces it)', schema: schemas.Setup }, 403: { description: 'The sign-in is older than 5 minutes' }, 409: { description: 'MFA is already enabled' } },
       async handler(ctx) {
         ctx.body = await setupTotp(app, ctx.state.principal!.userId);
       },

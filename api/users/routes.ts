@@ -6,11 +6,15 @@ import { eventOrigin, type AppState } from '../http/state';
 import { requireUser } from '../auth/authenticate';
 import { VERIFICATION_HEADER } from '../mfa/step-up';
 import * as schemas from './schemas';
-import { deleteMe, getMe, publicProfile, updateMe, type ProfileChanges } from './service';
+import { changePassword, deleteMe, getMe, publicProfile, updateMe, type ProfileChanges } from './service';
+import { createLimiter } from '../http/rate-limit';
 
 export function userRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   const authenticated = requireUser(app);
+  const { attempts, windowSeconds } = app.config.rateLimits.login;
+  // Wrong passwords of signed-in users (change password, delete account) count per user.
+  const wrongPasswords = createLimiter(app.redis, app.key('rl', 'password-check-user'), attempts, windowSeconds);
 
   registry.add(router, {
     method: 'get', path: '/v1/users/me', summary: 'My profile, roles, effective permissions and trading accounts (masked)', tags: ['users'], security: 'bearer',
@@ -37,7 +41,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.DeleteMeBody,
     responses: { 204: { description: 'Deleted' } },
     async handler(ctx, { body }) {
-      await deleteMe(app, ctx.state.principal!, { password: body.password, verificationToken: ctx.get(VERIFICATION_HEADER) || undefined }, eventOrigin(ctx.state));
+      await deleteMe(app, ctx.state.principal!, { password: body.password, verificationToken: ctx.get(VERIFICATION_HEADER) || undefined }, eventOrigin(ctx.state), wrongPasswords);
       ctx.status = 204;
     },
   });
@@ -51,5 +55,21 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       ctx.body = await publicProfile(app, params.user_id);
     },
   });
+  registry.add(router, {
+    method: 'post', path: '/v1/users/change-password', summary: 'Change my password (other sessions stay unless asked)', tags: ['users'], security: 'bearer',
+    guard: authenticated,
+    body: schemas.ChangePasswordBody,
+    responses: {
+      204: { description: 'Changed' },
+      400: { description: 'The new password breaks the policy or equals the current one' },
+      401: { description: 'Not signed in, or the current password is wrong' },
+      429: { description: 'Too many wrong current passwords' },
+    },
+    async handler(ctx, { body }) {
+      await changePassword(app, ctx.state.principal!, body, eventOrigin(ctx.state), wrongPasswords);
+      ctx.status = 204;
+    },
+  });
+
   return router;
 }

@@ -24,7 +24,15 @@ export const UpdateMeBody = Type.Object({
   avatar_url: Type.Optional(Nullable(Type.String({ format: 'https-url', maxLength: 2048 }))),
 }, { additionalProperties: false, minProperties: 1 });
 
-export const DeleteMeBody = Strict({ password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) });
+const Password = Type.String({ minLength: 1, maxLength: 1024 });
+
+export const DeleteMeBody = Strict({ password: Type.Optional(Password) });
+
+export const ChangePasswordBody = Strict({
+  current_password: Password,
+  new_password: Password,
+  revoke_other_sessions: Type.Optional(Type.Boolean({ description: 'Sign out every other session (default false)' })),
+});
 
 export const ProfileParams = Strict({ user_id: Type.String({ format: 'uuid' }) });
 export const PublicProfile = Type.Object({ id: Type.String({ format: 'uuid' }), name: Type.String(), avatar_url: Type.Union([Type.String(), Type.Null()]), created_at: Type.String({ format: 'date-time' }) });

@@ -1,14 +1,17 @@
-// The user's own account: profile, changes to it, and deletion.
+// The user's own account: profile, changes to it, password change, and deletion.
 import type { Context } from '../../shared/context';
-import { ForbiddenError, NotFoundError, UnauthorizedError } from '../../shared/errors';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../../shared/errors';
 import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
 import { listRoleNames } from '../../shared/authz/permissions';
-import { verifyPassword } from '../../shared/users/passwords';
+import { hashPassword, verifyPassword } from '../../shared/users/passwords';
+import { writeEmail } from '../../shared/email/outbox';
+import type { Limiter } from '../http/rate-limit';
+import { assertPasswordPolicy } from '../auth/service';
 import type { Principal } from '../http/state';
-import { revokeSessions } from '../auth/sessions';
+import { enqueueAfterCommit, revokeSessions } from '../auth/sessions';
+import { signedInRecently } from '../auth/authenticate';
 import { checkVerificationToken } from '../mfa/service';
 
-const RECENT_SIGN_IN_SECONDS = 300;
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export async function getMe(app: Context, userId: string) {
@@ -47,20 +50,29 @@ export async function updateMe(app: Context, userId: string, changes: ProfileCha
  * Soft delete: the row stays (anonymised) for the audit trail, the email is freed, every session
  * ends, trading accounts are unlinked and their credentials destroyed, MFA and Google links go.
  */
-export async function deleteMe(app: Context, principal: Principal, proof: { password?: string; verificationToken?: string }, origin: EventOrigin): Promise<void> {
-  const { password } = proof;
+/**
+ * Checks the account's password for an act of a signed-in user. Wrong passwords count per user
+ * (the login limit), reserved before bcrypt runs and given back on success, so a stolen access
+ * token is no faster a password oracle than the login endpoint.
+ */
+async function confirmPassword(limiter: Limiter, user: { id: string; password_hash: string }, password: string | undefined, code: string, detail: string): Promise<void> {
+  await limiter.hit(user.id);
+  if (!password || !(await verifyPassword(password, user.password_hash))) throw new UnauthorizedError(detail, code);
+  await limiter.refund(user.id);
+}
+
+export async function deleteMe(app: Context, principal: Principal, proof: { password?: string; verificationToken?: string }, origin: EventOrigin, limiter: Limiter): Promise<void> {
   const user = await app.db('users').where({ id: principal.userId }).first('id', 'password_hash');
   if (!user) throw new NotFoundError('No such user.');
   if (user.password_hash) {
-    if (!password || !(await verifyPassword(password, user.password_hash))) throw new UnauthorizedError('The password is incorrect.', 'invalid_credentials');
+    await confirmPassword(limiter, user, proof.password, 'invalid_credentials', 'The password is incorrect.');
   } else {
     // Users without a password (Google only) confirm with a step-up token or a recent sign-in.
-    const recentSignIn = Date.now() / 1000 - (principal.token?.auth_time ?? 0) <= RECENT_SIGN_IN_SECONDS;
-    if (!recentSignIn && !(await checkVerificationToken(app, principal, proof.verificationToken))) {
+    if (!signedInRecently(principal) && !(await checkVerificationToken(app, principal, proof.verificationToken))) {
       throw new ForbiddenError('Confirm with an X-Verification-Token, or sign in again (within the last 5 minutes), to delete your account.', 'reauthentication_required');
     }
   }
-  await app.db.transaction(async (trx) => {
+  await app.permissions.changing(app.db, async (trx) => {
     await revokeSessions(trx, { userId: user.id, reason: 'account_deleted', origin });
     const accounts = await trx('trading_accounts').where({ user_id: user.id }).whereNull('unlinked_at')
       .update({ unlinked_at: trx.fn.now(), credentials_encrypted: null, pending_credentials_encrypted: null, updated_at: trx.fn.now() })
@@ -79,8 +91,7 @@ export async function deleteMe(app: Context, principal: Principal, proof: { pass
       password_hash: null, mfa_enabled: false, mfa_secret_encrypted: null, mfa_last_used_step: null,
     });
     await recordEvent(trx, { type: 'user.deleted', userId: user.id, data: {} }, origin);
-  });
-  await app.permissions.invalidate(user.id);
+  }, () => user.id);
 }
 
 export async function publicProfile(app: Context, userId: string) {
@@ -89,3 +100,49 @@ export async function publicProfile(app: Context, userId: string) {
   return { id: user.id, name: user.name, avatar_url: user.avatar_url, created_at: user.created_at.toISOString() };
 }
 
+export interface ChangePassword {
+  current_password: string;
+  new_password: string;
+  revoke_other_sessions?: boolean;
+}
+
+/** Changing the password while signed in: other sessions stay unless the caller asks to end them. */
+export async function changePassword(
+  app: Context,
+  principal: { userId: string; sessionId: string | null },
+  input: ChangePassword,
+  origin: EventOrigin,
+  limiter: Limiter,
+): Promise<void> {
+  const user = await app.db('users').where({ id: principal.userId }).first('id', 'email', 'name', 'password_hash');
+  if (!user) throw new UnauthorizedError();
+  if (!user.password_hash) {
+    throw new BadRequestError('no_password', 'This account signs in with Google and has no password; set one with the password reset flow.');
+  }
+  await confirmPassword(limiter, user, input.current_password, 'invalid_current_password', 'The current password is incorrect.');
+  if (input.new_password === input.current_password) {
+    throw new ValidationError([{ field: 'new_password', message: 'must differ from the current password' }], 'The new password must differ from the current one.');
+  }
+  assertPasswordPolicy(app, input.new_password, 'new_password', { email: user.email, name: user.name });
+  const passwordHash = await hashPassword(input.new_password, app.config.password.bcryptCost);
+
+  const emailId = await app.db.transaction(async (trx) => {
+    // Only over the hash we checked: a concurrent change wins once, the other is told so.
+    const changed = await trx('users')
+      .where({ id: user.id, password_hash: user.password_hash })
+      .update({ password_hash: passwordHash, password_changed_at: trx.fn.now(), updated_at: trx.fn.now() });
+    if (!changed) throw new ConflictError('The password was changed meanwhile; sign in again.', 'password_changed_concurrently');
+    let revoked: string[] = [];
+    if (input.revoke_other_sessions) {
+      const others: string[] = await trx('sessions')
+        .where({ user_id: user.id })
+        .whereNull('revoked_at')
+        .modify((q) => { if (principal.sessionId) q.whereNot('id', principal.sessionId); })
+        .pluck('id');
+      revoked = others.length ? await revokeSessions(trx, { userId: user.id, sessionIds: others, reason: 'password_change', origin }) : [];
+    }
+    await recordEvent(trx, { type: 'password.changed', userId: user.id, data: { other_sessions_revoked: revoked.length > 0 } }, origin);
+    return writeEmail(trx, app.kms, { template: 'password_changed', to: user.email, userId: user.id, params: { name: user.name } });
+  });
+  await enqueueAfterCommit(app, emailId);
+}

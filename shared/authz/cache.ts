@@ -14,6 +14,12 @@ export interface PermissionCache {
   get(userId: string): Promise<EffectivePermission[]>;
   has(userId: string, permission: string): Promise<boolean>;
   invalidate(userId: string): Promise<void>;
+  /**
+   * Runs a change of the user's permissions: invalidates inside the transaction (so a Redis that
+   * cannot be reached aborts the change instead of leaving a stale cache) and again after the
+   * commit (so a check that raced the change does not keep its stale answer).
+   */
+  changing<T>(db: Knex, change: (trx: Knex.Transaction) => Promise<T>, userIdOf: (result: T) => string): Promise<T>;
 }
 
 interface Cached {
@@ -45,14 +51,25 @@ export function createPermissionCache(db: Knex, redis: Redis, key: (...parts: st
     return live(list);
   }
 
+  async function invalidate(userId: string): Promise<void> {
+    // The version outlives every entry (5 minutes at most), so letting it lapse is safe.
+    await redis.multi().incr(versionKey(userId)).expire(versionKey(userId), 86400).exec();
+  }
+
   return {
     get,
     async has(userId, permission) {
       return (await get(userId)).some((p) => p.name === permission);
     },
-    async invalidate(userId) {
-      // The version outlives every entry (5 minutes at most), so letting it lapse is safe.
-      await redis.multi().incr(versionKey(userId)).expire(versionKey(userId), 86400).exec();
+    invalidate,
+    async changing(database, change, userIdOf) {
+      const result = await database.transaction(async (trx) => {
+        const value = await change(trx);
+        await invalidate(userIdOf(value));
+        return value;
+      });
+      await invalidate(userIdOf(result)).catch(() => undefined);
+      return result;
     },
   };
 }

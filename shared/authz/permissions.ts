@@ -1,5 +1,6 @@
 // Effective permissions: those of the user's roles (with inheritance) and direct grants that have
-// not expired. Always from the database here; the api's permission cache sits in front of this.
+// not expired; none at all for a suspended or deleted user. Always from the database here; the
+// permission cache (./cache.ts) sits in front of this.
 import type { Knex } from 'knex';
 
 export interface EffectivePermission {
@@ -12,10 +13,11 @@ export interface EffectivePermission {
 
 export async function listEffectivePermissions(db: Knex, userId: string): Promise<EffectivePermission[]> {
   const { rows } = await db.raw(
-    `WITH RECURSIVE user_role_tree AS (
+    `WITH RECURSIVE allowed_user AS (
+       SELECT id FROM users WHERE id = :userId AND status IN ('active', 'pending_verification')
+     ), user_role_tree AS (
        SELECT r.id, r.name, r.inherits_role_id, r.name AS via
-         FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-        WHERE ur.user_id = :userId
+         FROM user_roles ur JOIN allowed_user u ON u.id = ur.user_id JOIN roles r ON r.id = ur.role_id
        UNION
        SELECT parent.id, parent.name, parent.inherits_role_id, t.via
          FROM user_role_tree t JOIN roles parent ON parent.id = t.inherits_role_id
@@ -26,17 +28,12 @@ export async function listEffectivePermissions(db: Knex, userId: string): Promis
        JOIN permissions p ON p.id = rp.permission_id
      UNION ALL
      SELECT p.name, 'direct', up.id, up.expires_at
-       FROM user_permissions up JOIN permissions p ON p.id = up.permission_id
-      WHERE up.user_id = :userId AND (up.expires_at IS NULL OR up.expires_at > now())
+       FROM user_permissions up JOIN allowed_user u ON u.id = up.user_id JOIN permissions p ON p.id = up.permission_id
+      WHERE (up.expires_at IS NULL OR up.expires_at > now())
      ORDER BY 1, 2`,
     { userId },
   );
   return rows;
-}
-
-export async function hasPermission(db: Knex, userId: string, permission: string): Promise<boolean> {
-  const permissions = await listEffectivePermissions(db, userId);
-  return permissions.some((p) => p.name === permission);
 }
 
 export async function listRoleNames(db: Knex, userId: string): Promise<string[]> {

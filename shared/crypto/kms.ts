@@ -3,6 +3,7 @@
 // (old keys stay listed for decryption only). A context string is bound as associated data, so a
 // ciphertext copied to another row or field does not decrypt.
 import crypto from 'node:crypto';
+import type { Knex } from 'knex';
 import type { Config } from '../config';
 import { KeyError, readMasterKey } from './keys';
 
@@ -39,7 +40,7 @@ export class DecryptionError extends Error {}
 
 export function createLocalKms(config: Pick<Config, 'kms'>): Kms {
   const current = readMasterKey(config.kms.keyPath);
-  const currentKeyId = config.kms.masterKeyId || keyIdOf(current);
+  const currentKeyId = keyIdOf(current);
   const masterKeys = new Map<string, Buffer>([[currentKeyId, current]]);
   for (const file of config.kms.previousKeyPaths) {
     const key = readMasterKey(file);
@@ -83,4 +84,34 @@ export function createLocalKms(config: Pick<Config, 'kms'>): Kms {
       return [VERSION, currentKeyId, rewrapped.toString('base64url'), body.toString('base64url')].join('.');
     },
   };
+}
+
+/** Every column holding envelopes; each row's envelope is re-wrapped without being decrypted. */
+const ENVELOPE_COLUMNS: Array<[table: string, column: string]> = [
+  ['users', 'mfa_secret_encrypted'],
+  ['trading_accounts', 'credentials_encrypted'],
+  ['trading_accounts', 'pending_credentials_encrypted'],
+  ['email_messages', 'params_encrypted'],
+];
+
+/**
+ * After a master-key rotation: re-wraps every stored data key under the current master key, so
+ * the previous key can be retired. Values in Redis live minutes at most: keep the previous key
+ * listed for a quarter of an hour after this runs.
+ */
+export async function rewrapAll(db: Knex, kms: Kms): Promise<{ rewrapped: number; unchanged: number }> {
+  let rewrapped = 0;
+  let unchanged = 0;
+  for (const [table, column] of ENVELOPE_COLUMNS) {
+    const rows: { id: string; value: string }[] = await db(table).whereNotNull(column).whereNot(column, 'like', `${VERSION}.${kms.currentKeyId}.%`).select('id', `${column} as value`);
+    for (const row of rows) {
+      const next = kms.rewrap(row.value);
+      if (next === row.value) unchanged += 1;
+      else {
+        await db(table).where({ id: row.id, [column]: row.value }).update({ [column]: next });
+        rewrapped += 1;
+      }
+    }
+  }
+  return { rewrapped, unchanged };
 }

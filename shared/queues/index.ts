@@ -56,8 +56,3 @@ async function add(queue: Queue, name: string, data: Record<string, unknown>, op
 export function enqueueEmail(queues: Queues, emailId: string): Promise<void> {
   return add(queues.email, JOB_NAMES.sendEmail, { emailId }, { jobId: `email-${emailId}` });
 }
-
-/** Asks the relay to publish now rather than at its next tick (the tick catches what this misses). */
-export function nudgeEventRelay(queues: Queues): Promise<void> {
-  return add(queues.events, JOB_NAMES.relayEvents, {}, { removeOnComplete: true, removeOnFail: 100, attempts: 1 });
-}

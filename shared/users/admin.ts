@@ -1,6 +1,7 @@
 // Operators' way in: create an admin, or promote an existing user, from the command line.
 import type { Knex } from 'knex';
 import type { Config } from '../config';
+import type { PermissionCache } from '../authz/cache';
 import { recordEvent } from '../events/outbox';
 import { ValidationError } from '../errors';
 import { checkPassword } from './password-policy';
@@ -14,12 +15,13 @@ export interface AdminResult {
 
 export async function createOrPromoteAdmin(
   db: Knex,
+  permissions: PermissionCache,
   config: Pick<Config, 'password'>,
   input: { email: string; name?: string; password?: string },
 ): Promise<AdminResult> {
   const email = input.email.trim();
   if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) throw new ValidationError([{ field: 'email', message: 'must be a valid email' }]);
-  return db.transaction(async (trx) => {
+  return permissions.changing(db, async (trx) => {
     const adminRole = await trx('roles').where({ name: 'admin' }).first('id');
     let user = await trx('users').where({ email }).whereNot({ status: 'deleted' }).forUpdate().first('id');
     let created = false;
@@ -38,5 +40,5 @@ export async function createOrPromoteAdmin(
     const inserted = await trx('user_roles').insert({ user_id: user.id, role_id: adminRole.id }).onConflict(['user_id', 'role_id']).ignore().returning('user_id');
     if (inserted.length) await recordEvent(trx, { type: 'role.assigned', userId: user.id, data: { role: 'admin', via: 'cli' } });
     return { userId: user.id as string, created, promoted: inserted.length > 0 };
-  });
+  }, (result) => result.userId);
 }

@@ -5,7 +5,7 @@ import { NotFoundError } from '../errors';
 import type { PermissionCache } from '../authz/cache';
 
 export async function setRole(db: Knex, permissions: PermissionCache, input: { email: string; role: string; assign: boolean }): Promise<'assigned' | 'removed' | 'unchanged'> {
-  const outcome = await db.transaction(async (trx) => {
+  const outcome = await permissions.changing(db, async (trx) => {
     const user = await trx('users').where({ email: input.email }).whereNot({ status: 'deleted' }).first('id');
     if (!user) throw new NotFoundError(`No user with email ${input.email}.`);
     const role = await trx('roles').where({ name: input.role }).first('id');
@@ -15,7 +15,6 @@ export async function setRole(db: Knex, permissions: PermissionCache, input: { e
       : await trx('user_roles').where({ user_id: user.id, role_id: role.id }).del();
     if (changed) await recordEvent(trx, { type: input.assign ? 'role.assigned' : 'role.removed', userId: user.id, data: { role: input.role, via: 'cli' } });
     return { userId: user.id as string, changed: changed > 0 };
-  });
-  if (outcome.changed) await permissions.invalidate(outcome.userId);
+  }, (o) => o.userId);
   return outcome.changed ? (input.assign ? 'assigned' : 'removed') : 'unchanged';
 }

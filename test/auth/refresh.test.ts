@@ -160,3 +160,27 @@ describe('session lifetimes (short configured times)', () => {
     }
   });
 });
+
+describe('the refresh cookie against cross-site requests', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ RATELIMIT_REFRESH_ATTEMPTS: '1000' });
+  });
+  afterAll(() => t.close());
+
+  test('a form post carrying the cookie is refused (JSON only)', async () => {
+    const a = await login(t.url, await createUser(t.context.db));
+    const r = await call(`${t.url}/v1/auth/refresh`, { method: 'POST', rawBody: 'x=1', headers: { 'content-type': 'application/x-www-form-urlencoded', Cookie: `__Secure-refresh_token=${a.refreshToken}` } });
+    expect(r.status).toBe(415);
+    expect((await refresh(t, a.refreshToken)).status).toBe(200);
+  });
+
+  test('a cookie refresh from a page of another origin is refused; from a configured one it works', async () => {
+    const a = await login(t.url, await createUser(t.context.db));
+    const cookie = `__Secure-refresh_token=${a.refreshToken}`;
+    const evil = await call(`${t.url}/v1/auth/refresh`, { body: {}, headers: { Cookie: cookie, Origin: 'https://evil.example' } });
+    expect(evil.status).toBe(403);
+    const good = await call(`${t.url}/v1/auth/refresh`, { body: {}, headers: { Cookie: cookie, Origin: 'http://localhost:3000' } });
+    expect(good.status).toBe(200);
+  });
+});

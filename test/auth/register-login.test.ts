@@ -246,6 +246,10 @@ describe('where a sign-in comes from', () => {
       expect(await t.context.db('sessions').where({ id: fromTable.sessionId }).first()).toMatchObject({ ip: '8.8.8.8', country: 'US' });
       const fromHeader = await login(proxied.url, user, {}, { 'X-Forwarded-For': '8.8.8.8', 'CF-IPCountry': 'in' });
       expect((await t.context.db('sessions').where({ id: fromHeader.sessionId }).first()).country).toBe('IN');
+      // A client that writes its own X-Forwarded-For entry does not choose its IP: our one proxy
+      // appended the last entry.
+      const spoofed = await login(proxied.url, user, {}, { 'X-Forwarded-For': '6.6.6.6, 8.8.4.4' });
+      expect((await t.context.db('sessions').where({ id: spoofed.sessionId }).first()).ip).toBe('8.8.4.4');
     } finally {
       await proxied.close();
     }

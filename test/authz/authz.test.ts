@@ -85,3 +85,22 @@ test('checking another user needs authz:check_any (admins and services have it)'
   expect((await call(`${t.url}/v1/authz/permissions?user_id=${other.id}`, { headers: admin.auth })).status).toBe(200);
   expect((await check(t, admin, 'orders:write', '00000000-0000-4000-8000-000000000000')).status).toBe(404);
 });
+
+test('a suspended user holds no permission', async () => {
+  const trader = await signedInUser(t.context.db, t.url);
+  expect((await check(t, admin, 'orders:write', trader.id)).body.allowed).toBe(true);
+  await t.context.db('users').where({ id: trader.id }).update({ status: 'suspended' });
+  await t.context.permissions.invalidate(trader.id);
+  expect((await check(t, admin, 'orders:write', trader.id)).body).toEqual({ allowed: false, permission: 'orders:write', user_id: trader.id });
+});
+
+test('granting a permission twice changes the one grant, so one revocation ends it', async () => {
+  const viewer = await signedInUser(t.context.db, t.url, { roles: ['viewer'] });
+  const first = await grant({ user_id: viewer.id, permission: 'alerts:write', expires_at: new Date(Date.now() + 60_000).toISOString() });
+  const second = await grant({ user_id: viewer.id, permission: 'alerts:write' });
+  expect(second.status).toBe(201);
+  expect(second.body.id).toBe(first.body.id);
+  expect(second.body.expires_at).toBeNull();
+  expect((await call(`${t.url}/v1/authz/permissions/${first.body.id}`, { method: 'DELETE', headers: admin.auth })).status).toBe(204);
+  expect((await check(t, viewer, 'alerts:write')).body.allowed).toBe(false);
+});

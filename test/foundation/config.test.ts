@@ -8,7 +8,7 @@ test('with nothing set, the defaults of the guide and the Foundation issue apply
   expect(config.port).toBe(8001);
   expect(config.database.url).toBe('postgresql://postgres@127.0.0.1:5432/user_service');
   expect(config.redis.url).toBe('redis://127.0.0.1:6379/0');
-  expect(config.jwt).toMatchObject({ signingKeyId: 'key-001', accessTtlSeconds: 900, refreshTtlDays: 90, issuer: 'user_service', audience: 'trading_platform' });
+  expect(config.jwt).toMatchObject({ signingKeyId: 'key-001', accessTtlSeconds: 900, issuer: 'user_service', audience: 'trading_platform' });
   expect(config.password).toMatchObject({ minLength: 12, bcryptCost: 12, requireCharacterClasses: true, resetTokenTtlSeconds: 1800 });
   expect(config.rateLimits.login).toMatchObject({ attempts: 5, windowSeconds: 900 });
   expect(config.cookie).toEqual({ name: '__Secure-refresh_token', secure: true, httpOnly: true, sameSite: 'strict' });

@@ -8,13 +8,13 @@ import path from 'node:path';
 import { call, startTestApp } from '../helpers/app';
 import { ROOT } from '../helpers/env';
 import { createMissingKeys, loadSigningKeys } from '../../shared/crypto/keys';
-import { createLocalKms, DecryptionError } from '../../shared/crypto/kms';
+import { createLocalKms, DecryptionError, rewrapAll } from '../../shared/crypto/kms';
 import { createAccessTokens } from '../../shared/crypto/access-tokens';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'us-keys-'));
 const settingsIn = (dir: string, kid = 'key-001') => ({
-  jwt: { keysDir: path.join(dir, 'jwt'), signingKeyId: kid, issuer: 'user_service', audience: 'trading_platform', accessTtlSeconds: 900, refreshTtlDays: 90 },
-  kms: { provider: 'local' as const, masterKeyId: '', keyPath: path.join(dir, 'master.key'), previousKeyPaths: [] as string[] },
+  jwt: { keysDir: path.join(dir, 'jwt'), signingKeyId: kid, issuer: 'user_service', audience: 'trading_platform', accessTtlSeconds: 900 },
+  kms: { provider: 'local' as const, keyPath: path.join(dir, 'master.key'), previousKeyPaths: [] as string[] },
 });
 
 test('development creates the signing pair and master key once, readable by the owner only', () => {
@@ -95,12 +95,32 @@ describe('envelope encryption', () => {
     const next = tmp();
     const newKeyPath = path.join(next, 'master.key');
     fs.writeFileSync(newKeyPath, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
-    const rotated = createLocalKms({ kms: { provider: 'local', masterKeyId: '', keyPath: newKeyPath, previousKeyPaths: [path.join(dir, 'master.key')] } });
+    const rotated = createLocalKms({ kms: { provider: 'local', keyPath: newKeyPath, previousKeyPaths: [path.join(dir, 'master.key')] } });
     expect(rotated.decrypt(sealed, 'ctx')).toBe('secret');
     const rewrapped = rotated.rewrap(sealed);
     expect(rewrapped.split('.')[1]).toBe(rotated.currentKeyId);
-    const onlyNew = createLocalKms({ kms: { provider: 'local', masterKeyId: '', keyPath: newKeyPath, previousKeyPaths: [] } });
+    const onlyNew = createLocalKms({ kms: { provider: 'local', keyPath: newKeyPath, previousKeyPaths: [] } });
     expect(onlyNew.decrypt(rewrapped, 'ctx')).toBe('secret');
     expect(() => onlyNew.decrypt(sealed, 'ctx')).toThrow(/not configured/);
   });
+});
+
+test('kms:rewrap moves every stored envelope under the new master key, so the old one can retire', async () => {
+  const t = await startTestApp();
+  try {
+    const [{ id }] = await t.context.db('users').insert({ email: 'rewrap@example.com', name: 'R' }).returning('id');
+    const sealed = t.context.kms.encrypt('JBSWY3DPEHPK3PXP', `users.mfa_secret:${id}`);
+    await t.context.db('users').where({ id }).update({ mfa_enabled: true, mfa_secret_encrypted: sealed });
+    const next = tmp();
+    const newKeyPath = path.join(next, 'master.key');
+    fs.writeFileSync(newKeyPath, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
+    const rotated = createLocalKms({ kms: { provider: 'local', keyPath: newKeyPath, previousKeyPaths: [t.config.kms.keyPath] } });
+    expect(await rewrapAll(t.context.db, rotated)).toEqual({ rewrapped: 1, unchanged: 0 });
+    expect(await rewrapAll(t.context.db, rotated)).toEqual({ rewrapped: 0, unchanged: 0 });
+    const onlyNew = createLocalKms({ kms: { provider: 'local', keyPath: newKeyPath, previousKeyPaths: [] } });
+    const stored = (await t.context.db('users').where({ id }).first()).mfa_secret_encrypted;
+    expect(onlyNew.decrypt(stored, `users.mfa_secret:${id}`)).toBe('JBSWY3DPEHPK3PXP');
+  } finally {
+    await t.close();
+  }
 });

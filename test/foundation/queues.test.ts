@@ -7,6 +7,7 @@ import { basicAuth, createUser, type TestUser } from '../helpers/users';
 import { writeEmail } from '../../shared/email/outbox';
 import { enqueueEmail } from '../../shared/queues';
 import { reconcileEmails } from '../../workers/processors/email';
+import { hashPassword } from '../../shared/users/passwords';
 
 let t: TestApp;
 let smtp: TestSmtp;
@@ -118,6 +119,24 @@ describe('Bull Board is for operators only', () => {
     // The roles claim alone never grants anything: permissions come from the database.
     const forged = await call(`${t.url}${path}`, { headers: { Authorization: `Bearer ${token}` } });
     expect(forged.status).toBe(403);
+  });
+
+  test('Basic credentials count against the login limits: guessing an operator\'s password is throttled', async () => {
+    const target = await createUser(t.context.db, { roles: ['admin'] });
+    for (let i = 0; i < 5; i += 1) {
+      const r = await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth({ ...target, password: `Wrong-guess-${i}-A1!` }) } });
+      expect(r.status).toBe(401);
+    }
+    const blocked = await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(target) } });
+    expect(blocked.status).toBe(429);
+    expect(blocked.headers.get('retry-after')).toMatch(/^\d+$/);
+  });
+
+  test('a cached Basic credential stops working once the password changes', async () => {
+    const op = await createUser(t.context.db, { roles: ['admin'] });
+    expect((await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(op) } })).status).toBe(200);
+    await t.context.db('users').where({ id: op.id }).update({ password_hash: await hashPassword('Another-Password-99!', 4) });
+    expect((await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(op) } })).status).toBe(401);
   });
 
   test('the page itself loads for an admin', async () => {

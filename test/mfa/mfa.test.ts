@@ -327,3 +327,12 @@ describe('events and secrecy', () => {
     expect(t.logs.lines.length).toBeGreaterThan(50);
   });
 });
+
+test('TOTP set-up needs a sign-in less than 5 minutes old: a stolen access token cannot enrol an authenticator', async () => {
+  const user = await signedInUser(t.context.db, t.url);
+  await t.context.db('sessions').where({ id: user.sessionId }).update({ auth_time: t.context.db.raw(`now() - interval '10 minutes'`) });
+  const refreshed = await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: user.refreshToken } });
+  const r = await call(`${t.url}/v1/mfa/totp/setup`, { method: 'POST', body: {}, headers: { Authorization: `Bearer ${refreshed.body.access_token}` } });
+  expect(r.status).toBe(403);
+  expect(r.body.type).toMatch(/reauthentication_required$/);
+});
