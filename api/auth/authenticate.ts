@@ -9,6 +9,7 @@ import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
 import { InvalidTokenError } from '../../shared/crypto/access-tokens';
 import { dummyHash, verifyPassword } from '../../shared/users/passwords';
 import type { AppState, Principal } from '../http/state';
+import { whereLive } from './sessions';
 import { createLimiter, type Limiter } from '../http/rate-limit';
 
 const INVALID = 'The access token is missing, invalid or expired.';
@@ -21,14 +22,9 @@ async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> 
     if (err instanceof InvalidTokenError) throw new UnauthorizedError(INVALID, 'invalid_token');
     throw err;
   }
-  const inactivity = `${ctx.config.sessions.inactivitySeconds} seconds`;
   const live = claims.sid
-    ? await ctx.db('sessions')
-        .join('users', 'users.id', 'sessions.user_id')
+    ? await whereLive(ctx.db('sessions').join('users', 'users.id', 'sessions.user_id'), ctx.config.sessions.inactivitySeconds)
         .where({ 'sessions.id': claims.sid, 'sessions.user_id': claims.sub })
-        .whereNull('sessions.revoked_at')
-        .where('sessions.expires_at', '>', ctx.db.fn.now())
-        .whereRaw(`sessions.last_active_at > now() - ?::interval`, [inactivity])
         .whereIn('users.status', ['active', 'pending_verification'])
         .first('sessions.id')
     : await ctx.db('users').where({ id: claims.sub }).whereIn('status', ['active', 'pending_verification']).first('id');

@@ -4,7 +4,7 @@ import type { Context } from '../../shared/context';
 import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
 import { createLimiter } from '../http/rate-limit';
-import * as schemas from './password-reset-schemas';
+import * as schemas from './schemas';
 import { requestPasswordReset, resetPassword } from './password-reset-service';
 
 const ACCEPTED = { status: 'accepted' as const, message: 'If an account uses this email, a password reset link is on its way.' };
@@ -19,7 +19,7 @@ export function passwordResetRoutes(app: Context, registry: RouteRegistry): Rout
   registry.add(router, {
     method: 'post', path: '/v1/auth/password/reset-request', summary: 'Email a password reset link (same answer whether or not the email exists)', tags: ['auth'], security: 'none',
     body: schemas.ResetRequestBody,
-    responses: { 202: { description: 'Accepted', schema: schemas.ResetRequested }, 429: { description: 'Too many requests from this IP or for this email' } },
+    responses: { 202: { description: 'Accepted', schema: schemas.Accepted }, 429: { description: 'Too many requests from this IP or for this email' } },
     before: [async (ctx, next) => {
       await perIp.hit(ctx.state.origin.ip ?? '-');
       await perAccount.hit((ctx.state.input as { body: { email: string } }).body.email.trim().toLowerCase());

@@ -3,10 +3,10 @@
 import { Type } from '@sinclair/typebox';
 import { Strict } from '../http/route';
 
-const Email = Type.String({ format: 'email', maxLength: 254, description: 'Email address (case-insensitive)' });
+export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Email address (case-insensitive)' });
 // The policy says what is wrong with a password; the schema only bounds its size.
-const Password = Type.String({ minLength: 1, maxLength: 1024 });
-const OpaqueToken = Type.String({ minLength: 16, maxLength: 512 });
+export const Password = Type.String({ minLength: 1, maxLength: 1024 });
+export const OpaqueToken = Type.String({ minLength: 16, maxLength: 512 });
 
 export const RegisterBody = Strict({
   email: Email,
@@ -72,3 +72,6 @@ export const Sessions = Type.Object({
 
 export const ServiceTokenBody = Strict({ client_id: Type.String({ format: 'uuid' }), client_secret: Type.String({ minLength: 16, maxLength: 256 }) });
 export const ServiceToken = Type.Object({ access_token: Type.String(), token_type: Type.Literal('Bearer'), expires_in: Type.Integer() });
+
+export const ResetRequestBody = Strict({ email: Email });
+export const ResetBody = Strict({ token: OpaqueToken, new_password: Password });

@@ -202,6 +202,14 @@ export async function revokeSessions(
   return revoked.map((r) => r.id);
 }
 
+/** Narrows a query on `sessions` (or an alias) to live ones: not revoked, not expired, not idle. */
+export function whereLive(query: Knex.QueryBuilder, inactivitySeconds: number, table = 'sessions'): Knex.QueryBuilder {
+  return query
+    .whereNull(`${table}.revoked_at`)
+    .whereRaw(`${table}.expires_at > now()`)
+    .whereRaw(`${table}.last_active_at > now() - make_interval(secs => ?)`, [inactivitySeconds]);
+}
+
 export interface SessionView {
   id: string;
   device_fingerprint: string | null;
@@ -218,11 +226,7 @@ export interface SessionView {
 /** The user's live sessions, newest first; `expires_at` is whichever end comes first. */
 export async function listSessions(app: Context, userId: string, currentSessionId: string | null): Promise<SessionView[]> {
   const idle = app.config.sessions.inactivitySeconds;
-  const rows = await app.db('sessions')
-    .where({ user_id: userId })
-    .whereNull('revoked_at')
-    .where('expires_at', '>', app.db.fn.now())
-    .whereRaw('last_active_at > now() - make_interval(secs => ?)', [idle])
+  const rows = await whereLive(app.db('sessions').where({ user_id: userId }), idle)
     .orderBy('created_at', 'desc')
     .select('*', app.db.raw('LEAST(expires_at, last_active_at + make_interval(secs => ?)) AS ends_at', [idle]));
   return rows.map((s: Record<string, any>) => ({

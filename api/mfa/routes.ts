@@ -66,7 +66,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       body: schemas.CodeBody,
       responses: {
         200: { description: 'A token valid for 5 minutes in this session', schema: schemas.Verification },
-        400: { description: 'MFA is not enabled' },
+        409: { description: 'MFA is not enabled' },
         401: { description: 'Wrong code' },
         429: { description: 'Too many wrong codes for the account' },
       },

@@ -189,7 +189,7 @@ interface StoredVerification {
 export async function stepUp(app: Context, principal: { userId: string; sessionId: string | null }, code: string, limiter: Limiter): Promise<{ verification_token: string; expires_in: number }> {
   if (!principal.sessionId) throw new ForbiddenError('Step-up verification needs a signed-in session.', 'session_required');
   const user = await findUser(app, principal.userId);
-  if (!user.mfa_enabled) throw new BadRequestError('mfa_not_enabled', 'MFA is not enabled for this account; set it up first.');
+  if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled for this account; set it up first.', 'mfa_not_enabled');
   await throttled(limiter, user.id, async () => {
     if (!(await checkSecondFactor(app, app.db, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
   });

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { Strict } from '../http/route';
+import { Password } from '../auth/schemas';
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
 
@@ -23,8 +24,6 @@ export const UpdateMeBody = Type.Object({
   locale: Type.Optional(Type.String({ format: 'bcp47-locale', maxLength: 35 })),
   avatar_url: Type.Optional(Nullable(Type.String({ format: 'https-url', maxLength: 2048 }))),
 }, { additionalProperties: false, minProperties: 1 });
-
-const Password = Type.String({ minLength: 1, maxLength: 1024 });
 
 export const DeleteMeBody = Strict({ password: Type.Optional(Password) });
 

@@ -252,7 +252,7 @@ describe('step-up verification', () => {
   test('step-up needs MFA to be on', async () => {
     const user = await signedInUser(t.context.db, t.url);
     const r = await api('/v1/mfa/totp/verify', { body: { code: '123456' }, headers: user.auth });
-    expect(r.status).toBe(400);
+    expect(r.status).toBe(409);
     expect(r.body.type).toMatch(/mfa_not_enabled$/);
   });
 });
