@@ -23,6 +23,8 @@ RUN npm run build
 # ---- runtime: production dependencies and the compiled code only ----
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production
+# bcrypt and RS256 share libuv's threadpool; see README, Performance.
+ENV UV_THREADPOOL_SIZE=8
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force

@@ -706,7 +706,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(path.join(__dirname, 'results.md'), `${markdown}\n`);
   fs.writeFileSync(path.join(__dirname, 'results.json'), `${JSON.stringify({
     date: new Date().toISOString(), mode: QUICK ? 'quick' : 'full', cores: CORES, node: process.version,
-    cpu: os.cpus()[0]?.model, uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (default)', settings: SETTINGS, runtimeSeconds, rows, frontier,
+    cpu: os.cpus()[0]?.model, uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '8 (npm start default)', settings: SETTINGS, runtimeSeconds, rows, frontier,
   }, null, 2)}\n`);
   log(`done in ${runtimeSeconds.toFixed(0)} s; wrote bench/results.md and bench/results.json`);
 }
@@ -723,7 +723,7 @@ function render(rows: Row[], runtimeSeconds: number): string {
   const n = (value: number | undefined, digits = 0) => (value === undefined || Number.isNaN(value) ? '–' : value.toFixed(digits));
   const pair = (a: number | undefined, b: number | undefined, digits = 0) => `${n(a, digits)} / ${n(b, digits)}`;
   const lines = [
-    `Mode: ${QUICK ? 'quick' : 'full'} · ${CORES} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}) · Node ${process.version} · UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'} · ${SETTINGS.users.toLocaleString('en')} users · ${SETTINGS.rounds} rounds of ${SETTINGS.seconds} s after a warm-up · ${runtimeSeconds.toFixed(0)} s in all`,
+    `Mode: ${QUICK ? 'quick' : 'full'} · ${CORES} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}) · Node ${process.version} · UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '8 (npm start default)'} · ${SETTINGS.users.toLocaleString('en')} users · ${SETTINGS.rounds} rounds of ${SETTINGS.seconds} s after a warm-up · ${runtimeSeconds.toFixed(0)} s in all`,
     '',
     'Pairs are product / baseline. CPU is the api process (the worker for jobs, the baseline process for baselines); latency is measured by the load process.',
     '',

@@ -32,7 +32,10 @@ function run(script: string): ChildProcess {
   const file = path.join(__dirname, '..', script + extension);
   const args = extension === '.ts' ? ['--import', 'tsx', file] : [file];
   // Own process group: a terminal's Ctrl-C reaches only this supervisor, which passes it on once.
-  return spawn(process.execPath, args, { stdio: 'inherit', env: process.env, detached: true });
+  // bcrypt, RS256 (WebCrypto) and DNS share libuv's threadpool (4 threads by default): a larger
+  // pool, with BCRYPT_MAX_CONCURRENCY below it, keeps token checks fast while logins run.
+  const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '8' };
+  return spawn(process.execPath, args, { stdio: 'inherit', env, detached: true });
 }
 
 async function main(): Promise<void> {

@@ -109,6 +109,8 @@ export const VARIABLES = {
   PASSWORD_MIN_LENGTH: v('Security', 'integer', '12', 'Shortest password, in Unicode code points.', { minimum: 8, maximum: 64 }),
   PASSWORD_REQUIRE_CHARACTER_CLASSES: v('Security', 'boolean', 'true', 'Require upper, lower, digit and special characters; `false` follows NIST SP 800-63B (length and breached-list checks only).'),
   PASSWORD_BCRYPT_COST: v('Security', 'integer', '12', 'bcrypt cost; hashes below it are upgraded at the next login. At least 10 outside development.', { minimum: 4, maximum: 15 }),
+  BCRYPT_MAX_CONCURRENCY: v('Security', 'integer', '2', 'bcrypt hashes run at once per process; keep it below UV_THREADPOOL_SIZE so token checks never wait behind hashes (about one per core).', { minimum: 1, maximum: 64 }),
+  BCRYPT_MAX_QUEUE: v('Security', 'integer', '64', 'Sign-ins waiting for a bcrypt slot per process before the api answers 503.', { minimum: 0 }),
   PASSWORD_RESET_TOKEN_TTL_MINUTES: v('Security', 'number', '30', 'Lifetime of a password-reset token (fractions allowed).'),
   MFA_TOTP_WINDOW_SECONDS: v('Security', 'integer', '30', 'TOTP time step.', { minimum: 15, maximum: 120 }),
   REFRESH_TOKEN_REUSE_INTERVAL_SECONDS: v('Security', 'integer', '10', 'Grace window in which presenting a just-rotated refresh token returns the same successor pair; 0 turns it off.', { minimum: 0, maximum: 60 }),
@@ -192,7 +194,7 @@ export interface Config {
     passwordReset: { attempts: number; windowSeconds: number };
     email: { attempts: number; ipAttempts: number; windowSeconds: number };
   };
-  password: { minLength: number; requireCharacterClasses: boolean; bcryptCost: number; resetTokenTtlSeconds: number };
+  password: { minLength: number; requireCharacterClasses: boolean; bcryptCost: number; bcryptMaxConcurrency: number; bcryptMaxQueue: number; resetTokenTtlSeconds: number };
   mfa: { totpStepSeconds: number };
   refreshReuseIntervalSeconds: number;
   cookie: { name: string; secure: boolean; httpOnly: boolean; sameSite: 'strict' | 'lax' | 'none' };
@@ -378,6 +380,8 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       minLength: num('PASSWORD_MIN_LENGTH'),
       requireCharacterClasses: bool('PASSWORD_REQUIRE_CHARACTER_CLASSES'),
       bcryptCost: num('PASSWORD_BCRYPT_COST'),
+      bcryptMaxConcurrency: num('BCRYPT_MAX_CONCURRENCY'),
+      bcryptMaxQueue: num('BCRYPT_MAX_QUEUE'),
       resetTokenTtlSeconds: seconds(num('PASSWORD_RESET_TOKEN_TTL_MINUTES') * 60),
     },
     mfa: { totpStepSeconds: num('MFA_TOTP_WINDOW_SECONDS') },

@@ -11,6 +11,7 @@ import { createLocalKms, type Kms } from './crypto/kms';
 import { createAccessTokens, type AccessTokens } from './crypto/access-tokens';
 import type { Logger } from './logger';
 import { createPermissionCache, type PermissionCache } from './authz/cache';
+import { limitBcrypt } from './users/passwords';
 
 export interface Context {
   config: Config;
@@ -32,6 +33,7 @@ export interface Context {
 }
 
 export function createContext(config: Config, logger: Logger): Context {
+  limitBcrypt(config.password.bcryptMaxConcurrency, config.password.bcryptMaxQueue);
   const keys = loadSigningKeys(config);
   const kms = createLocalKms(config);
   const db = createDb(config, { logger });

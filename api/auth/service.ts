@@ -145,7 +145,14 @@ export async function login(
   // Service principals get tokens from their own endpoint, never by password sign-in.
   const user = await User.query(app.db).findOne({ email: input.email.trim(), kind: 'person' });
   const cost = app.config.password.bcryptCost;
-  const passwordOk = await verifyPassword(input.password, user?.password_hash ?? (await dummyHash(cost)));
+  let passwordOk: boolean;
+  try {
+    passwordOk = await verifyPassword(input.password, user?.password_hash ?? (await dummyHash(cost)));
+  } catch (err) {
+    // Shed because too many sign-ins are hashing: the attempt was never judged, so it does not count.
+    await Promise.all([limiters.pair.refund(keys.pair), limiters.ip.refund(keys.ip), limiters.email.refund(keys.email)]);
+    throw err;
+  }
   if (!user || !user.password_hash || !passwordOk || !['active', 'pending_verification'].includes(user.status)) {
     throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
   }

@@ -1,7 +1,8 @@
 // The password policy (one module for every flow that sets a password) and bcrypt's limits.
 import bcrypt from 'bcrypt';
 import { checkPassword } from '../../shared/users/password-policy';
-import { costOf, hashPassword, verifyPassword } from '../../shared/users/passwords';
+import { costOf, hashPassword, limitBcrypt, verifyPassword } from '../../shared/users/passwords';
+import { UnavailableError } from '../../shared/errors';
 import { parseConfig } from '../../shared/config';
 
 const classic = { minLength: 12, requireCharacterClasses: true };
@@ -65,4 +66,18 @@ test('the production default cost is 12', async () => {
   const hash = await hashPassword('Correct-Horse-42-Battery', cost);
   expect(costOf(hash)).toBe(12);
   expect(hash).toMatch(/^\$2b\$12\$/);
+});
+
+test('bcrypt work is gated: at most the configured number at once, a bounded queue, then 503', async () => {
+  limitBcrypt(1, 1);
+  try {
+    const started = [hashPassword('Gate-Test-Password-1', 6), hashPassword('Gate-Test-Password-2', 6)];
+    await expect(verifyPassword('Gate-Test-Password-3', '$2b$06$abcdefghijklmnopqrstuu5zA0uR7e1mPqX8mM4b2yq8q3t2yqGa')).rejects.toBeInstanceOf(UnavailableError);
+    const hashes = await Promise.all(started);
+    expect(hashes.map(costOf)).toEqual([6, 6]);
+    // The gate reopens once the work is done.
+    expect(await verifyPassword('Gate-Test-Password-1', hashes[0])).toBe(true);
+  } finally {
+    limitBcrypt(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+  }
 });
