@@ -57,6 +57,7 @@ export const VARIABLES = {
   REDIS_COMMAND_TIMEOUT_MS: v('Redis', 'integer', '2000', 'A Redis command that takes longer fails (the api answers 503).', { minimum: 1 }),
   REDIS_SESSION_TTL_DAYS: v('Sessions', 'number', '90', 'Absolute lifetime of a persistent (`remember_me`) session, in days (fractions allowed). Sessions live in PostgreSQL; the name is the guide\'s.'),
   REDIS_SESSION_INACTIVITY_DAYS: v('Sessions', 'number', '14', 'A session unused for this many days ends (fractions allowed).'),
+  SESSION_LIVENESS_CACHE_SECONDS: v('Sessions', 'integer', '60', 'How long a session seen live in PostgreSQL is trusted from Redis by bearer authentication; revocations through the service are refused at once regardless; 0 asks PostgreSQL on every request.', { minimum: 0, maximum: 600 }),
   SESSION_TTL_HOURS: v('Sessions', 'number', '24', 'Absolute lifetime of a session without `remember_me`, in hours; its cookie has no Max-Age.'),
 
   // JWT
@@ -182,7 +183,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   database: { url: string; poolMin: number; poolMax: number; acquireTimeoutMs: number };
   redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
-  sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number };
+  sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number; livenessCacheSeconds: number };
   jwt: { signingKeyId: string; keysDir: string; accessTtlSeconds: number; issuer: string; audience: string };
   kms: { provider: 'local'; keyPath: string; previousKeyPaths: string[] };
   google: { clientId: string; clientSecret: string; redirectUri: string; issuer: string; successRedirectUrl: string; failureRedirectUrl: string };
@@ -335,6 +336,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       persistentTtlSeconds: Math.round(Math.min(num('REDIS_SESSION_TTL_DAYS'), num('JWT_REFRESH_TOKEN_TTL_DAYS')) * 86400),
       ttlSeconds: Math.round(num('SESSION_TTL_HOURS') * 3600),
       inactivitySeconds: Math.round(num('REDIS_SESSION_INACTIVITY_DAYS') * 86400),
+      livenessCacheSeconds: num('SESSION_LIVENESS_CACHE_SECONDS'),
     },
     jwt: {
       signingKeyId: str('JWT_SIGNING_KEY_ID'),

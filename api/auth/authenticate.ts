@@ -10,9 +10,28 @@ import { InvalidTokenError } from '../../shared/crypto/access-tokens';
 import { dummyHash, verifyPassword } from '../../shared/users/passwords';
 import type { AppState, Principal } from '../http/state';
 import { whereLive } from './sessions';
+import { cachedLiveness, rememberLive } from './session-cache';
 import { createLimiter, type Limiter } from '../http/rate-limit';
 
 const INVALID = 'The access token is missing, invalid or expired.';
+
+/**
+ * Whether the token's session is live: Redis answers for revoked sessions at once and for live
+ * ones seen in the last minute; PostgreSQL decides the rest. (Suspending or deleting a user
+ * revokes their sessions, so the user's status needs no separate cache.)
+ */
+async function sessionIsLive(ctx: Context, sessionId: string, userId: string): Promise<boolean> {
+  const idle = ctx.config.sessions.inactivitySeconds;
+  const cached = await cachedLiveness(ctx, sessionId, userId, idle);
+  if (cached !== 'unknown') return cached === 'live';
+  const session = await whereLive(ctx.db('sessions').join('users', 'users.id', 'sessions.user_id'), idle)
+    .where({ 'sessions.id': sessionId, 'sessions.user_id': userId })
+    .whereIn('users.status', ['active', 'pending_verification'])
+    .first('sessions.id', 'sessions.user_id', 'sessions.expires_at', 'sessions.last_active_at');
+  if (!session) return false;
+  await rememberLive(ctx, session);
+  return true;
+}
 
 async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> {
   let claims;
@@ -22,12 +41,7 @@ async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> 
     if (err instanceof InvalidTokenError) throw new UnauthorizedError(INVALID, 'invalid_token');
     throw err;
   }
-  const live = claims.sid
-    ? await whereLive(ctx.db('sessions').join('users', 'users.id', 'sessions.user_id'), ctx.config.sessions.inactivitySeconds)
-        .where({ 'sessions.id': claims.sid, 'sessions.user_id': claims.sub })
-        .whereIn('users.status', ['active', 'pending_verification'])
-        .first('sessions.id')
-    : await ctx.db('users').where({ id: claims.sub }).whereIn('status', ['active', 'pending_verification']).first('id');
+  const live = claims.sid ? await sessionIsLive(ctx, claims.sid, claims.sub) : await ctx.db('users').where({ id: claims.sub }).whereIn('status', ['active', 'pending_verification']).first('id');
   if (!live) throw new UnauthorizedError(INVALID, 'invalid_token');
   return { userId: claims.sub, sessionId: claims.sid ?? null, roles: claims.roles, amr: claims.amr, token: claims, via: 'bearer' };
 }

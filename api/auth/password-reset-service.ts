@@ -79,7 +79,7 @@ export async function resetPassword(app: Context, token: string, newPassword: st
     if (!row || !RESETTABLE.includes(row.status) || changedAt !== stored.passwordChangedAt) throw new BadRequestError('invalid_token', INVALID_TOKEN);
     await trx('users').where({ id: row.id }).update({ password_hash: passwordHash, password_changed_at: trx.fn.now(), updated_at: trx.fn.now() });
     const eventOrigin = { ...origin, actorId: origin.actorId ?? row.id };
-    const revoked = await revokeSessions(trx, { userId: row.id, reason: 'password_reset', origin: eventOrigin });
+    const revoked = await revokeSessions(app, trx, { userId: row.id, reason: 'password_reset', origin: eventOrigin });
     await recordEvent(trx, { type: 'password.reset_completed', userId: row.id, data: { sessions_revoked: revoked.length > 0 } }, eventOrigin);
     return writeEmail(trx, app.kms, { template: 'password_reset_completed', to: row.email, userId: row.id, params: { name: row.name } });
   });

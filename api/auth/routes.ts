@@ -133,7 +133,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       const allDevices = body.all_devices === true;
       const origin = eventOrigin(ctx.state);
       await app.db.transaction(async (trx) => {
-        await revokeSessions(trx, {
+        await revokeSessions(app, trx, {
           userId: principal.userId,
           ...(!allDevices && { sessionIds: principal.sessionId ? [principal.sessionId] : [] }),
           reason: allDevices ? 'logout_all' : 'logout',
@@ -164,7 +164,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     async handler(ctx, { params }) {
       const principal = ctx.state.principal!;
       const revoked = await app.db.transaction((trx) =>
-        revokeSessions(trx, { userId: principal.userId, sessionIds: [params.session_id], reason: 'revoked_by_user', origin: eventOrigin(ctx.state) }));
+        revokeSessions(app, trx, { userId: principal.userId, sessionIds: [params.session_id], reason: 'revoked_by_user', origin: eventOrigin(ctx.state) }));
       if (!revoked.length) throw new NotFoundError('No such session.');
       ctx.status = 204;
     },

@@ -14,6 +14,7 @@ import { UnauthorizedError } from '../../shared/errors';
 import { listRoleNames } from '../../shared/authz/permissions';
 import type { RevokeReason, User } from '../../shared/models';
 import type { Limiter } from '../http/rate-limit';
+import { markRevoked } from './session-cache';
 
 export interface ClientInfo {
   ip: string | null;
@@ -160,7 +161,7 @@ export async function refreshSession(app: Context, presented: string, client: Cl
         if (cached) return { kind: 'replay' as const, pair: JSON.parse(app.kms.decrypt(cached, successorKey(app, hash))) as TokenPair };
       }
       // A rotated token presented again: someone holds a copy. End every session of the user.
-      await revokeSessions(trx, { userId: row.user_id, reason: 'refresh_token_reuse', origin: { ip: client.ip, userAgent: client.userAgent } });
+      await revokeSessions(app, trx, { userId: row.user_id, reason: 'refresh_token_reuse', origin: { ip: client.ip, userAgent: client.userAgent } });
       return { kind: 'reuse' as const, userId: row.user_id as string };
     }
     if (row.revoked_at || row.expired || row.idle || !['active', 'pending_verification'].includes(row.status)) {
@@ -190,12 +191,15 @@ export async function refreshSession(app: Context, presented: string, client: Cl
 
 /** Revokes live sessions (one, some, or all of a user's), with one session.revoked event each. */
 export async function revokeSessions(
+  app: Pick<Context, 'redis' | 'key' | 'accessTokens'>,
   trx: Knex.Transaction,
   target: { userId: string; sessionIds?: string[]; reason: RevokeReason; origin?: EventOrigin },
 ): Promise<string[]> {
   const query = trx('sessions').where({ user_id: target.userId }).whereNull('revoked_at');
   if (target.sessionIds) query.whereIn('id', target.sessionIds);
   const revoked: { id: string }[] = await query.update({ revoked_at: trx.fn.now(), revoked_reason: target.reason }).returning('id');
+  // Before the commit: every api copy refuses these sessions' access tokens from now on.
+  await markRevoked(app, revoked.map((r) => r.id));
   for (const { id } of revoked) {
     await recordEvent(trx, { type: 'session.revoked', userId: target.userId, data: { session_id: id, reason: target.reason } }, target.origin);
   }

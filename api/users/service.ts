@@ -73,7 +73,7 @@ export async function deleteMe(app: Context, principal: Principal, proof: { pass
     }
   }
   await app.permissions.changing(app.db, async (trx) => {
-    await revokeSessions(trx, { userId: user.id, reason: 'account_deleted', origin });
+    await revokeSessions(app, trx, { userId: user.id, reason: 'account_deleted', origin });
     const accounts = await trx('trading_accounts').where({ user_id: user.id }).whereNull('unlinked_at')
       .update({ unlinked_at: trx.fn.now(), credentials_encrypted: null, pending_credentials_encrypted: null, updated_at: trx.fn.now() })
       .returning(['id', 'broker']);
@@ -139,7 +139,7 @@ export async function changePassword(
         .whereNull('revoked_at')
         .modify((q) => { if (principal.sessionId) q.whereNot('id', principal.sessionId); })
         .pluck('id');
-      revoked = others.length ? await revokeSessions(trx, { userId: user.id, sessionIds: others, reason: 'password_change', origin }) : [];
+      revoked = others.length ? await revokeSessions(app, trx, { userId: user.id, sessionIds: others, reason: 'password_change', origin }) : [];
     }
     await recordEvent(trx, { type: 'password.changed', userId: user.id, data: { other_sessions_revoked: revoked.length > 0 } }, origin);
     return writeEmail(trx, app.kms, { template: 'password_changed', to: user.email, userId: user.id, params: { name: user.name } });

@@ -10,6 +10,9 @@ import { listEffectivePermissions, type EffectivePermission } from './permission
 
 const MAX_TTL_SECONDS = 300;
 
+const READ_CURRENT = `local v = redis.call('GET', KEYS[1]) or '0'
+return {v, redis.call('GET', ARGV[1] .. v)}`;
+
 export interface PermissionCache {
   get(userId: string): Promise<EffectivePermission[]>;
   has(userId: string, permission: string): Promise<boolean>;
@@ -29,7 +32,12 @@ interface Cached {
   expires_at: string | null;
 }
 
+type WithReadCommand = Redis & { readPermissions(versionKey: string, entryPrefix: string): Promise<[string, string | null]> };
+
 export function createPermissionCache(db: Knex, redis: Redis, key: (...parts: string[]) => string): PermissionCache {
+  // EVALSHA after the first call: the script is not resent with every check.
+  const reader = redis as WithReadCommand;
+  if (typeof reader.readPermissions !== 'function') redis.defineCommand('readPermissions', { numberOfKeys: 1, lua: READ_CURRENT });
   const versionKey = (userId: string) => key('perm-version', userId);
   const entryKey = (userId: string, version: string) => key('perm', userId, version);
   const live = (list: Cached[]): EffectivePermission[] => {
@@ -40,8 +48,8 @@ export function createPermissionCache(db: Knex, redis: Redis, key: (...parts: st
   };
 
   async function get(userId: string): Promise<EffectivePermission[]> {
-    const version = (await redis.get(versionKey(userId))) ?? '0';
-    const hit = await redis.get(entryKey(userId, version));
+    // The version and the entry under it in one round trip.
+    const [version, hit] = await reader.readPermissions(versionKey(userId), entryKey(userId, ''));
     if (hit) return live(JSON.parse(hit));
     const fresh = await listEffectivePermissions(db, userId);
     const list: Cached[] = fresh.map((p) => ({ ...p, expires_at: p.expires_at ? new Date(p.expires_at).toISOString() : null }));

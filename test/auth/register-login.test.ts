@@ -195,6 +195,18 @@ describe('sessions and logout', () => {
     expect((await call(`${t.url}/v1/auth/sessions/not-a-uuid`, { method: 'DELETE', headers: a.auth })).status).toBe(400);
   });
 
+  test('a revocation on one api copy is refused at once by another that had just seen the session live', async () => {
+    const copy = await startTestApp({ REDIS_KEY_PREFIX: t.config.redis.keyPrefix, BULLMQ_PREFIX: t.config.queues.prefix, EVENTS_STREAM_NAME: t.config.events.streamName }, { databaseUrl: t.config.database.url });
+    try {
+      const a = await login(t.url, await createUser(t.context.db));
+      expect((await call(`${copy.url}/v1/auth/sessions`, { headers: a.auth })).status).toBe(200);
+      expect((await call(`${t.url}/v1/auth/logout`, { body: {}, headers: a.auth })).status).toBe(204);
+      expect((await call(`${copy.url}/v1/auth/sessions`, { headers: a.auth })).status).toBe(401);
+    } finally {
+      await copy.close();
+    }
+  });
+
   test('logout with all_devices ends every session of the user', async () => {
     const user = await createUser(t.context.db);
     const a = await login(t.url, user);

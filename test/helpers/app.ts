@@ -137,7 +137,13 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await deleteKeys(context, [config.redis.keyPrefix, `${config.queues.prefix}:`, config.events.streamName]);
+      // Only what this app made its own: a copy given another app's prefixes leaves them alone.
+      const own = [
+        !overrides.REDIS_KEY_PREFIX && config.redis.keyPrefix,
+        !overrides.BULLMQ_PREFIX && `${config.queues.prefix}:`,
+        !overrides.EVENTS_STREAM_NAME && config.events.streamName,
+      ].filter((prefix): prefix is string => !!prefix);
+      await deleteKeys(context, own);
       await context.close();
       if (!existing) await dropTestDatabase(database);
     },
