@@ -24,15 +24,19 @@ function requestsOf(job: LoadJob): Request[] | undefined {
   return undefined;
 }
 
-function summary(result: Result, seconds: number): LoadResult {
+function summary(result: Result, seconds: number, job: LoadJob): LoadResult {
   const requests = result.requests.total;
+  // With a fixed `amount`, autocannon ends on its next one-second sampling tick, so wall time
+  // overstates the run by up to a second; a closed loop's rate is its connections over the mean
+  // latency (Little's law) instead.
+  const closedLoopRps = job.amount && result.latency.mean > 0 ? (job.connections * 1000) / result.latency.mean : 0;
   return {
     requests,
     ok: result['2xx'],
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
     seconds,
-    rps: seconds > 0 ? requests / seconds : 0,
+    rps: closedLoopRps || (seconds > 0 ? requests / seconds : 0),
     p50: result.latency.p50,
     p99: result.latency.p99,
   };
@@ -52,7 +56,7 @@ async function run(job: LoadJob): Promise<LoadResult> {
     ...(requestsOf(job) && { requests: requestsOf(job) }),
   });
   // Wall time of the run: autocannon's own `duration` is rounded to whole seconds.
-  return summary(result, Number(process.hrtime.bigint() - started) / 1e9);
+  return summary(result, Number(process.hrtime.bigint() - started) / 1e9, job);
 }
 
 const lines = readline.createInterface({ input: process.stdin });
