@@ -49,7 +49,7 @@ export function createApp(app: Context): App {
   // Errors are rendered by problemMiddleware; this only keeps Koa from printing them again.
   koa.silent = true;
 
-  koa.use(requestContext(config, logger, metrics));
+  koa.use(requestContext(logger, metrics));
   koa.use(problemMiddleware(logger));
   // Pages (docs, Bull Board) get helmet's full set; JSON answers the headers that matter to an
   // API (OWASP REST Security): the rest address HTML and would only add bytes to every response.

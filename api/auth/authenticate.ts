@@ -1,17 +1,16 @@
 // Who is calling. Bearer access tokens are verified (algorithm, issuer, audience, type, our own
-// keys), and their session must still be live in PostgreSQL, so a revoked session stops working
-// at once on every api copy. Operators may also use Basic auth (email and password) for Bull Board,
+// keys), and their session must still be live (a revocation tombstone in Redis, else PostgreSQL
+// or a short-lived hint), so a revoked session stops working at once on every api copy. Operators may also use Basic auth (email and password) for Bull Board,
 // whose page and asset requests carry no bearer header.
 import crypto from 'node:crypto';
 import type { Middleware } from 'koa';
 import type { Context } from '../../shared/context';
 import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
 import { InvalidTokenError } from '../../shared/crypto/access-tokens';
-import { dummyHash, verifyPassword } from '../../shared/users/passwords';
 import type { AppState, Principal } from '../http/state';
 import { whereLive } from './sessions';
 import { cachedLiveness, rememberLive } from './session-cache';
-import { createLimiter, type Limiter } from '../http/rate-limit';
+import { checkPasswordSignIn, INVALID_CREDENTIALS, loginLimiters, type LoginLimiters } from './service';
 
 const INVALID = 'The access token is missing, invalid or expired.';
 
@@ -53,13 +52,8 @@ async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> 
 const basicCache = new Map<string, { userId: string; passwordHash: string; until: number }>();
 const BASIC_CACHE_MS = 60_000;
 
-export interface BasicLimits {
-  pair: Limiter;
-  ip: Limiter;
-}
-
-/** Basic credentials are a password sign-in: they count against the same login limits. */
-async function basicPrincipal(ctx: Context, encoded: string, ip: string | null, limits: BasicLimits): Promise<Principal> {
+/** Basic credentials are a password sign-in: the same check and limits as the login endpoint. */
+async function basicPrincipal(ctx: Context, encoded: string, ip: string | null, limits: LoginLimiters): Promise<Principal> {
   const fingerprint = crypto.createHash('sha256').update(encoded).digest('hex');
   const cached = basicCache.get(fingerprint);
   if (cached && cached.until > Date.now()) {
@@ -69,21 +63,16 @@ async function basicPrincipal(ctx: Context, encoded: string, ip: string | null, 
   }
   const decoded = Buffer.from(encoded, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
-  const email = colon > 0 ? decoded.slice(0, colon).trim() : '';
-  const password = colon > 0 ? decoded.slice(colon + 1) : '';
-  const keys = { pair: `${email.toLowerCase()}|${ip ?? '-'}`, ip: ip ?? '-' };
-  await Promise.all([limits.pair.hit(keys.pair), limits.ip.hit(keys.ip)]);
-  const user = email ? await ctx.db('users').where({ email, kind: 'person' }).first('id', 'password_hash', 'status') : undefined;
-  const hash = user?.password_hash ?? (await dummyHash(ctx.config.password.bcryptCost));
-  const ok = (await verifyPassword(password, hash)) && user?.status === 'active';
-  if (!ok || !user) throw new UnauthorizedError('Invalid credentials.', 'invalid_credentials');
-  await Promise.all([limits.pair.reset(keys.pair), limits.ip.refund(keys.ip)]);
+  if (colon <= 0) throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
+  const user = await checkPasswordSignIn(ctx, decoded.slice(0, colon), decoded.slice(colon + 1), ip, limits);
+  // Operators must have confirmed their email.
+  if (user.status !== 'active') throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
   if (basicCache.size > 1000) basicCache.clear();
-  basicCache.set(fingerprint, { userId: user.id, passwordHash: user.password_hash, until: Date.now() + BASIC_CACHE_MS });
+  basicCache.set(fingerprint, { userId: user.id, passwordHash: user.password_hash!, until: Date.now() + BASIC_CACHE_MS });
   return { userId: user.id, sessionId: null, roles: [], amr: ['pwd'], token: null, via: 'basic' };
 }
 
-async function principalOf(ctx: Context, header: string, basic?: { ip: string | null; limits: BasicLimits }): Promise<Principal | null> {
+async function principalOf(ctx: Context, header: string, basic?: { ip: string | null; limits: LoginLimiters }): Promise<Principal | null> {
   const [scheme, value] = header.split(' ', 2);
   if (!scheme || !value) return null;
   if (scheme.toLowerCase() === 'bearer') return bearerPrincipal(ctx, value.trim());
@@ -130,12 +119,6 @@ export function requireOperator(app: Context, permission: string): Middleware<Ap
   };
 }
 
-/** The failed-sign-in limits, shared by the login endpoint and operators' Basic auth (same keys). */
-export function loginLimiters(app: Context): { pair: Limiter; ip: Limiter; email: Limiter } {
-  const { login } = app.config.rateLimits;
-  const limiter = (name: string, points: number) => createLimiter(app.redis, app.key('rl', name), points, login.windowSeconds);
-  return { pair: limiter('login-pair', login.attempts), ip: limiter('login-ip', login.ipAttempts), email: limiter('login-email', login.emailAttempts) };
-}
 
 /** Sensitive acts that cannot ask for a password accept a sign-in at most this old ("sudo mode"). */
 export const RECENT_SIGN_IN_SECONDS = 300;

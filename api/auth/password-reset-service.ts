@@ -8,13 +8,14 @@ import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
 import { writeEmail } from '../../shared/email/outbox';
 import { BadRequestError } from '../../shared/errors';
 import { hashPassword } from '../../shared/users/passwords';
-import { assertPasswordPolicy } from './service';
+import { assertPasswordPolicy } from '../../shared/users/password-policy';
 import { enqueueAfterCommit, revokeSessions } from './sessions';
 
 const INVALID_TOKEN = 'The reset link is invalid, used or expired. Ask for a new one.';
 const RESETTABLE = ['active', 'pending_verification'];
 
-export const passwordResetKey = (app: Context, token: string) => app.key('password-reset', hashOpaqueToken(token));
+/** Redis key of a reset token, by the token's hash (the token itself is never stored). */
+export const passwordResetKey = (app: Context, tokenHash: string) => app.key('password-reset', tokenHash);
 
 interface StoredReset {
   userId: string;
@@ -30,7 +31,7 @@ interface StoredReset {
 export async function requestPasswordReset(app: Context, email: string, origin: EventOrigin): Promise<void> {
   const ttlSeconds = app.config.password.resetTokenTtlSeconds;
   const token = newOpaqueToken();
-  const key = app.key('password-reset', token.hash);
+  const key = passwordResetKey(app, token.hash);
   const emailId = await app.db.transaction(async (trx) => {
     const user = await trx('users')
       .where({ email: email.trim(), kind: 'person' })
@@ -60,13 +61,13 @@ export async function requestPasswordReset(app: Context, email: string, origin: 
  * the policy does not spend it, then taken with GETDEL: of two concurrent uses, one wins.
  */
 export async function resetPassword(app: Context, token: string, newPassword: string, origin: EventOrigin): Promise<void> {
-  const key = passwordResetKey(app, token);
+  const key = passwordResetKey(app, hashOpaqueToken(token));
   const peek = await app.redis.get(key);
   if (!peek) throw new BadRequestError('invalid_token', INVALID_TOKEN);
   const { userId } = JSON.parse(peek) as StoredReset;
   const user = await app.db('users').where({ id: userId }).first('id', 'email', 'name');
   if (!user) throw new BadRequestError('invalid_token', INVALID_TOKEN);
-  assertPasswordPolicy(app, newPassword, 'new_password', { email: user.email, name: user.name });
+  assertPasswordPolicy(newPassword, 'new_password', { email: user.email, name: user.name }, app.config.password);
   // Hashed outside the transaction: a quarter of a second that must not hold a connection.
   const passwordHash = await hashPassword(newPassword, app.config.password.bcryptCost);
   const taken = await app.redis.getdel(key);

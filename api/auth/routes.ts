@@ -6,38 +6,35 @@ import { ForbiddenError, NotFoundError, UnauthorizedError } from '../../shared/e
 import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
 import { createLimiter } from '../http/rate-limit';
-import { loginLimiters, requireUser } from './authenticate';
+import { clientCountry } from '../http/request-context';
+import { requireUser } from './authenticate';
 import * as schemas from './schemas';
-import { issueServiceToken, login, register, resendVerification, verifyEmail } from './service';
+import { issueServiceToken, login, loginLimiters, register, resendVerification, verifyEmail } from './service';
 import { deviceFingerprintOf, listSessions, refreshSession, revokeSessions, type ClientInfo, type TokenPair } from './sessions';
 import { recordEvent } from '../../shared/events/outbox';
 
 const ACCEPTED = { status: 'accepted' as const, message: 'If an account needs it, an email is on its way.' };
 
-function clientOf(ctx: KoaContext & { state: AppState }, fingerprint?: string): ClientInfo {
-  const { ip, userAgent, country } = ctx.state.origin;
-  return { ip, userAgent, country, deviceFingerprint: deviceFingerprintOf(fingerprint, userAgent) };
+function clientOf(app: Context, ctx: KoaContext & { state: AppState }, fingerprint?: string): ClientInfo {
+  const { ip, userAgent } = ctx.state.origin;
+  return { ip, userAgent, country: clientCountry(ctx, app.config), deviceFingerprint: deviceFingerprintOf(fingerprint, userAgent) };
 }
 
 const COOKIE_PATH = '/v1/auth';
 
-/** The refresh cookie rides along with every token response; only persistent sessions outlive the browser. */
-export function sendTokenPair(app: Context, ctx: KoaContext, pair: TokenPair): void {
+/** Sets (or, with an empty value, clears) the refresh cookie; without `expires` it ends with the browser. */
+function setRefreshCookie(app: Context, ctx: KoaContext, value: string, expires?: Date): void {
   const { name, secure, httpOnly, sameSite } = app.config.cookie;
   // Koa refuses Secure cookies on what it sees as plain HTTP (TLS usually ends at a proxy).
   ctx.cookies.secure = ctx.cookies.secure || secure;
-  ctx.cookies.set(name, pair.refresh_token, {
-    path: COOKIE_PATH, secure, httpOnly, sameSite, overwrite: true,
-    ...(pair.persistent && { expires: new Date(pair.refresh_expires_at) }),
-  });
-  const { persistent: _persistent, refresh_expires_at: _expires, ...body } = pair;
-  ctx.body = body;
+  ctx.cookies.set(name, value, { path: COOKIE_PATH, secure, httpOnly, sameSite, overwrite: true, ...(expires && { expires }) });
 }
 
-function clearRefreshCookie(app: Context, ctx: KoaContext): void {
-  const { name, secure, httpOnly, sameSite } = app.config.cookie;
-  ctx.cookies.secure = ctx.cookies.secure || secure;
-  ctx.cookies.set(name, '', { path: COOKIE_PATH, secure, httpOnly, sameSite, expires: new Date(0), overwrite: true });
+/** The refresh cookie rides along with every token response; only persistent sessions outlive the browser. */
+export function sendTokenPair(app: Context, ctx: KoaContext, pair: TokenPair): void {
+  setRefreshCookie(app, ctx, pair.refresh_token, pair.persistent ? new Date(pair.refresh_expires_at) : undefined);
+  const { persistent: _persistent, refresh_expires_at: _expires, ...body } = pair;
+  ctx.body = body;
 }
 
 export function authRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
@@ -63,7 +60,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     }],
     async handler(ctx, { body }) {
       ctx.status = 201;
-      ctx.body = await register(app, body, clientOf(ctx));
+      ctx.body = await register(app, body, clientOf(app, ctx));
     },
   });
 
@@ -72,7 +69,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.VerifyEmailBody,
     responses: { 200: { description: 'Verified; the account is active' } },
     async handler(ctx, { body }) {
-      ctx.body = await verifyEmail(app, body.token, clientOf(ctx));
+      ctx.body = await verifyEmail(app, body.token, clientOf(app, ctx));
     },
   });
 
@@ -101,7 +98,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       429: { description: 'Too many failed attempts' },
     },
     async handler(ctx, { body }) {
-      const result = await login(app, body, clientOf(ctx, body.device_fingerprint), loginLimits);
+      const result = await login(app, body, clientOf(app, ctx, body.device_fingerprint), loginLimits);
       if ('mfa_required' in result) ctx.body = result;
       else sendTokenPair(app, ctx, result);
     },
@@ -119,7 +116,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       // request from a page of another origin is refused.
       const origin = ctx.get('Origin');
       if (fromCookie && origin && !trustedOrigins.has(origin)) throw new ForbiddenError('Refreshing with the cookie is allowed from the configured origins only.', 'origin_not_allowed');
-      sendTokenPair(app, ctx, await refreshSession(app, token, clientOf(ctx), refreshLimit));
+      sendTokenPair(app, ctx, await refreshSession(app, token, clientOf(app, ctx), refreshLimit));
     },
   });
 
@@ -141,7 +138,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
         });
         await recordEvent(trx, { type: 'user.logout', userId: principal.userId, data: { session_id: principal.sessionId, all_devices: allDevices } }, origin);
       });
-      clearRefreshCookie(app, ctx);
+      setRefreshCookie(app, ctx, '', new Date(0));
       ctx.status = 204;
     },
   });

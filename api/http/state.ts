@@ -14,7 +14,7 @@ export interface Principal {
 export interface AppState {
   requestId: string;
   /** Where the request came from, for events and sessions. */
-  origin: { ip: string | null; userAgent: string | null; country: string | null };
+  origin: { ip: string | null; userAgent: string | null };
   principal?: Principal;
   input?: unknown;
   /** The route pattern (for metrics labels; never the raw URL with ids). */

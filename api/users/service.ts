@@ -6,7 +6,7 @@ import { listRoleNames } from '../../shared/authz/permissions';
 import { hashPassword, verifyPassword } from '../../shared/users/passwords';
 import { writeEmail } from '../../shared/email/outbox';
 import type { Limiter } from '../http/rate-limit';
-import { assertPasswordPolicy } from '../auth/service';
+import { assertPasswordPolicy } from '../../shared/users/password-policy';
 import type { Principal } from '../http/state';
 import { enqueueAfterCommit, revokeSessions } from '../auth/sessions';
 import { signedInRecently } from '../auth/authenticate';
@@ -123,7 +123,7 @@ export async function changePassword(
   if (input.new_password === input.current_password) {
     throw new ValidationError([{ field: 'new_password', message: 'must differ from the current password' }], 'The new password must differ from the current one.');
   }
-  assertPasswordPolicy(app, input.new_password, 'new_password', { email: user.email, name: user.name });
+  assertPasswordPolicy(input.new_password, 'new_password', { email: user.email, name: user.name }, app.config.password);
   const passwordHash = await hashPassword(input.new_password, app.config.password.bcryptCost);
 
   const emailId = await app.db.transaction(async (trx) => {

@@ -4,7 +4,7 @@ import type { Config } from '../config';
 import type { PermissionCache } from '../authz/cache';
 import { recordEvent } from '../events/outbox';
 import { ValidationError } from '../errors';
-import { checkPassword } from './password-policy';
+import { assertPasswordPolicy } from './password-policy';
 import { hashPassword } from './passwords';
 
 export interface AdminResult {
@@ -28,8 +28,7 @@ export async function createOrPromoteAdmin(
     if (!user) {
       const name = input.name?.trim() || email.split('@')[0];
       if (!input.password) throw new ValidationError([{ field: 'password', message: 'is required to create a new admin' }]);
-      const violations = checkPassword(input.password, { email, name }, config.password);
-      if (violations.length) throw new ValidationError(violations.map((v) => ({ field: 'password', message: v.message })), 'The password does not meet the policy.');
+      assertPasswordPolicy(input.password, 'password', { email, name }, config.password);
       const passwordHash = await hashPassword(input.password, config.password.bcryptCost);
       [user] = await trx('users')
         .insert({ email, name, password_hash: passwordHash, password_changed_at: trx.fn.now(), status: 'active', email_verified: true, email_verified_at: trx.fn.now() })

@@ -6,6 +6,7 @@
 import { dictionary } from '@zxcvbn-ts/language-common';
 import type { Config } from '../config';
 import { BCRYPT_MAX_BYTES } from './passwords';
+import { ValidationError } from '../errors';
 
 export interface PolicyViolation {
   rule: 'min_length' | 'max_bytes' | 'uppercase' | 'lowercase' | 'digit' | 'special' | 'contains_email' | 'contains_name' | 'common';
@@ -46,4 +47,15 @@ export function checkPassword(
   if (context.name && personalFragments(context.name).some((part) => lower.includes(part))) violations.push({ rule: 'contains_name', message: 'must not contain your name' });
   if (isCommon(password)) violations.push({ rule: 'common', message: 'must not be a common password: it appears in lists of breached passwords' });
   return violations;
+}
+
+/** Rejects a password that breaks the policy with a 400 naming `field` once per broken rule. */
+export function assertPasswordPolicy(
+  password: string,
+  field: string,
+  who: { email?: string | null; name?: string | null },
+  policy: Pick<Config['password'], 'minLength' | 'requireCharacterClasses'>,
+): void {
+  const violations = checkPassword(password, who, policy);
+  if (violations.length) throw new ValidationError(violations.map((v) => ({ field, message: v.message })), 'The password does not meet the password policy.');
 }
