@@ -49,9 +49,10 @@ export interface SendEmailDeps {
 }
 
 export async function sendEmailMessage(deps: SendEmailDeps, emailId: string): Promise<'sent' | 'skipped'> {
-  const row = await deps.db('email_messages').where({ id: emailId }).first();
-  if (!row || row.status !== 'pending') return 'skipped';
-  await deps.db('email_messages').where({ id: emailId }).increment('attempts', 1);
+  // Claims an attempt and reads the row in one round trip; a row no longer pending is skipped.
+  const [row] = await deps.db('email_messages').where({ id: emailId, status: 'pending' }).increment('attempts', 1)
+    .returning(['template', 'to_address', 'params_encrypted']);
+  if (!row) return 'skipped';
   const params = JSON.parse(deps.kms.decrypt(row.params_encrypted, emailContext(emailId)));
   const message = renderEmail(deps.appName, row.template as TemplateName, params);
   if (deps.mailer.transport) {
