@@ -11,6 +11,7 @@ import Koa from 'koa';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { Worker } from 'bullmq';
+import nodemailer from 'nodemailer';
 import { importPKCS8, importSPKI, jwtVerify, SignJWT } from 'jose';
 
 export interface BaselineSettings {
@@ -60,6 +61,9 @@ async function main(): Promise<void> {
       const [claims, body] = await Promise.all([verify(ctx.get('authorization')), readBody(ctx.req)]);
       const cached = await redis.get(`${settings.keyPrefix}perms:${claims.sub}`);
       ctx.body = { allowed: cached !== null && (JSON.parse(cached) as string[]).includes(String(body.permission)) };
+    } else if (route === 'POST /smtp') {
+      const { count, concurrency, port } = (await readBody(ctx.req)) as { count: number; concurrency: number; port: number };
+      ctx.body = { seconds: await smtpAlone(count, concurrency, port) };
     } else if (route === 'GET /users/me') {
       ctx.body = await me(await verify(ctx.get('authorization')));
     } else {
@@ -99,6 +103,22 @@ async function main(): Promise<void> {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * The SMTP exchange alone: `count` messages of an email's size through a pooled nodemailer
+   * transport at the email queue's concurrency, no queue, no database. Seconds taken.
+   */
+  async function smtpAlone(count: number, concurrency: number, port: number): Promise<number> {
+    const transport = nodemailer.createTransport({ pool: true, maxConnections: concurrency, host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+    const text = 'A new sign-in to your account. '.repeat(10);
+    const t0 = process.hrtime.bigint();
+    let sent = 0;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (sent++ < count) await transport.sendMail({ from: 'bench@bench.test', to: 'user@bench.test', subject: 'New sign-in', text, html: `<p>${text}</p>` });
+    }));
+    transport.close();
+    return Number(process.hrtime.bigint() - t0) / 1e9;
   }
 
   /** What GET /v1/users/me needs: a live session, the user, roles, effective permissions, accounts. */
