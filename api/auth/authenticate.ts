@@ -32,7 +32,7 @@ async function sessionIsLive(ctx: Context, sessionId: string, userId: string): P
   return true;
 }
 
-async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> {
+async function bearerPrincipal(ctx: Context, token: string, withPermissions = false): Promise<Principal> {
   let claims;
   try {
     claims = await ctx.accessTokens.verify(token);
@@ -40,9 +40,12 @@ async function bearerPrincipal(ctx: Context, token: string): Promise<Principal> 
     if (err instanceof InvalidTokenError) throw new UnauthorizedError(INVALID, 'invalid_token');
     throw err;
   }
+  // Read alongside the session check (one Redis round trip for both); used only if the session is live.
+  const permissions = withPermissions ? ctx.permissions.get(claims.sub) : undefined;
+  permissions?.catch(() => undefined);
   const live = claims.sid ? await sessionIsLive(ctx, claims.sid, claims.sub) : await ctx.db('users').where({ id: claims.sub }).whereIn('status', ['active', 'pending_verification']).first('id');
   if (!live) throw new UnauthorizedError(INVALID, 'invalid_token');
-  return { userId: claims.sub, sessionId: claims.sid ?? null, roles: claims.roles, amr: claims.amr, token: claims, via: 'bearer' };
+  return { userId: claims.sub, sessionId: claims.sid ?? null, roles: claims.roles, amr: claims.amr, token: claims, via: 'bearer', permissions };
 }
 
 /**
@@ -72,26 +75,35 @@ async function basicPrincipal(ctx: Context, encoded: string, ip: string | null, 
   return { userId: user.id, sessionId: null, roles: [], amr: ['pwd'], token: null, via: 'basic' };
 }
 
-async function principalOf(ctx: Context, header: string, basic?: { ip: string | null; limits: LoginLimiters }): Promise<Principal | null> {
+async function principalOf(ctx: Context, header: string, basic?: { ip: string | null; limits: LoginLimiters }, withPermissions = false): Promise<Principal | null> {
   const [scheme, value] = header.split(' ', 2);
   if (!scheme || !value) return null;
-  if (scheme.toLowerCase() === 'bearer') return bearerPrincipal(ctx, value.trim());
+  if (scheme.toLowerCase() === 'bearer') return bearerPrincipal(ctx, value.trim(), withPermissions);
   if (basic && scheme.toLowerCase() === 'basic') return basicPrincipal(ctx, value.trim(), basic.ip, basic.limits);
   return null;
 }
 
-/** Requires that the authenticated caller holds `permission` (from the permission cache, never the roles claim). */
+/** Whether the caller holds `permission`: from the permission cache (or what authentication read from it), never the roles claim. */
+export async function callerHolds(app: Context, principal: Principal, permission: string): Promise<boolean> {
+  const permissions = await (principal.permissions ?? app.permissions.get(principal.userId));
+  return permissions.some((p) => p.name === permission);
+}
+
+/** Requires that the authenticated caller holds `permission`. */
 export function requirePermission(app: Context, permission: string): Middleware<AppState> {
   return async (ctx, next) => {
-    if (!(await app.permissions.has(ctx.state.principal!.userId, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
+    if (!(await callerHolds(app, ctx.state.principal!, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
     await next();
   };
 }
 
-/** Requires a valid access token whose session is live. */
-export function requireUser(app: Context): Middleware<AppState> {
+/**
+ * Requires a valid access token whose session is live. Routes that check the caller's own
+ * permissions ask for them here (`withPermissions`), to read them with the session.
+ */
+export function requireUser(app: Context, options: { withPermissions?: boolean } = {}): Middleware<AppState> {
   return async (ctx, next) => {
-    const principal = await principalOf(app, ctx.get('Authorization'));
+    const principal = await principalOf(app, ctx.get('Authorization'), undefined, options.withPermissions);
     if (!principal) throw new UnauthorizedError();
     ctx.state.principal = principal;
     await next();

@@ -5,11 +5,12 @@ import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
 import { requirePermission, requireUser } from '../auth/authenticate';
 import * as schemas from './schemas';
-import { grantPermission, listPermissions, revokePermission, subjectFor } from './service';
+import { check, grantPermission, listPermissions, revokePermission, subjectFor } from './service';
 
 export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
-  const authenticated = requireUser(app);
+  // Most calls check the caller's own permissions: read them with the session.
+  const authenticated = requireUser(app, { withPermissions: true });
   const admin = requirePermission(app, 'permissions:admin');
 
   registry.add(router, {
@@ -18,8 +19,7 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     body: schemas.CheckBody,
     responses: { 200: { description: 'The answer', schema: schemas.CheckResult }, 404: { description: 'No such user' } },
     async handler(ctx, { body }) {
-      const userId = await subjectFor(app, ctx.state.principal!.userId, body.user_id);
-      ctx.body = { allowed: await app.permissions.has(userId, body.permission), permission: body.permission, user_id: userId };
+      ctx.body = await check(app, ctx.state.principal!, body.user_id, body.permission);
     },
   });
 
@@ -29,7 +29,7 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     query: schemas.PermissionsQuery,
     responses: { 200: { description: 'Permissions', schema: schemas.PermissionList } },
     async handler(ctx, { query }) {
-      const userId = await subjectFor(app, ctx.state.principal!.userId, query.user_id);
+      const userId = await subjectFor(app, ctx.state.principal!, query.user_id);
       ctx.body = { permissions: await listPermissions(app, userId) };
     },
   });

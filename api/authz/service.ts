@@ -2,16 +2,25 @@
 import type { Context } from '../../shared/context';
 import { BadRequestError, ForbiddenError, NotFoundError, ValidationError } from '../../shared/errors';
 import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
+import type { Principal } from '../http/state';
+import { callerHolds } from '../auth/authenticate';
 
 const isLiveUser = async (app: Context, userId: string) =>
   !!(await app.db('users').where({ id: userId }).whereNot({ status: 'deleted' }).first('id'));
 
 /** Whose permissions a caller may look at: their own, or anyone's with `authz:check_any`. */
-export async function subjectFor(app: Context, callerId: string, userId: string | undefined): Promise<string> {
-  if (!userId || userId === callerId) return callerId;
-  if (!(await app.permissions.has(callerId, 'authz:check_any'))) throw new ForbiddenError('Checking another user needs the authz:check_any permission.');
+export async function subjectFor(app: Context, caller: Principal, userId: string | undefined): Promise<string> {
+  if (!userId || userId === caller.userId) return caller.userId;
+  if (!(await callerHolds(app, caller, 'authz:check_any'))) throw new ForbiddenError('Checking another user needs the authz:check_any permission.');
   if (!(await isLiveUser(app, userId))) throw new NotFoundError('No such user.');
   return userId;
+}
+
+/** May `userId` (the caller, or another user whose check the caller may ask for) do `permission`? */
+export async function check(app: Context, caller: Principal, userId: string | undefined, permission: string) {
+  const subject = await subjectFor(app, caller, userId);
+  const allowed = subject === caller.userId ? await callerHolds(app, caller, permission) : await app.permissions.has(subject, permission);
+  return { allowed, permission, user_id: subject };
 }
 
 export async function listPermissions(app: Context, userId: string) {

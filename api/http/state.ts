@@ -1,6 +1,7 @@
 // What middleware leaves on ctx.state for the next one.
 import type { VerifiedAccessToken } from '../../shared/crypto/access-tokens';
 import type { EventOrigin } from '../../shared/events/outbox';
+import type { EffectivePermission } from '../../shared/authz/permissions';
 
 export interface Principal {
   userId: string;
@@ -9,6 +10,8 @@ export interface Principal {
   amr: string[];
   token: VerifiedAccessToken | null;
   via: 'bearer' | 'basic';
+  /** The caller's effective permissions, when the route asked for them with its authentication. */
+  permissions?: Promise<EffectivePermission[]>;
 }
 
 export interface AppState {
