@@ -9,7 +9,7 @@ import { call, startTestApp } from '../helpers/app';
 import { ROOT } from '../helpers/env';
 import { createMissingKeys, loadSigningKeys } from '../../shared/crypto/keys';
 import { createLocalKms, DecryptionError, rewrapAll } from '../../shared/crypto/kms';
-import { createAccessTokens } from '../../shared/crypto/access-tokens';
+import { createAccessTokens, InvalidTokenError } from '../../shared/crypto/access-tokens';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'us-keys-'));
 const settingsIn = (dir: string, kid = 'key-001') => ({
@@ -65,6 +65,28 @@ test('the JWKS serves every public key in the key directory, so keys can rotate'
   } finally {
     await t.close();
   }
+});
+
+test('a verified token is remembered only until it expires, and only byte for byte', async () => {
+  const dir = tmp();
+  createMissingKeys(settingsIn(dir));
+  const keys = loadSigningKeys(settingsIn(dir));
+  let clock = Date.now();
+  const tokens = createAccessTokens(settingsIn(dir), keys, () => clock);
+  const token = await tokens.sign({ sub: crypto.randomUUID(), roles: ['viewer'], amr: ['pwd'] });
+  const first = await tokens.verify(token);
+  expect(await tokens.verify(token)).toBe(first);
+  // Shared by every request presenting the token, so nobody may change it.
+  expect(() => (first.roles as string[]).push('admin')).toThrow(TypeError);
+
+  const [header, payload, signature] = token.split('.');
+  const flipped = `${signature.slice(0, -2)}${signature.at(-2) === 'A' ? 'B' : 'A'}${signature.at(-1)}`;
+  await expect(tokens.verify(`${header}.${payload}.${flipped}`)).rejects.toThrow(InvalidTokenError);
+  const otherClaims = Buffer.from(JSON.stringify({ ...first, roles: ['admin'] })).toString('base64url');
+  await expect(tokens.verify(`${header}.${otherClaims}.${signature}`)).rejects.toThrow(InvalidTokenError);
+
+  clock = first.exp! * 1000;
+  await expect(tokens.verify(token)).rejects.toThrow(InvalidTokenError);
 });
 
 describe('envelope encryption', () => {
