@@ -133,6 +133,21 @@ async function pairFor(
 const successorKey = (app: Context, parentHash: string) => app.key('refresh-successor', parentHash);
 
 /**
+ * One statement: marks the presented token rotated, stores its successor, touches the session,
+ * and reads the user's role names (for the new access token).
+ */
+async function rotate(trx: Knex.Transaction, row: { token_id: string; session_id: string; user_id: string }, successorHash: string, ip: string | null): Promise<string[]> {
+  const { rows } = await trx.raw(
+    `WITH rotated AS (UPDATE refresh_tokens SET rotated_at = now() WHERE id = ?),
+          successor AS (INSERT INTO refresh_tokens (session_id, token_hash, parent_id) VALUES (?, ?, ?)),
+          touched AS (UPDATE sessions SET last_active_at = now(), ip = COALESCE(?::inet, ip) WHERE id = ?)
+     SELECT roles.name FROM user_roles JOIN roles ON roles.id = user_roles.role_id WHERE user_roles.user_id = ? ORDER BY roles.name`,
+    [row.token_id, row.session_id, successorHash, row.token_id, ip, row.session_id, row.user_id],
+  );
+  return rows.map((r: { name: string }) => r.name);
+}
+
+/**
  * Rotates a refresh token. The token's row is locked, so concurrent refreshes with one token
  * queue behind the first: it rotates and leaves the successor pair (encrypted) in Redis for the
  * grace window; the others find the row rotated and get that same pair, or, outside the window,
@@ -167,12 +182,10 @@ export async function refreshSession(app: Context, presented: string, client: Cl
     if (row.revoked_at || row.expired || row.idle || !['active', 'pending_verification'].includes(row.status)) {
       throw new UnauthorizedError(INVALID_REFRESH, 'invalid_refresh_token');
     }
-    await limiter.hit(row.session_id);
     const next = newOpaqueToken();
-    await trx('refresh_tokens').where({ id: row.token_id }).update({ rotated_at: trx.fn.now() });
-    await trx('refresh_tokens').insert({ session_id: row.session_id, token_hash: next.hash, parent_id: row.token_id });
-    await trx('sessions').where({ id: row.session_id }).update({ last_active_at: trx.fn.now(), ...(client.ip && { ip: client.ip }) });
-    const roles = await listRoleNames(trx, row.user_id);
+    // The rate limit (Redis) and the rotation (PostgreSQL) at once: over the limit, the
+    // transaction rolls back. The row lock is held for as few round trips as possible.
+    const [, roles] = await Promise.all([limiter.hit(row.session_id), rotate(trx, row, next.hash, client.ip)]);
     const user = { id: row.user_id, email: row.email, name: row.name, email_verified: row.email_verified, status: row.status, mfa_enabled: row.mfa_enabled };
     const session = { id: row.session_id, persistent: row.persistent, amr: row.amr, auth_time: row.auth_time, expires_at: row.expires_at };
     const pair = await pairFor(app, user, roles, session, next.token);

@@ -25,6 +25,14 @@ describe('with the default grace window (10 s)', () => {
     const r2 = await refresh(t, r1.body.refresh_token);
     expect(r2.status).toBe(200);
     expect((await call(`${t.url}/v1/auth/sessions`, { headers: { Authorization: `Bearer ${r2.body.access_token}` } })).status).toBe(200);
+    expect(r2.body.user.roles).toEqual(['trader']);
+    // One chain: each token rotated once, its successor pointing back at it, the last one live.
+    const rows: { id: string; parent_id: string | null; rotated_at: Date | null }[] = await t.context.db('refresh_tokens').where({ session_id: a.sessionId }).select('id', 'parent_id', 'rotated_at');
+    const first = rows.find((r) => r.parent_id === null)!;
+    const second = rows.find((r) => r.parent_id === first.id)!;
+    const third = rows.find((r) => r.parent_id === second.id)!;
+    expect(rows).toHaveLength(3);
+    expect([first.rotated_at, second.rotated_at, third.rotated_at].map(Boolean)).toEqual([true, true, false]);
     // Only hashes are stored.
     const stored = JSON.stringify(await t.context.db('refresh_tokens').select());
     for (const token of [a.refreshToken, r1.body.refresh_token, r2.body.refresh_token]) expect(stored).not.toContain(token);
