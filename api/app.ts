@@ -1,6 +1,6 @@
 // The Koa application: middleware in the order a request meets it, then the feature routers.
 import Koa from 'koa';
-import type Router from '@koa/router';
+import Router from '@koa/router';
 import cors from '@koa/cors';
 import helmet from 'koa-helmet';
 import { HttpMethodEnum, koaBody } from 'koa-body';
@@ -93,9 +93,10 @@ export function createApp(app: Context): App {
     userRoutes(app, registry),
     authzRoutes(app, registry),
   ];
-  for (const router of routers) {
-    koa.use(router.routes());
-    koa.use(router.allowedMethods({ throw: false }));
-  }
+  // One router holding every feature's routes: a request is matched once, not once per feature.
+  const root = new Router<AppState>();
+  for (const router of routers) root.use(router.routes());
+  koa.use(root.routes());
+  koa.use(root.allowedMethods({ throw: false }));
   return { koa, registry, routers };
 }
