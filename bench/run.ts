@@ -30,7 +30,7 @@ const ROOT = path.resolve(__dirname, '..');
 const CORES = os.cpus().length;
 const SETTINGS = QUICK
   ? { users: 10_000, loginUsers: 8, rounds: 2, warmupSeconds: 1, seconds: 2, emails: 150, events: 2_000, memoryRequests: 30_000, frontier: [] as number[] }
-  : { users: 100_000, loginUsers: 16, rounds: 5, warmupSeconds: 3, seconds: 5, emails: 500, events: 20_000, memoryRequests: 100_000, frontier: [1, 2, 4] };
+  : { users: 100_000, loginUsers: 16, rounds: 4, warmupSeconds: 3, seconds: 5, emails: 500, events: 20_000, memoryRequests: 100_000, frontier: [1, 2, 4] };
 const LOGIN_CONNECTIONS = 8; // Twice the default libuv threadpool: every bcrypt thread stays busy.
 const THROUGHPUT_CONNECTIONS = 10;
 const EMAIL_CONCURRENCY = 5; // the email queue's default concurrency (WORKER_CONCURRENCY_EMAIL)
