@@ -57,6 +57,18 @@ test('revoking makes the check false at once, on every copy', async () => {
   expect((await call(`${t.url}/v1/authz/permissions/${r.body.id}`, { method: 'DELETE', headers: admin.auth })).status).toBe(404);
 });
 
+test('a signed-out session gets 401 from the check at once, on every copy, though its token was verified before', async () => {
+  const viewer = await signedInUser(t.context.db, t.url, { roles: ['viewer'] });
+  expect((await check(t, viewer, 'market_data:read')).body.allowed).toBe(true);
+  expect((await check(copy, viewer, 'market_data:read')).body.allowed).toBe(true);
+  expect((await call(`${t.url}/v1/auth/logout`, { method: 'POST', body: {}, headers: viewer.auth })).status).toBe(204);
+  for (const app of [t, copy]) {
+    const r = await check(app, viewer, 'market_data:read');
+    expect(r.status).toBe(401);
+    expect(r.body).not.toHaveProperty('allowed');
+  }
+});
+
 test('a role change shows at once', async () => {
   const user = await signedInUser(t.context.db, t.url, { roles: ['viewer'] });
   expect((await check(copy, user, 'orders:write')).body.allowed).toBe(false);
