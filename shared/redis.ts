@@ -8,9 +8,6 @@ export type { Redis };
 
 export function createRedis(config: Pick<Config, 'redis'>, role: 'command' | 'worker', name: string = role): Redis {
   const failFast: RedisOptions = {
-    // Commands issued in the same tick (by one request, or by many at once) go out in one write:
-    // fewer system calls and round trips under load, at the cost of waiting for the next tick.
-    enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: config.redis.commandTimeoutMs,
