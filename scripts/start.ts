@@ -30,9 +30,11 @@ async function prepare(): Promise<void> {
 function run(script: string): ChildProcess {
   const extension = path.extname(__filename);
   const file = path.join(__dirname, '..', script + extension);
-  // Node flags given to the supervisor (--max-old-space-size, --cpu-prof...) apply to its children too.
-  const loader = extension === '.ts' && !process.execArgv.includes('tsx') ? ['--import', 'tsx'] : [];
-  const args = [...process.execArgv, ...loader, file];
+  // Node flags given to the supervisor (--max-old-space-size, --cpu-prof...) apply to its children
+  // too, except the inspector's: two children on one debug port would clash (or wait, with -brk).
+  const flags = process.execArgv.filter((flag) => !flag.startsWith('--inspect') && !flag.startsWith('--debug'));
+  const loader = extension === '.ts' && !flags.includes('tsx') ? ['--import', 'tsx'] : [];
+  const args = [...flags, ...loader, file];
   // Own process group: a terminal's Ctrl-C reaches only this supervisor, which passes it on once.
   // bcrypt, RS256 (WebCrypto) and DNS share libuv's threadpool (4 threads by default): a larger
   // pool, with BCRYPT_MAX_CONCURRENCY below it, keeps token checks fast while logins run.
