@@ -5,7 +5,7 @@ import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
 import { requirePermission, requireUser } from '../auth/authenticate';
 import * as schemas from './schemas';
-import { check, grantPermission, listPermissions, revokePermission, subjectFor } from './service';
+import { check, grantPermission, listPermissions, revokePermission } from './service';
 
 export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
@@ -29,8 +29,7 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     query: schemas.PermissionsQuery,
     responses: { 200: { description: 'Permissions', schema: schemas.PermissionList } },
     async handler(ctx, { query }) {
-      const userId = await subjectFor(app, ctx.state.principal!, query.user_id);
-      ctx.body = { permissions: await listPermissions(app, userId) };
+      ctx.body = { permissions: await listPermissions(app, ctx.state.principal!, query.user_id) };
     },
   });
 

@@ -9,22 +9,27 @@ const isLiveUser = async (app: Context, userId: string) =>
   !!(await app.db('users').where({ id: userId }).whereNot({ status: 'deleted' }).first('id'));
 
 /** Whose permissions a caller may look at: their own, or anyone's with `authz:check_any`. */
-export async function subjectFor(app: Context, caller: Principal, userId: string | undefined): Promise<string> {
+async function subjectFor(app: Context, caller: Principal, userId: string | undefined): Promise<string> {
   if (!userId || userId === caller.userId) return caller.userId;
   if (!(await callerHolds(app, caller, 'authz:check_any'))) throw new ForbiddenError('Checking another user needs the authz:check_any permission.');
   if (!(await isLiveUser(app, userId))) throw new NotFoundError('No such user.');
   return userId;
 }
 
+/** The subject's effective permissions; for the caller, those authentication already read. */
+function permissionsOf(app: Context, caller: Principal, subject: string) {
+  return (subject === caller.userId && caller.permissions) || app.permissions.get(subject);
+}
+
 /** May `userId` (the caller, or another user whose check the caller may ask for) do `permission`? */
 export async function check(app: Context, caller: Principal, userId: string | undefined, permission: string) {
   const subject = await subjectFor(app, caller, userId);
-  const allowed = subject === caller.userId ? await callerHolds(app, caller, permission) : await app.permissions.has(subject, permission);
+  const allowed = (await permissionsOf(app, caller, subject)).some((p) => p.name === permission);
   return { allowed, permission, user_id: subject };
 }
 
-export async function listPermissions(app: Context, userId: string) {
-  const permissions = await app.permissions.get(userId);
+export async function listPermissions(app: Context, caller: Principal, userId: string | undefined) {
+  const permissions = await permissionsOf(app, caller, await subjectFor(app, caller, userId));
   return permissions.map((p) => ({ name: p.name, source: p.source, id: p.grant_id, expires_at: p.expires_at ? p.expires_at.toISOString() : null }));
 }
 
