@@ -146,7 +146,12 @@ describe('Redis goes away', () => {
 
     await redis.start();
     await eventually(readyIs(t.url, 200), { timeoutMs: 10_000 });
-    const again = await call(`${scratch.url}/v1/test/enqueue`, { method: 'POST' });
+    // Readiness pings the command connection; the queue's own connection may reconnect a moment
+    // later (its retry backoff), and until then enqueueing answers 503, as it should.
+    const again = await eventually(async () => {
+      const r = await call(`${scratch.url}/v1/test/enqueue`, { method: 'POST' });
+      return r.status === 503 ? undefined : r;
+    }, { timeoutMs: 10_000 });
     expect(again.status).toBe(200);
     const scraped = await call(`${t.url}/metrics`);
     expect(scraped.text).toMatch(/^bullmq_queue_jobs\{queue="email",state="waiting"\} \d+/m);
