@@ -8,6 +8,7 @@ import type { Context } from '../../shared/context';
 import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
 import { InvalidTokenError } from '../../shared/crypto/access-tokens';
 import type { AppState, Principal } from '../http/state';
+import type { EffectivePermission } from '../../shared/authz/permissions';
 import { whereLive } from './sessions';
 import { cachedLiveness, rememberLive } from './session-cache';
 import { checkPasswordSignIn, INVALID_CREDENTIALS, loginLimiters, type LoginLimiters } from './service';
@@ -40,7 +41,7 @@ async function bearerPrincipal(ctx: Context, token: string, withPermissions = fa
     if (err instanceof InvalidTokenError) throw new UnauthorizedError(INVALID, 'invalid_token');
     throw err;
   }
-  // Read alongside the session check (one Redis round trip for both); used only if the session is live.
+  // Read at the same time as the session check; used only once the session is known live.
   const permissions = withPermissions ? ctx.permissions.get(claims.sub) : undefined;
   permissions?.catch(() => undefined);
   const live = claims.sid ? await sessionIsLive(ctx, claims.sid, claims.sub) : await ctx.db('users').where({ id: claims.sub }).whereIn('status', ['active', 'pending_verification']).first('id');
@@ -83,10 +84,13 @@ async function principalOf(ctx: Context, header: string, basic?: { ip: string | 
   return null;
 }
 
-/** Whether the caller holds `permission`: from the permission cache (or what authentication read from it), never the roles claim. */
+/** The caller's effective permissions: what authentication read, else the permission cache; never the roles claim. */
+export function callerPermissions(app: Context, principal: Principal): Promise<EffectivePermission[]> {
+  return principal.permissions ?? app.permissions.get(principal.userId);
+}
+
 export async function callerHolds(app: Context, principal: Principal, permission: string): Promise<boolean> {
-  const permissions = await (principal.permissions ?? app.permissions.get(principal.userId));
-  return permissions.some((p) => p.name === permission);
+  return (await callerPermissions(app, principal)).some((p) => p.name === permission);
 }
 
 /** Requires that the authenticated caller holds `permission`. */
@@ -125,7 +129,7 @@ export function requireOperator(app: Context, permission: string): Middleware<Ap
       if (err instanceof UnauthorizedError) err.headers['WWW-Authenticate'] = 'Basic realm="operators", charset="UTF-8"';
       throw err;
     }
-    if (!(await app.permissions.has(principal.userId, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
+    if (!(await callerHolds(app, principal, permission))) throw new ForbiddenError(`This needs the ${permission} permission.`);
     ctx.state.principal = principal;
     await next();
   };

@@ -11,7 +11,7 @@ import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
 import { writeEmail } from '../../shared/email/outbox';
 import { enqueueEmail } from '../../shared/queues';
 import { UnauthorizedError } from '../../shared/errors';
-import { listRoleNames } from '../../shared/authz/permissions';
+import { listRoleNames, namesOf, roleNamesQuery } from '../../shared/authz/permissions';
 import type { RevokeReason, User } from '../../shared/models';
 import type { Limiter } from '../http/rate-limit';
 import { markRevoked } from './session-cache';
@@ -137,14 +137,12 @@ const successorKey = (app: Context, parentHash: string) => app.key('refresh-succ
  * and reads the user's role names (for the new access token).
  */
 async function rotate(trx: Knex.Transaction, row: { token_id: string; session_id: string; user_id: string }, successorHash: string, ip: string | null): Promise<string[]> {
-  const { rows } = await trx.raw(
-    `WITH rotated AS (UPDATE refresh_tokens SET rotated_at = now() WHERE id = ?),
-          successor AS (INSERT INTO refresh_tokens (session_id, token_hash, parent_id) VALUES (?, ?, ?)),
-          touched AS (UPDATE sessions SET last_active_at = now(), ip = COALESCE(?::inet, ip) WHERE id = ?)
-     SELECT roles.name FROM user_roles JOIN roles ON roles.id = user_roles.role_id WHERE user_roles.user_id = ? ORDER BY roles.name`,
-    [row.token_id, row.session_id, successorHash, row.token_id, ip, row.session_id, row.user_id],
-  );
-  return rows.map((r: { name: string }) => r.name);
+  // Data-modifying CTEs run once and in full, whether or not the query reads them.
+  const rows = await roleNamesQuery(trx, row.user_id)
+    .with('rotated', trx.raw('UPDATE refresh_tokens SET rotated_at = now() WHERE id = ?', [row.token_id]))
+    .with('successor', trx.raw('INSERT INTO refresh_tokens (session_id, token_hash, parent_id) VALUES (?, ?, ?)', [row.session_id, successorHash, row.token_id]))
+    .with('touched', trx.raw('UPDATE sessions SET last_active_at = now(), ip = COALESCE(?::inet, ip) WHERE id = ?', [ip, row.session_id]));
+  return namesOf(rows);
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Context } from '../../shared/context';
 import { BadRequestError, ForbiddenError, NotFoundError, ValidationError } from '../../shared/errors';
 import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
 import type { Principal } from '../http/state';
-import { callerHolds } from '../auth/authenticate';
+import { callerHolds, callerPermissions } from '../auth/authenticate';
 
 const isLiveUser = async (app: Context, userId: string) =>
   !!(await app.db('users').where({ id: userId }).whereNot({ status: 'deleted' }).first('id'));
@@ -16,10 +16,8 @@ async function subjectFor(app: Context, caller: Principal, userId: string | unde
   return userId;
 }
 
-/** The subject's effective permissions; for the caller, those authentication already read. */
-function permissionsOf(app: Context, caller: Principal, subject: string) {
-  return (subject === caller.userId && caller.permissions) || app.permissions.get(subject);
-}
+const permissionsOf = (app: Context, caller: Principal, subject: string) =>
+  (subject === caller.userId ? callerPermissions(app, caller) : app.permissions.get(subject));
 
 /** May `userId` (the caller, or another user whose check the caller may ask for) do `permission`? */
 export async function check(app: Context, caller: Principal, userId: string | undefined, permission: string) {
