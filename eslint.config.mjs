@@ -1,0 +1,47 @@
+// Lint: ESLint with typescript-eslint's recommended and type-aware rules (floating promises,
+// unsafe any), Prettier for layout (eslint-config-prettier turns off what it decides), and the
+// architecture's import rules: api and workers never import each other, and shared imports
+// neither (DESIGN.md, "Shape").
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import prettier from 'eslint-config-prettier';
+import globals from 'globals';
+
+/** Relative imports that climb out of the file's folder into a top-level folder `api` or `workers`. */
+const forbid = (files, folders, why) => ({
+  files,
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      { patterns: [{ regex: `^(\\.\\./)+(${folders.join('|')})(/|$)`, message: `${why} (DESIGN.md, "Shape").` }] },
+    ],
+  },
+});
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/tmp/**', 'bench/profiles/**', 'tmp/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      globals: globals.node,
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      // Unused arguments named with a leading underscore are deliberate (a handler's signature).
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      // `void promise` marks a promise we chose not to await.
+      '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: true }],
+      // Koa and BullMQ take async callbacks where they expect void.
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, properties: false } }],
+    },
+  },
+  {
+    files: ['**/*.{js,cjs,mjs}'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+  forbid(['shared/**/*.ts'], ['api', 'workers'], 'shared/ is used by the api and the workers and imports neither'),
+  forbid(['api/**/*.ts'], ['workers'], 'The api hands work to the workers through queues in shared/, never by import'),
+  forbid(['workers/**/*.ts'], ['api'], 'Workers call the domain services in shared/, never the api'),
+  prettier,
+);
