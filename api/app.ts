@@ -22,7 +22,8 @@ import { bullBoard } from './admin/bull-board';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
-const PAGE_CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline' https://fonts.googleapis.com; font-src 'self' data: https://fonts.gstatic.com; img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'";
+const PAGE_CSP =
+  "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline' https://fonts.googleapis.com; font-src 'self' data: https://fonts.gstatic.com; img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'";
 const API_HEADERS = {
   'Content-Security-Policy': API_CSP,
   'Strict-Transport-Security': 'max-age=31536000; includeSubDomains',
@@ -64,22 +65,26 @@ export function createApp(app: Context): App {
     await next();
     if (!ctx.response.get('Cache-Control')) ctx.set('Cache-Control', 'no-store');
   });
-  koa.use(cors({
-    origin: (ctx) => (config.cors.allowedOrigins.includes(ctx.get('Origin')) ? ctx.get('Origin') : ''),
-    credentials: config.cors.allowCredentials,
-    exposeHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'],
-    allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', 'X-Verification-Token'],
-    maxAge: 600,
-  }));
+  koa.use(
+    cors({
+      origin: (ctx) => (config.cors.allowedOrigins.includes(ctx.get('Origin')) ? ctx.get('Origin') : ''),
+      credentials: config.cors.allowCredentials,
+      exposeHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'],
+      allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', 'X-Verification-Token'],
+      maxAge: 600,
+    }),
+  );
   // Before the body parser: Bull Board parses its own bodies.
   if (config.bullBoardEnabled) koa.use(bullBoard(app));
-  koa.use(koaBody({
-    jsonLimit: `${config.bodyLimitKb}kb`,
-    formLimit: `${config.bodyLimitKb}kb`,
-    textLimit: `${config.bodyLimitKb}kb`,
-    multipart: false,
-    parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH, HttpMethodEnum.DELETE],
-  }));
+  koa.use(
+    koaBody({
+      jsonLimit: `${config.bodyLimitKb}kb`,
+      formLimit: `${config.bodyLimitKb}kb`,
+      textLimit: `${config.bodyLimitKb}kb`,
+      multipart: false,
+      parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH, HttpMethodEnum.DELETE],
+    }),
+  );
 
   const docs = docsRoutes(config, registry);
   for (const asset of docs.assets) koa.use(asset);

@@ -11,7 +11,8 @@ import { createApp } from './app';
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const logger = createLogger(config);
-  if (config.ignoredSettings.length) logger.warn({ variables: config.ignoredSettings }, 'these settings have no effect in this service (see README)');
+  if (config.ignoredSettings.length)
+    logger.warn({ variables: config.ignoredSettings }, 'these settings have no effect in this service (see README)');
   await exitUnlessDependencies(config);
   if (config.environment === 'development') createMissingKeys(config);
   let context;
@@ -36,13 +37,17 @@ async function main(): Promise<void> {
     logger.info({ port, docs: `/docs`, redoc: '/redoc', bullBoard: '/admin/queues' }, `api listening on http://localhost:${port}`);
   });
   onShutdown(logger, config.shutdownTimeoutMs, [
-    ['http', () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      // In-flight requests get half the shutdown time; a client that stops reading its response
-      // must not hold the process until the forced exit.
-      setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs / 2).unref();
-    })],
+    [
+      'http',
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+          // In-flight requests get half the shutdown time; a client that stops reading its response
+          // must not hold the process until the forced exit.
+          setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs / 2).unref();
+        }),
+    ],
     ['context', () => context.close()],
   ]);
 }

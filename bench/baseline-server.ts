@@ -77,21 +77,36 @@ async function main(): Promise<void> {
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      const { rows: [row] } = await client.query(
+      const {
+        rows: [row],
+      } = await client.query(
         `SELECT rt.id AS token_id, s.id AS session_id, s.user_id, s.amr, u.email
            FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id
-          WHERE rt.token_hash = $1 AND rt.rotated_at IS NULL FOR UPDATE OF rt`, [hash]);
+          WHERE rt.token_hash = $1 AND rt.rotated_at IS NULL FOR UPDATE OF rt`,
+        [hash],
+      );
       if (!row) throw Object.assign(new Error('invalid refresh token'), { status: 401, expose: true });
       const next = crypto.randomBytes(32).toString('base64url');
       await client.query('UPDATE refresh_tokens SET rotated_at = now() WHERE id = $1', [row.token_id]);
-      await client.query('INSERT INTO refresh_tokens (session_id, token_hash, parent_id) VALUES ($1, $2, $3)',
-        [row.session_id, crypto.createHash('sha256').update(next).digest('hex'), row.token_id]);
+      await client.query('INSERT INTO refresh_tokens (session_id, token_hash, parent_id) VALUES ($1, $2, $3)', [
+        row.session_id,
+        crypto.createHash('sha256').update(next).digest('hex'),
+        row.token_id,
+      ]);
       await client.query('UPDATE sessions SET last_active_at = now() WHERE id = $1', [row.session_id]);
-      const roles = (await client.query('SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.name', [row.user_id])).rows.map((r) => r.name as string);
+      const roles = (
+        await client.query('SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.name', [
+          row.user_id,
+        ])
+      ).rows.map((r) => r.name as string);
       const access = await new SignJWT({ roles, amr: row.amr, sid: row.session_id })
         .setProtectedHeader({ alg: 'RS256', kid: settings.kid, typ: 'at+jwt' })
-        .setIssuer(settings.issuer).setAudience(settings.audience).setSubject(row.user_id)
-        .setJti(crypto.randomUUID()).setIssuedAt().setExpirationTime('15m')
+        .setIssuer(settings.issuer)
+        .setAudience(settings.audience)
+        .setSubject(row.user_id)
+        .setJti(crypto.randomUUID())
+        .setIssuedAt()
+        .setExpirationTime('15m')
         .sign(privateKey);
       const pair = { access_token: access, refresh_token: next, token_type: 'Bearer', session_id: row.session_id, roles };
       await redis.set(`${settings.keyPrefix}successor:${hash}`, JSON.stringify(pair), 'EX', 10);
@@ -110,13 +125,29 @@ async function main(): Promise<void> {
    * transport at the email queue's concurrency, no queue, no database. Seconds taken.
    */
   async function smtpAlone(count: number, concurrency: number, port: number): Promise<number> {
-    const transport = nodemailer.createTransport({ pool: true, maxConnections: concurrency, host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+    const transport = nodemailer.createTransport({
+      pool: true,
+      maxConnections: concurrency,
+      host: '127.0.0.1',
+      port,
+      secure: false,
+      ignoreTLS: true,
+    });
     const text = 'A new sign-in to your account. '.repeat(10);
     const t0 = process.hrtime.bigint();
     let sent = 0;
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (sent++ < count) await transport.sendMail({ from: 'bench@bench.test', to: 'user@bench.test', subject: 'New sign-in', text, html: `<p>${text}</p>` });
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (sent++ < count)
+          await transport.sendMail({
+            from: 'bench@bench.test',
+            to: 'user@bench.test',
+            subject: 'New sign-in',
+            text,
+            html: `<p>${text}</p>`,
+          });
+      }),
+    );
     transport.close();
     return Number(process.hrtime.bigint() - t0) / 1e9;
   }
@@ -126,10 +157,15 @@ async function main(): Promise<void> {
     const live = await pool.query(
       `SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
-          AND s.last_active_at > now() - interval '14 days' AND u.status IN ('active', 'pending_verification')`, [claims.sid, claims.sub]);
+          AND s.last_active_at > now() - interval '14 days' AND u.status IN ('active', 'pending_verification')`,
+      [claims.sid, claims.sub],
+    );
     if (!live.rowCount) throw Object.assign(new Error('invalid token'), { status: 401, expose: true });
     const [user, roles, permissions, accounts] = await Promise.all([
-      pool.query('SELECT id, email, name, phone, timezone, locale, avatar_url, status, email_verified, mfa_enabled, created_at FROM users WHERE id = $1', [claims.sub]),
+      pool.query(
+        'SELECT id, email, name, phone, timezone, locale, avatar_url, status, email_verified, mfa_enabled, created_at FROM users WHERE id = $1',
+        [claims.sub],
+      ),
       pool.query('SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.name', [claims.sub]),
       pool.query(
         `WITH RECURSIVE tree AS (
@@ -137,14 +173,24 @@ async function main(): Promise<void> {
            UNION SELECT p.id, p.inherits_role_id FROM tree t JOIN roles p ON p.id = t.inherits_role_id)
          SELECT DISTINCT p.name FROM tree t JOIN role_permissions rp ON rp.role_id = t.id JOIN permissions p ON p.id = rp.permission_id
          UNION SELECT p.name FROM user_permissions up JOIN permissions p ON p.id = up.permission_id
-          WHERE up.user_id = $1 AND (up.expires_at IS NULL OR up.expires_at > now())`, [claims.sub]),
-      pool.query('SELECT id, broker, nickname, status, api_key_masked FROM trading_accounts WHERE user_id = $1 AND unlinked_at IS NULL', [claims.sub]),
+          WHERE up.user_id = $1 AND (up.expires_at IS NULL OR up.expires_at > now())`,
+        [claims.sub],
+      ),
+      pool.query('SELECT id, broker, nickname, status, api_key_masked FROM trading_accounts WHERE user_id = $1 AND unlinked_at IS NULL', [
+        claims.sub,
+      ]),
     ]);
-    return { ...user.rows[0], roles: roles.rows.map((r) => r.name), permissions: permissions.rows.map((p) => p.name), trading_accounts: accounts.rows };
+    return {
+      ...user.rows[0],
+      roles: roles.rows.map((r) => r.name),
+      permissions: permissions.rows.map((p) => p.name),
+      trading_accounts: accounts.rows,
+    };
   }
 
-  const workers = settings.workers.map(({ queue, concurrency }) =>
-    new Worker(queue, async () => undefined, { connection: bull, prefix: settings.bullPrefix, concurrency }));
+  const workers = settings.workers.map(
+    ({ queue, concurrency }) => new Worker(queue, async () => undefined, { connection: bull, prefix: settings.bullPrefix, concurrency }),
+  );
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(settings.port, '127.0.0.1', resolve));

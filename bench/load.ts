@@ -9,17 +9,21 @@ function requestsOf(job: LoadJob): Request[] | undefined {
   if (job.logins) {
     const { emails, password } = job.logins;
     let next = 0;
-    return [{
-      setupRequest: (request) => ({ ...request, body: JSON.stringify({ email: emails[next++ % emails.length], password }) }),
-    }];
+    return [
+      {
+        setupRequest: (request) => ({ ...request, body: JSON.stringify({ email: emails[next++ % emails.length], password }) }),
+      },
+    ];
   }
   if (job.refresh) {
     const { prefix, count } = job.refresh;
     let next = 0;
-    return [{
-      // Past `count` (autocannon may start a few more than `amount`) the token is unknown: a 401.
-      setupRequest: (request) => ({ ...request, body: JSON.stringify({ refresh_token: `${prefix}${next < count ? ++next : 'spent'}` }) }),
-    }];
+    return [
+      {
+        // Past `count` (autocannon may start a few more than `amount`) the token is unknown: a 401.
+        setupRequest: (request) => ({ ...request, body: JSON.stringify({ refresh_token: `${prefix}${next < count ? ++next : 'spent'}` }) }),
+      },
+    ];
   }
   return undefined;
 }
@@ -49,7 +53,11 @@ async function run(job: LoadJob): Promise<LoadResult> {
     method: job.method ?? 'GET',
     connections: job.connections,
     timeout: 30,
-    headers: { 'user-agent': 'user-service-bench', ...(job.body !== undefined || job.logins || job.refresh ? { 'content-type': 'application/json' } : {}), ...job.headers },
+    headers: {
+      'user-agent': 'user-service-bench',
+      ...(job.body !== undefined || job.logins || job.refresh ? { 'content-type': 'application/json' } : {}),
+      ...job.headers,
+    },
     ...(job.body !== undefined && { body: JSON.stringify(job.body) }),
     ...(job.amount ? { amount: job.amount } : { duration: job.duration ?? 5 }),
     ...(job.overallRate && { overallRate: job.overallRate }),

@@ -22,15 +22,38 @@ import { childPids, cpuMs, memoryMb, sampleRss, type LoadJob, type LoadReply, ty
 
 const QUICK = process.argv.includes('--quick');
 // `--only=authz,jwks` runs some scenarios (login, latency, refresh, authz, me, jwks, jobs, memory).
-const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const ONLY = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
 const wanted = (scenario: string) => !ONLY || ONLY.includes(scenario);
 // `--profile` writes V8 CPU profiles of the api and the worker to bench/profiles/ when they stop.
 const PROFILE_DIR = process.argv.includes('--profile') ? path.resolve(__dirname, 'profiles') : null;
 const ROOT = path.resolve(__dirname, '..');
 const CORES = os.cpus().length;
 const SETTINGS = QUICK
-  ? { users: 10_000, loginUsers: 8, rounds: 2, warmupSeconds: 1, seconds: 2, emails: 150, events: 2_000, memoryRequests: 30_000, frontier: [] as number[] }
-  : { users: 100_000, loginUsers: 16, rounds: 4, warmupSeconds: 3, seconds: 5, emails: 500, events: 20_000, memoryRequests: 100_000, frontier: [1, 2, 4] };
+  ? {
+      users: 10_000,
+      loginUsers: 8,
+      rounds: 2,
+      warmupSeconds: 1,
+      seconds: 2,
+      emails: 150,
+      events: 2_000,
+      memoryRequests: 30_000,
+      frontier: [] as number[],
+    }
+  : {
+      users: 100_000,
+      loginUsers: 16,
+      rounds: 4,
+      warmupSeconds: 3,
+      seconds: 5,
+      emails: 500,
+      events: 20_000,
+      memoryRequests: 100_000,
+      frontier: [1, 2, 4],
+    };
 const LOGIN_CONNECTIONS = 8; // Twice the default libuv threadpool: every bcrypt thread stays busy.
 const THROUGHPUT_CONNECTIONS = 10;
 const EMAIL_CONCURRENCY = 5; // the email queue's default concurrency (WORKER_CONCURRENCY_EMAIL)
@@ -88,7 +111,11 @@ function spawnChild(name: string, args: string[], env: Record<string, string>, s
 
 function logTail(name: string): string {
   try {
-    return fs.readFileSync(path.join(TMP, `${name}.log`), 'utf8').split('\n').slice(-30).join('\n');
+    return fs
+      .readFileSync(path.join(TMP, `${name}.log`), 'utf8')
+      .split('\n')
+      .slice(-30)
+      .join('\n');
   } catch {
     return '';
   }
@@ -135,8 +162,14 @@ async function cleanup(): Promise<void> {
   if (cleaned) return;
   cleaned = true;
   await stopProcesses().catch((err) => log(`stopping processes: ${err}`));
-  await deleteRedisKeys().then((n) => log(`deleted ${n} Redis keys under ${TAG}*`), (err) => log(`deleting Redis keys: ${err}`));
-  await adminQuery(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`).then(() => log(`dropped database ${DATABASE}`), (err) => log(`dropping the database: ${err}`));
+  await deleteRedisKeys().then(
+    (n) => log(`deleted ${n} Redis keys under ${TAG}*`),
+    (err) => log(`deleting Redis keys: ${err}`),
+  );
+  await adminQuery(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`).then(
+    () => log(`dropped database ${DATABASE}`),
+    (err) => log(`dropping the database: ${err}`),
+  );
   fs.rmSync(TMP, { recursive: true, force: true });
   if (PROFILE_DIR) log(`CPU profiles (open in Chrome DevTools or speedscope): ${PROFILE_DIR}`);
 }
@@ -315,7 +348,10 @@ async function main(): Promise<void> {
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const baseUrl = `http://127.0.0.1:${basePort}`;
   const rateLimits = Object.fromEntries(
-    ['LOGIN', 'LOGIN_IP', 'LOGIN_EMAIL', 'REGISTER', 'REFRESH', 'PASSWORD_RESET', 'EMAIL', 'EMAIL_IP'].map((k) => [`RATELIMIT_${k}_ATTEMPTS`, '100000000']),
+    ['LOGIN', 'LOGIN_IP', 'LOGIN_EMAIL', 'REGISTER', 'REFRESH', 'PASSWORD_RESET', 'EMAIL', 'EMAIL_IP'].map((k) => [
+      `RATELIMIT_${k}_ATTEMPTS`,
+      '100000000',
+    ]),
   );
   const serviceEnv: Record<string, string> = {
     ENVIRONMENT: 'development', // creates the keys in the scratch directory; otherwise production-like
@@ -349,7 +385,10 @@ async function main(): Promise<void> {
   for (;;) {
     if (service.exitCode !== null) throw new Error(`the service exited (${service.exitCode}):\n${logTail('service')}`);
     if (Date.now() > readyBy) throw new Error(`the service was not ready in 90 s:\n${logTail('service')}`);
-    const ready = await fetch(`${apiUrl}/health/ready`).then((r) => r.ok, () => false);
+    const ready = await fetch(`${apiUrl}/health/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ready) break;
     await sleep(200);
   }
@@ -368,35 +407,55 @@ async function main(): Promise<void> {
   await db.query(
     `INSERT INTO users (id, email, name, password_hash, status, email_verified, email_verified_at)
      SELECT md5('u' || g)::uuid, 'user' || g || '@bench.test', 'User ' || g, $1, 'active', true, now()
-       FROM generate_series(1, $2) g`, [sharedHash, SETTINGS.users]);
-  await db.query(`INSERT INTO user_roles (user_id, role_id) SELECT md5('u' || g)::uuid, $1 FROM generate_series(1, $2) g`, [roles.get('viewer'), SETTINGS.users]);
+       FROM generate_series(1, $2) g`,
+    [sharedHash, SETTINGS.users],
+  );
+  await db.query(`INSERT INTO user_roles (user_id, role_id) SELECT md5('u' || g)::uuid, $1 FROM generate_series(1, $2) g`, [
+    roles.get('viewer'),
+    SETTINGS.users,
+  ]);
   const loginEmails = Array.from({ length: SETTINGS.loginUsers }, (_, i) => `login${i + 1}@bench.test`);
   const ownHashes = await Promise.all([...loginEmails, 'probe@bench.test'].map(() => bcrypt.hash(PASSWORD, BCRYPT_COST)));
   for (const [i, email] of [...loginEmails, 'probe@bench.test'].entries()) {
-    const { rows: [user] } = await db.query(
+    const {
+      rows: [user],
+    } = await db.query(
       `INSERT INTO users (email, name, password_hash, status, email_verified, email_verified_at) VALUES ($1, $2, $3, 'active', true, now()) RETURNING id`,
-      [email, `Bench ${email}`, ownHashes[i]]);
-    await db.query('INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2), ($1, $3)', [user.id, roles.get('viewer'), roles.get('trader')]);
+      [email, `Bench ${email}`, ownHashes[i]],
+    );
+    await db.query('INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2), ($1, $3)', [
+      user.id,
+      roles.get('viewer'),
+      roles.get('trader'),
+    ]);
   }
   await db.query('ANALYZE');
   log(`seeded ${SETTINGS.users + loginEmails.length + 1} users in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
 
   // ---- the baselines' process, and the load processes
-  const baseline = spawnChild('baseline', [...profiling, '--import', 'tsx', path.join(__dirname, 'baseline-server.ts')], {
-    BENCH_BASELINE: JSON.stringify({
-      port: basePort,
-      databaseUrl: databaseUrl(DATABASE),
-      redisUrl: REDIS_URL,
-      keyPrefix: `${TAG}:base:`,
-      bullPrefix: `${TAG}noop`,
-      workers: [{ queue: 'noop-email', concurrency: EMAIL_CONCURRENCY }, { queue: 'noop-events', concurrency: 1 }],
-      keysDir: path.join(keysDir, 'jwt'),
-      kid: KID,
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      poolSize: 30,
-    }),
-  }, 'pipe');
+  const baseline = spawnChild(
+    'baseline',
+    [...profiling, '--import', 'tsx', path.join(__dirname, 'baseline-server.ts')],
+    {
+      BENCH_BASELINE: JSON.stringify({
+        port: basePort,
+        databaseUrl: databaseUrl(DATABASE),
+        redisUrl: REDIS_URL,
+        keyPrefix: `${TAG}:base:`,
+        bullPrefix: `${TAG}noop`,
+        workers: [
+          { queue: 'noop-email', concurrency: EMAIL_CONCURRENCY },
+          { queue: 'noop-events', concurrency: 1 },
+        ],
+        keysDir: path.join(keysDir, 'jwt'),
+        kid: KID,
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        poolSize: 30,
+      }),
+    },
+    'pipe',
+  );
   await new Promise<void>((resolve, reject) => {
     baseline.stdout!.once('data', () => resolve());
     baseline.once('exit', (code) => reject(new Error(`the baseline server exited (${code}):\n${logTail('baseline')}`)));
@@ -418,7 +477,9 @@ async function main(): Promise<void> {
   const { rows: probePermissions } = await db.query(
     `SELECT DISTINCT p.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
        JOIN role_permissions rp ON rp.role_id = r.id OR rp.role_id = r.inherits_role_id JOIN permissions p ON p.id = rp.permission_id
-      WHERE ur.user_id = $1`, [probeUser.id]);
+      WHERE ur.user_id = $1`,
+    [probeUser.id],
+  );
   await redis.set(`${TAG}:base:perms:${probeUser.id}`, JSON.stringify(probePermissions.map((p) => p.name)));
 
   const exists = async (method: 'GET' | 'POST', route: string, body?: unknown) => {
@@ -462,7 +523,11 @@ async function main(): Promise<void> {
     return count / (Number(process.hrtime.bigint() - t0) / 1e9);
   };
   const loginJob = (duration: number, connections = LOGIN_CONNECTIONS): Omit<LoadJob, 'url'> => ({
-    method: 'POST', path: '/v1/auth/login', connections, duration, logins: { emails: loginEmails, password: PASSWORD },
+    method: 'POST',
+    path: '/v1/auth/login',
+    connections,
+    duration,
+    logins: { emails: loginEmails, password: PASSWORD },
   });
   if (wanted('login')) {
     log('login vs the bcrypt ceiling');
@@ -480,7 +545,9 @@ async function main(): Promise<void> {
     rows.push({
       scenario: `login (cost ${BCRYPT_COST}, ${LOGIN_CONNECTIONS} concurrent)`,
       baseline: `bcrypt ceiling: ${CORES} cores ÷ one hash (${((1000 * CORES) / median(ceilings)).toFixed(0)} ms)`,
-      target: '≥ 0.9', ratio, product: stats,
+      target: '≥ 0.9',
+      ratio,
+      product: stats,
       base: { rps: median(ceilings), p50: NaN, p99: NaN, cpuMsPerRequest: (CORES * 1000) / median(ceilings), peakRssMb: NaN, failures: 0 },
       pass: ratio.median >= 0.9,
       note: `bcrypt alone on all cores at once: ${parallel.toFixed(1)}/s, login at ${(stats.rps / parallel).toFixed(2)} of that${stats.failures ? `; ${stats.failures} non-2xx or errors` : ''}`,
@@ -530,17 +597,28 @@ async function main(): Promise<void> {
         scenario: `${name} p99 while ${LOGIN_CONNECTIONS} concurrent logins run (login ratio ${median(loginRatios).toFixed(2)})`,
         baseline: 'the same without login load',
         target: 'p99 ≤ 10 ms',
-        product, base,
+        product,
+        base,
         pass: product.p99 <= 10,
         note: `${PROBE_RATE} req/s probe${hasMe ? '' : '; /v1/users/me not built yet, /v1/auth/sessions used'}`,
         rounds: { product: withLogins.map((rs) => asRun(rs[i])), base: without.map((rs) => asRun(rs[i])) },
       });
     }
-    frontier.push({ loginConnections: LOGIN_CONNECTIONS, loginRatio: median(loginRatios), liveP99: statsOf(withLogins.map((rs) => asRun(rs[0]))).p99, authedP99: statsOf(withLogins.map((rs) => asRun(rs[1]))).p99 });
+    frontier.push({
+      loginConnections: LOGIN_CONNECTIONS,
+      loginRatio: median(loginRatios),
+      liveP99: statsOf(withLogins.map((rs) => asRun(rs[0]))).p99,
+      authedP99: statsOf(withLogins.map((rs) => asRun(rs[1]))).p99,
+    });
     for (const connections of SETTINGS.frontier) {
       const { probes: results, login: loginResult } = await probeRun(connections);
       apiRequests += results.reduce((n, r) => n + r.requests, 0) + (loginResult?.requests ?? 0);
-      frontier.push({ loginConnections: connections, loginRatio: loginResult!.rps / ceiling, liveP99: results[0].p99, authedP99: results[1].p99 });
+      frontier.push({
+        loginConnections: connections,
+        loginRatio: loginResult!.rps / ceiling,
+        liveP99: results[0].p99,
+        authedP99: results[1].p99,
+      });
     }
     frontier.sort((a, b) => a.loginConnections - b.loginConnections);
   }
@@ -558,10 +636,14 @@ async function main(): Promise<void> {
         await client.query(
           `INSERT INTO sessions (id, user_id, persistent, amr, expires_at, user_agent)
            SELECT md5($1::text || g)::uuid, md5('u' || (1 + (g * 7919 + $3::int) % $4::int))::uuid, true, '{pwd}', now() + interval '30 days', 'user-service-bench'
-             FROM generate_series(1, $2::int) g`, [prefix, count, batch * 104_729, SETTINGS.users]);
+             FROM generate_series(1, $2::int) g`,
+          [prefix, count, batch * 104_729, SETTINGS.users],
+        );
         await client.query(
           `INSERT INTO refresh_tokens (session_id, token_hash)
-           SELECT md5($1::text || g)::uuid, encode(sha256(convert_to($1::text || g, 'UTF8')), 'hex') FROM generate_series(1, $2::int) g`, [prefix, count]);
+           SELECT md5($1::text || g)::uuid, encode(sha256(convert_to($1::text || g, 'UTF8')), 'hex') FROM generate_series(1, $2::int) g`,
+          [prefix, count],
+        );
         await client.query('COMMIT');
       } finally {
         client.release();
@@ -575,7 +657,13 @@ async function main(): Promise<void> {
         const duration = first ? SETTINGS.warmupSeconds : seconds;
         first = false;
         const refresh = await seedTokens(amountFor(estimate.product, duration));
-        const run = await onApi({ method: 'POST', path: '/v1/auth/refresh', connections: THROUGHPUT_CONNECTIONS, amount: refresh.count, refresh });
+        const run = await onApi({
+          method: 'POST',
+          path: '/v1/auth/refresh',
+          connections: THROUGHPUT_CONNECTIONS,
+          amount: refresh.count,
+          refresh,
+        });
         estimate.product = run.rps;
         return run;
       },
@@ -586,11 +674,26 @@ async function main(): Promise<void> {
         return run;
       },
     );
-    rows.push(pairRow('POST /v1/auth/refresh (rotation)', 'bare Koa route: same PostgreSQL + Redis round trips, one RS256 signature', '≥ 0.7', 0.7, runs));
+    rows.push(
+      pairRow(
+        'POST /v1/auth/refresh (rotation)',
+        'bare Koa route: same PostgreSQL + Redis round trips, one RS256 signature',
+        '≥ 0.7',
+        0.7,
+        runs,
+      ),
+    );
   }
 
   // ---- the plain throughput pairs
-  const throughput = async (scenario: string, baselineName: string, target: number, product: Omit<LoadJob, 'url' | 'connections'>, base: Omit<LoadJob, 'url' | 'connections'>, built = true) => {
+  const throughput = async (
+    scenario: string,
+    baselineName: string,
+    target: number,
+    product: Omit<LoadJob, 'url' | 'connections'>,
+    base: Omit<LoadJob, 'url' | 'connections'>,
+    built = true,
+  ) => {
     if (!built) {
       rows.push({ scenario, baseline: baselineName, target: `≥ ${target}`, note: 'not built yet (404): skipped' });
       return;
@@ -604,13 +707,32 @@ async function main(): Promise<void> {
     );
     rows.push(pairRow(scenario, baselineName, `≥ ${target}`, target, runs));
   };
-  if (wanted('authz')) await throughput('POST /v1/authz/check (cached)', 'bare Koa route: one Redis GET + one JWT verification', 0.7,
-    { method: 'POST', path: '/v1/authz/check', headers: bearer, body: { permission: 'orders:read' } },
-    { method: 'POST', path: '/authz/check', headers: bearer, body: { permission: 'orders:read' } }, hasAuthz);
-  if (wanted('me')) await throughput('GET /v1/users/me', 'bare Koa route: session check, user, roles, permissions, accounts', 0.7,
-    { path: '/v1/users/me', headers: bearer }, { path: '/users/me', headers: bearer }, hasMe);
-  if (wanted('jwks')) await throughput('GET /v1/auth/.well-known/jwks.json', 'Koa hello-world', 0.8,
-    { path: '/v1/auth/.well-known/jwks.json' }, { path: '/hello' });
+  if (wanted('authz'))
+    await throughput(
+      'POST /v1/authz/check (cached)',
+      'bare Koa route: one Redis GET + one JWT verification',
+      0.7,
+      { method: 'POST', path: '/v1/authz/check', headers: bearer, body: { permission: 'orders:read' } },
+      { method: 'POST', path: '/authz/check', headers: bearer, body: { permission: 'orders:read' } },
+      hasAuthz,
+    );
+  if (wanted('me'))
+    await throughput(
+      'GET /v1/users/me',
+      'bare Koa route: session check, user, roles, permissions, accounts',
+      0.7,
+      { path: '/v1/users/me', headers: bearer },
+      { path: '/users/me', headers: bearer },
+      hasMe,
+    );
+  if (wanted('jwks'))
+    await throughput(
+      'GET /v1/auth/.well-known/jwks.json',
+      'Koa hello-world',
+      0.8,
+      { path: '/v1/auth/.well-known/jwks.json' },
+      { path: '/hello' },
+    );
 
   // ---- jobs: emails through SMTP and the event relay vs no-op BullMQ workers
   if (wanted('jobs')) {
@@ -628,7 +750,13 @@ async function main(): Promise<void> {
         await sleep(10);
       }
     };
-    const jobRun = async (pid: number, count: number, start: () => Promise<void>, done: () => Promise<boolean>, what: string): Promise<Run> => {
+    const jobRun = async (
+      pid: number,
+      count: number,
+      start: () => Promise<void>,
+      done: () => Promise<boolean>,
+      what: string,
+    ): Promise<Run> => {
       const cpuBefore = cpuMs(pid);
       const stopSampling = sampleRss(pid);
       const t0 = Date.now();
@@ -636,14 +764,32 @@ async function main(): Promise<void> {
       await waitUntil(done, what);
       const secondsTaken = (Date.now() - t0) / 1000;
       const cpu = cpuMs(pid) - cpuBefore;
-      return { requests: count, ok: count, non2xx: 0, errors: 0, seconds: secondsTaken, rps: count / secondsTaken, p50: NaN, p99: NaN, cpuMsPerRequest: cpu / count, peakRssMb: stopSampling() };
+      return {
+        requests: count,
+        ok: count,
+        non2xx: 0,
+        errors: 0,
+        seconds: secondsTaken,
+        rps: count / secondsTaken,
+        p50: NaN,
+        p99: NaN,
+        cpuMsPerRequest: cpu / count,
+        peakRssMb: stopSampling(),
+      };
     };
     const noopRun = async (queue: Queue, count: number) => {
       // Completed jobs are kept (to be counted) and cleared before each run.
       await queue.clean(0, 0, 'completed');
-      return jobRun(basePid, count,
-        () => queue.addBulk(Array.from({ length: count }, (_, i) => ({ name: 'noop', data: { i }, opts: { removeOnComplete: false } }))).then(() => undefined),
-        async () => (await queue.getCompletedCount()) >= count, 'no-op jobs');
+      return jobRun(
+        basePid,
+        count,
+        () =>
+          queue
+            .addBulk(Array.from({ length: count }, (_, i) => ({ name: 'noop', data: { i }, opts: { removeOnComplete: false } })))
+            .then(() => undefined),
+        async () => (await queue.getCompletedCount()) >= count,
+        'no-op jobs',
+      );
     };
     const emailRun = async (count: number) => {
       const ids = Array.from({ length: count }, () => crypto.randomUUID());
@@ -651,40 +797,93 @@ async function main(): Promise<void> {
       for (let i = 0; i < ids.length; i += 500) {
         const chunk = ids.slice(i, i + 500);
         const values = chunk.map((_, j) => `($${j * 3 + 1}, 'new_device_login', $${j * 3 + 2}, $${j * 3 + 3})`).join(', ');
-        await db.query(`INSERT INTO email_messages (id, template, to_address, params_encrypted) VALUES ${values}`,
-          chunk.flatMap((id, j) => [id, `user${i + j + 1}@bench.test`, kms.encrypt(JSON.stringify(params), emailContext(id))]));
+        await db.query(
+          `INSERT INTO email_messages (id, template, to_address, params_encrypted) VALUES ${values}`,
+          chunk.flatMap((id, j) => [id, `user${i + j + 1}@bench.test`, kms.encrypt(JSON.stringify(params), emailContext(id))]),
+        );
       }
       const before = mailsReceived;
-      return jobRun(workerPid, count,
-        () => emailQueue.addBulk(ids.map((emailId) => ({ name: 'send-email', data: { emailId }, opts: { jobId: `email-${emailId}`, attempts: 8, removeOnComplete: { count: 10_000 } } }))).then(() => undefined),
-        async () => mailsReceived >= before + count, 'emails at the SMTP sink');
+      return jobRun(
+        workerPid,
+        count,
+        () =>
+          emailQueue
+            .addBulk(
+              ids.map((emailId) => ({
+                name: 'send-email',
+                data: { emailId },
+                opts: { jobId: `email-${emailId}`, attempts: 8, removeOnComplete: { count: 10_000 } },
+              })),
+            )
+            .then(() => undefined),
+        async () => mailsReceived >= before + count,
+        'emails at the SMTP sink',
+      );
     };
     const streamName = serviceEnv.EVENTS_STREAM_NAME;
     const eventsRun = async (count: number) => {
       await db.query(
         `INSERT INTO events (id, type, user_id, actor_id, data) SELECT gen_random_uuid(), 'user.login', md5('u' || (1 + g % $2::int))::uuid, md5('u' || (1 + g % $2::int))::uuid, '{"method":"password"}'
-           FROM generate_series(1, $1::int) g`, [count, SETTINGS.users]);
+           FROM generate_series(1, $1::int) g`,
+        [count, SETTINGS.users],
+      );
       const before = await redis.xlen(streamName);
-      return jobRun(workerPid, count,
+      return jobRun(
+        workerPid,
+        count,
         () => eventsQueue.add('relay-events', {}, { removeOnComplete: true, removeOnFail: 100, attempts: 1 }).then(() => undefined),
-        async () => (await redis.xlen(streamName)) >= before + count, 'events on the stream');
+        async () => (await redis.xlen(streamName)) >= before + count,
+        'events on the stream',
+      );
     };
     let warm = true;
     const size = (n: number) => (warm ? ((warm = false), Math.ceil(n / 5)) : n);
-    const emails = await alternate(() => emailRun(size(SETTINGS.emails)), () => noopRun(noopEmail, SETTINGS.emails));
+    const emails = await alternate(
+      () => emailRun(size(SETTINGS.emails)),
+      () => noopRun(noopEmail, SETTINGS.emails),
+    );
     // A second reference: what the SMTP exchange alone reaches on the same sink and concurrency.
     const smtpRates: number[] = [];
     for (let round = 0; round < SETTINGS.rounds; round++) {
-      const reply = await fetch(`${baseUrl}/smtp`, { method: 'POST', body: JSON.stringify({ count: SETTINGS.emails, concurrency: EMAIL_CONCURRENCY, port: smtpPort }) });
+      const reply = await fetch(`${baseUrl}/smtp`, {
+        method: 'POST',
+        body: JSON.stringify({ count: SETTINGS.emails, concurrency: EMAIL_CONCURRENCY, port: smtpPort }),
+      });
       if (!reply.ok) throw new Error(`the SMTP reference failed: ${reply.status} ${await reply.text()}`);
       smtpRates.push(SETTINGS.emails / ((await reply.json()) as { seconds: number }).seconds);
     }
-    const emailRow = pairRow(`email jobs → SMTP sink (${SETTINGS.emails} jobs, concurrency ${EMAIL_CONCURRENCY})`, 'no-op BullMQ worker, same Redis and concurrency', '≥ 0.5', 0.5, emails);
+    const emailRow = pairRow(
+      `email jobs → SMTP sink (${SETTINGS.emails} jobs, concurrency ${EMAIL_CONCURRENCY})`,
+      'no-op BullMQ worker, same Redis and concurrency',
+      '≥ 0.5',
+      0.5,
+      emails,
+    );
     const smtpRate = median(smtpRates);
-    rows.push({ ...emailRow, note: [emailRow.note, `SMTP alone (pooled nodemailer, same sink and concurrency, no queue or database): ${smtpRate.toFixed(0)}/s, email jobs at ${(emailRow.product!.rps / smtpRate).toFixed(2)} of that`].filter(Boolean).join('; ') });
+    rows.push({
+      ...emailRow,
+      note: [
+        emailRow.note,
+        `SMTP alone (pooled nodemailer, same sink and concurrency, no queue or database): ${smtpRate.toFixed(0)}/s, email jobs at ${(emailRow.product!.rps / smtpRate).toFixed(2)} of that`,
+      ]
+        .filter(Boolean)
+        .join('; '),
+    });
     warm = true;
-    const events = await alternate(() => eventsRun(size(SETTINGS.events)), () => noopRun(noopEvents, SETTINGS.events));
-    rows.push({ ...pairRow(`event fan-out: outbox → stream (${SETTINGS.events} events)`, 'no-op BullMQ worker, concurrency 1 (one job per event)', '≥ 0.5', 0.5, events), note: 'events/s vs jobs/s: the relay publishes 500 events per job' });
+    const events = await alternate(
+      () => eventsRun(size(SETTINGS.events)),
+      () => noopRun(noopEvents, SETTINGS.events),
+    );
+    rows.push({
+      ...pairRow(
+        `event fan-out: outbox → stream (${SETTINGS.events} events)`,
+        'no-op BullMQ worker, concurrency 1 (one job per event)',
+        '≥ 0.5',
+        0.5,
+        events,
+      ),
+      note: 'events/s vs jobs/s: the relay publishes 500 events per job',
+    });
     await Promise.all([emailQueue.close(), eventsQueue.close(), noopEmail.close(), noopEvents.close()]);
     connection.disconnect();
   }
@@ -727,10 +926,25 @@ async function main(): Promise<void> {
     return;
   }
   fs.writeFileSync(path.join(__dirname, 'results.md'), `${markdown}\n`);
-  fs.writeFileSync(path.join(__dirname, 'results.json'), `${JSON.stringify({
-    date: new Date().toISOString(), mode: QUICK ? 'quick' : 'full', cores: CORES, node: process.version,
-    cpu: os.cpus()[0]?.model, uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '8 (npm start default)', settings: SETTINGS, runtimeSeconds, rows, frontier,
-  }, null, 2)}\n`);
+  fs.writeFileSync(
+    path.join(__dirname, 'results.json'),
+    `${JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        mode: QUICK ? 'quick' : 'full',
+        cores: CORES,
+        node: process.version,
+        cpu: os.cpus()[0]?.model,
+        uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '8 (npm start default)',
+        settings: SETTINGS,
+        runtimeSeconds,
+        rows,
+        frontier,
+      },
+      null,
+      2,
+    )}\n`,
+  );
   log(`done in ${runtimeSeconds.toFixed(0)} s; wrote bench/results.md and bench/results.json`);
 }
 
@@ -758,12 +972,20 @@ function render(rows: Row[], runtimeSeconds: number): string {
     const result = row.pass === undefined ? 'skipped' : row.pass ? 'met' : '**missed**';
     const p = row.product;
     const b = row.base;
-    lines.push(`| ${row.scenario} | ${row.baseline} | ${row.target} | ${ratio} | ${pair(p?.rps, b?.rps)} | ${pair(p?.p50, b?.p50, 1)} | ${pair(p?.p99, b?.p99, 1)} | ${pair(p?.cpuMsPerRequest, b?.cpuMsPerRequest, 2)} | ${pair(p?.peakRssMb, b?.peakRssMb)} | ${result}${row.note ? ` (${row.note})` : ''} |`);
+    lines.push(
+      `| ${row.scenario} | ${row.baseline} | ${row.target} | ${ratio} | ${pair(p?.rps, b?.rps)} | ${pair(p?.p50, b?.p50, 1)} | ${pair(p?.p99, b?.p99, 1)} | ${pair(p?.cpuMsPerRequest, b?.cpuMsPerRequest, 2)} | ${pair(p?.peakRssMb, b?.peakRssMb)} | ${result}${row.note ? ` (${row.note})` : ''} |`,
+    );
   }
   if (frontier.length > 1) {
-    lines.push('', 'Login concurrency frontier (concurrent login requests → share of the bcrypt ceiling, p99 of the probes):', '',
-      '| concurrent logins | login ratio | /health/live p99 ms | authenticated GET p99 ms |', '|---|---|---|---|');
-    for (const f of frontier) lines.push(`| ${f.loginConnections} | ${f.loginRatio.toFixed(2)} | ${f.liveP99.toFixed(1)} | ${f.authedP99.toFixed(1)} |`);
+    lines.push(
+      '',
+      'Login concurrency frontier (concurrent login requests → share of the bcrypt ceiling, p99 of the probes):',
+      '',
+      '| concurrent logins | login ratio | /health/live p99 ms | authenticated GET p99 ms |',
+      '|---|---|---|---|',
+    );
+    for (const f of frontier)
+      lines.push(`| ${f.loginConnections} | ${f.loginRatio.toFixed(2)} | ${f.liveP99.toFixed(1)} | ${f.authedP99.toFixed(1)} |`);
   }
   return lines.join('\n');
 }

@@ -16,15 +16,30 @@ export const PERMISSIONS: Record<string, string> = {
   'users:read': 'Read any user',
   'users:admin': 'Manage any user (roles, status)',
   'permissions:admin': 'Grant and revoke permissions',
-  'audit:read_any': 'Read any user\'s audit trail',
+  'audit:read_any': "Read any user's audit trail",
   'queues:admin': 'Operate the job queues (Bull Board)',
 };
 
 // Each role lists only what it adds to the role it inherits from.
 export const ROLES = [
-  { name: 'viewer', inherits: null, description: 'Reads market data and their own account', adds: ['profile:read', 'profile:write', 'market_data:read', 'orders:read', 'portfolio:read', 'alerts:read'] },
-  { name: 'trader', inherits: 'viewer', description: 'Trades through linked broker accounts', adds: ['orders:write', 'alerts:write', 'trading_accounts:read', 'trading_accounts:write'] },
-  { name: 'admin', inherits: 'trader', description: 'Operates the service', adds: ['users:read', 'users:admin', 'permissions:admin', 'audit:read_any', 'queues:admin'] },
+  {
+    name: 'viewer',
+    inherits: null,
+    description: 'Reads market data and their own account',
+    adds: ['profile:read', 'profile:write', 'market_data:read', 'orders:read', 'portfolio:read', 'alerts:read'],
+  },
+  {
+    name: 'trader',
+    inherits: 'viewer',
+    description: 'Trades through linked broker accounts',
+    adds: ['orders:write', 'alerts:write', 'trading_accounts:read', 'trading_accounts:write'],
+  },
+  {
+    name: 'admin',
+    inherits: 'trader',
+    description: 'Operates the service',
+    adds: ['users:read', 'users:admin', 'permissions:admin', 'audit:read_any', 'queues:admin'],
+  },
 ];
 
 export async function up(knex: Knex): Promise<void> {

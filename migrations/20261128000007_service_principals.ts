@@ -13,7 +13,9 @@ export async function up(knex: Knex): Promise<void> {
     t.text('kind').notNullable().defaultTo('person');
   });
   await knex.raw(`ALTER TABLE users ADD CONSTRAINT users_kind_check CHECK (kind IN ('person', 'service'))`);
-  const rows = await knex('permissions').insert(Object.entries(NEW_PERMISSIONS).map(([name, description]) => ({ name, description }))).returning(['id', 'name']);
+  const rows = await knex('permissions')
+    .insert(Object.entries(NEW_PERMISSIONS).map(([name, description]) => ({ name, description })))
+    .returning(['id', 'name']);
   const id = (name: string) => rows.find((r: { name: string }) => r.name === name).id;
   const [service] = await knex('roles').insert({ name: 'service', description: 'Another platform service' }).returning('id');
   await knex('role_permissions').insert([

@@ -28,7 +28,9 @@ const HELP = `Commands:
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /** Role changes must reach the api's permission cache at once: the CLI bumps it too. */
@@ -75,11 +77,16 @@ async function main(): Promise<void> {
         break;
       }
       case 'create-admin': {
-        const { values } = parseArgs({ args: rest, options: { email: { type: 'string' }, name: { type: 'string' }, 'password-stdin': { type: 'boolean' } } });
+        const { values } = parseArgs({
+          args: rest,
+          options: { email: { type: 'string' }, name: { type: 'string' }, 'password-stdin': { type: 'boolean' } },
+        });
         if (!values.email) throw new AppError(400, 'usage', 'Usage', 'create-admin needs --email');
         await migrateLatest(db);
         const password = values['password-stdin'] ? await readStdin() : undefined;
-        const result = await withPermissionCache(config, db, (permissions) => createOrPromoteAdmin(db, permissions, config, { email: values.email!, name: values.name, password }));
+        const result = await withPermissionCache(config, db, (permissions) =>
+          createOrPromoteAdmin(db, permissions, config, { email: values.email!, name: values.name, password }),
+        );
         const what = result.created ? 'created admin' : result.promoted ? 'promoted to admin' : 'already an admin';
         process.stdout.write(`${what}: ${values.email} (user id ${result.userId})\n`);
         break;
@@ -94,14 +101,18 @@ async function main(): Promise<void> {
         if (!values.name) throw new AppError(400, 'usage', 'Usage', 'create-service needs --name');
         await migrateLatest(db);
         const { clientId, clientSecret } = await createServicePrincipal(db, config.password.bcryptCost, values.name);
-        process.stdout.write(`client_id=${clientId}\nclient_secret=${clientSecret}\n(the secret is shown only now; exchange both at POST /v1/auth/service-token)\n`);
+        process.stdout.write(
+          `client_id=${clientId}\nclient_secret=${clientSecret}\n(the secret is shown only now; exchange both at POST /v1/auth/service-token)\n`,
+        );
         break;
       }
       case 'assign-role':
       case 'remove-role': {
         const { values } = parseArgs({ args: rest, options: { email: { type: 'string' }, role: { type: 'string' } } });
         if (!values.email || !values.role) throw new AppError(400, 'usage', 'Usage', `${command} needs --email and --role`);
-        const outcome = await withPermissionCache(config, db, (permissions) => setRole(db, permissions, { email: values.email!, role: values.role!, assign: command === 'assign-role' }));
+        const outcome = await withPermissionCache(config, db, (permissions) =>
+          setRole(db, permissions, { email: values.email!, role: values.role!, assign: command === 'assign-role' }),
+        );
         process.stdout.write(`${values.email}: role ${values.role} ${outcome}\n`);
         break;
       }

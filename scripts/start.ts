@@ -24,7 +24,15 @@ async function prepare(): Promise<void> {
   if (config.environment === 'development') {
     for (const file of createMissingKeys(config)) logger.info({ file }, 'created development key');
   }
-  logger.info({ api: `http://localhost:${config.port}`, docs: `http://localhost:${config.port}/docs`, redoc: `http://localhost:${config.port}/redoc`, bullBoard: `http://localhost:${config.port}/admin/queues` }, 'starting the api and one worker');
+  logger.info(
+    {
+      api: `http://localhost:${config.port}`,
+      docs: `http://localhost:${config.port}/docs`,
+      redoc: `http://localhost:${config.port}/redoc`,
+      bullBoard: `http://localhost:${config.port}/admin/queues`,
+    },
+    'starting the api and one worker',
+  );
 }
 
 function run(script: string): ChildProcess {

@@ -32,59 +32,170 @@ export const VARIABLES = {
   // Application
   APP_NAME: v('Application', 'string', 'user_service', 'Service name, used in logs, emails and the TOTP issuer.'),
   VERSION: v('Application', 'string', '1.0.0', 'Version reported by /health and the OpenAPI document.'),
-  ENVIRONMENT: v('Application', 'string', 'development', '`development` creates missing keys at start; `staging` and `production` refuse to start without them.', { enum: ['development', 'staging', 'production'] }),
+  ENVIRONMENT: v(
+    'Application',
+    'string',
+    'development',
+    '`development` creates missing keys at start; `staging` and `production` refuse to start without them.',
+    { enum: ['development', 'staging', 'production'] },
+  ),
   DEBUG: v('Application', 'boolean', 'false', 'Forces the log level to `debug`. Never exposes internals in responses.'),
   HOST: v('Application', 'string', '0.0.0.0', 'Interface the api listens on.'),
   PORT: v('Application', 'integer', '8001', 'Port the api listens on.', { minimum: 0, maximum: 65535 }),
   PUBLIC_BASE_URL: v('Application', 'url', 'http://localhost:8001', 'Public URL of this api, used in the OpenAPI document.'),
-  EMAIL_LINK_BASE_URL: v('Application', 'url', 'http://localhost:3000', 'Base URL of the web app that emailed links (verify email, reset password) point to. Never taken from the Host header.'),
+  EMAIL_LINK_BASE_URL: v(
+    'Application',
+    'url',
+    'http://localhost:3000',
+    'Base URL of the web app that emailed links (verify email, reset password) point to. Never taken from the Host header.',
+  ),
   TRUST_PROXY: v('Application', 'boolean', 'false', 'Take the client IP from `X-Forwarded-For` (set only behind a proxy you control).'),
-  TRUST_PROXY_HOPS: v('Application', 'integer', '1', 'How many proxies of yours append to `X-Forwarded-For`; the client IP is the entry they saw, never one the client wrote itself.', { minimum: 1, maximum: 10 }),
-  CLIENT_COUNTRY_HEADER: v('Application', 'string', '', 'Trusted header carrying the client country set by your edge (for example `CF-IPCountry`); empty: none.'),
+  TRUST_PROXY_HOPS: v(
+    'Application',
+    'integer',
+    '1',
+    'How many proxies of yours append to `X-Forwarded-For`; the client IP is the entry they saw, never one the client wrote itself.',
+    { minimum: 1, maximum: 10 },
+  ),
+  CLIENT_COUNTRY_HEADER: v(
+    'Application',
+    'string',
+    '',
+    'Trusted header carrying the client country set by your edge (for example `CF-IPCountry`); empty: none.',
+  ),
   BODY_LIMIT_KB: v('Application', 'integer', '64', 'Largest accepted JSON body, in KiB (413 beyond).', { minimum: 1 }),
-  SHUTDOWN_TIMEOUT_SECONDS: v('Application', 'integer', '25', 'Time given to in-flight requests and jobs at shutdown before the process is forced to exit.', { minimum: 1 }),
+  SHUTDOWN_TIMEOUT_SECONDS: v(
+    'Application',
+    'integer',
+    '25',
+    'Time given to in-flight requests and jobs at shutdown before the process is forced to exit.',
+    { minimum: 1 },
+  ),
 
   // Database
-  DATABASE_URL: v('Database', 'url', 'postgresql://postgres@127.0.0.1:5432/user_service', 'PostgreSQL connection URL. `npm start` creates the database when it does not exist.'),
+  DATABASE_URL: v(
+    'Database',
+    'url',
+    'postgresql://postgres@127.0.0.1:5432/user_service',
+    'PostgreSQL connection URL. `npm start` creates the database when it does not exist.',
+  ),
   DATABASE_POOL_SIZE: v('Database', 'integer', '20', 'Connections kept by each process.', { minimum: 1 }),
-  DATABASE_MAX_OVERFLOW: v('Database', 'integer', '10', 'Extra connections a process may open under load (pool maximum = size + overflow).', { minimum: 0 }),
+  DATABASE_MAX_OVERFLOW: v(
+    'Database',
+    'integer',
+    '10',
+    'Extra connections a process may open under load (pool maximum = size + overflow).',
+    { minimum: 0 },
+  ),
   DATABASE_POOL_TIMEOUT: v('Database', 'integer', '30', 'Seconds to wait for a free connection before answering 503.', { minimum: 1 }),
 
   // Redis
-  REDIS_URL: v('Redis', 'url', 'redis://127.0.0.1:6379/0', 'Redis connection URL (queues, rate limits, caches, short-lived tokens, the event stream).'),
-  REDIS_POOL_SIZE: v('Redis', 'integer', '50', 'No effect: ioredis multiplexes commands over one connection per role.', { unused: true, minimum: 1 }),
+  REDIS_URL: v(
+    'Redis',
+    'url',
+    'redis://127.0.0.1:6379/0',
+    'Redis connection URL (queues, rate limits, caches, short-lived tokens, the event stream).',
+  ),
+  REDIS_POOL_SIZE: v('Redis', 'integer', '50', 'No effect: ioredis multiplexes commands over one connection per role.', {
+    unused: true,
+    minimum: 1,
+  }),
   REDIS_KEY_PREFIX: v('Redis', 'string', 'user_service:', 'Prefix of every Redis key this service writes (not the stream or BullMQ).'),
   REDIS_COMMAND_TIMEOUT_MS: v('Redis', 'integer', '2000', 'A Redis command that takes longer fails (the api answers 503).', { minimum: 1 }),
-  REDIS_SESSION_TTL_DAYS: v('Sessions', 'number', '90', 'Absolute lifetime of a persistent (`remember_me`) session, in days (fractions allowed). Sessions live in PostgreSQL; the name is the guide\'s.'),
+  REDIS_SESSION_TTL_DAYS: v(
+    'Sessions',
+    'number',
+    '90',
+    "Absolute lifetime of a persistent (`remember_me`) session, in days (fractions allowed). Sessions live in PostgreSQL; the name is the guide's.",
+  ),
   REDIS_SESSION_INACTIVITY_DAYS: v('Sessions', 'number', '14', 'A session unused for this many days ends (fractions allowed).'),
-  SESSION_LIVENESS_CACHE_SECONDS: v('Sessions', 'integer', '60', 'How long a session seen live in PostgreSQL is trusted from Redis by bearer authentication; revocations through the service are refused at once regardless; 0 asks PostgreSQL on every request.', { minimum: 0, maximum: 600 }),
-  SESSION_TTL_HOURS: v('Sessions', 'number', '24', 'Absolute lifetime of a session without `remember_me`, in hours; its cookie has no Max-Age.'),
+  SESSION_LIVENESS_CACHE_SECONDS: v(
+    'Sessions',
+    'integer',
+    '60',
+    'How long a session seen live in PostgreSQL is trusted from Redis by bearer authentication; revocations through the service are refused at once regardless; 0 asks PostgreSQL on every request.',
+    { minimum: 0, maximum: 600 },
+  ),
+  SESSION_TTL_HOURS: v(
+    'Sessions',
+    'number',
+    '24',
+    'Absolute lifetime of a session without `remember_me`, in hours; its cookie has no Max-Age.',
+  ),
 
   // JWT
-  JWT_SIGNING_KEY_ID: v('JWT', 'string', 'key-001', '`kid` of the key that signs new tokens: `<JWT_KEYS_DIR>/<kid>.pem` (private) and `<kid>.pub.pem` (public).'),
-  JWT_KEYS_DIR: v('JWT', 'string', 'keys/jwt', 'Directory of signing keys. Every `*.pub.pem` in it is published in the JWKS, so keys can rotate.'),
+  JWT_SIGNING_KEY_ID: v(
+    'JWT',
+    'string',
+    'key-001',
+    '`kid` of the key that signs new tokens: `<JWT_KEYS_DIR>/<kid>.pem` (private) and `<kid>.pub.pem` (public).',
+  ),
+  JWT_KEYS_DIR: v(
+    'JWT',
+    'string',
+    'keys/jwt',
+    'Directory of signing keys. Every `*.pub.pem` in it is published in the JWKS, so keys can rotate.',
+  ),
   JWT_ACCESS_TOKEN_TTL_MINUTES: v('JWT', 'integer', '15', 'Lifetime of access tokens.', { minimum: 1, maximum: 60 }),
-  JWT_REFRESH_TOKEN_TTL_DAYS: v('JWT', 'integer', '90', 'Absolute lifetime of refresh tokens of persistent sessions; with REDIS_SESSION_TTL_DAYS, the shorter wins.', { minimum: 1 }),
+  JWT_REFRESH_TOKEN_TTL_DAYS: v(
+    'JWT',
+    'integer',
+    '90',
+    'Absolute lifetime of refresh tokens of persistent sessions; with REDIS_SESSION_TTL_DAYS, the shorter wins.',
+    { minimum: 1 },
+  ),
   JWT_ALGORITHM: v('JWT', 'string', 'RS256', 'Signing algorithm; only RS256 is accepted.', { enum: ['RS256'] }),
   JWT_ISSUER: v('JWT', 'string', 'user_service', '`iss` of issued tokens.'),
   JWT_AUDIENCE: v('JWT', 'string', 'trading_platform', '`aud` of issued tokens.'),
 
   // KMS
-  KMS_PROVIDER: v('KMS', 'string', 'local', 'Key management provider. Only `local` (a master key file) is built; `aws` and `vault` are refused at start-up.', { enum: ['local'] }),
-  KMS_MASTER_KEY_ID: v('KMS', 'string', '', 'No effect with the local provider: each envelope records its master key\'s SHA-256 fingerprint, so old keys are found by their content after a rotation.', { unused: true }),
+  KMS_PROVIDER: v(
+    'KMS',
+    'string',
+    'local',
+    'Key management provider. Only `local` (a master key file) is built; `aws` and `vault` are refused at start-up.',
+    { enum: ['local'] },
+  ),
+  KMS_MASTER_KEY_ID: v(
+    'KMS',
+    'string',
+    '',
+    "No effect with the local provider: each envelope records its master key's SHA-256 fingerprint, so old keys are found by their content after a rotation.",
+    { unused: true },
+  ),
   LOCAL_KMS_KEY_PATH: v('KMS', 'string', 'keys/master.key', 'Current master key: 32 bytes as 64 hex characters.'),
-  LOCAL_KMS_PREVIOUS_KEY_PATHS: v('KMS', 'list', '', 'Comma-separated older master keys, kept to decrypt envelopes written before a rotation.'),
+  LOCAL_KMS_PREVIOUS_KEY_PATHS: v(
+    'KMS',
+    'list',
+    '',
+    'Comma-separated older master keys, kept to decrypt envelopes written before a rotation.',
+  ),
 
   // OAuth
   GOOGLE_OAUTH_CLIENT_ID: v('OAuth', 'string', '', 'Google OAuth client id.'),
   GOOGLE_OAUTH_CLIENT_SECRET: v('OAuth', 'string', '', 'Google OAuth client secret.'),
-  GOOGLE_OAUTH_REDIRECT_URI: v('OAuth', 'url', 'http://localhost:8001/v1/auth/oauth/google/callback', 'Redirect URI registered with Google.'),
-  GOOGLE_OAUTH_ISSUER: v('OAuth', 'url', 'https://accounts.google.com', 'OpenID Connect issuer whose discovery document gives the endpoints (a local provider in tests).'),
+  GOOGLE_OAUTH_REDIRECT_URI: v(
+    'OAuth',
+    'url',
+    'http://localhost:8001/v1/auth/oauth/google/callback',
+    'Redirect URI registered with Google.',
+  ),
+  GOOGLE_OAUTH_ISSUER: v(
+    'OAuth',
+    'url',
+    'https://accounts.google.com',
+    'OpenID Connect issuer whose discovery document gives the endpoints (a local provider in tests).',
+  ),
   OAUTH_SUCCESS_REDIRECT_URL: v('OAuth', 'string', '', 'Where the browser callback redirects after sign-in; empty: it answers JSON.'),
   OAUTH_FAILURE_REDIRECT_URL: v('OAuth', 'string', '', 'Where the browser callback redirects on failure, with `?error=<code>`.'),
 
   // Email
-  SMTP_HOST: v('Email', 'string', '', 'SMTP server. Empty: emails are written to the log (without secrets) instead of sent; refused in production.'),
+  SMTP_HOST: v(
+    'Email',
+    'string',
+    '',
+    'SMTP server. Empty: emails are written to the log (without secrets) instead of sent; refused in production.',
+  ),
   SMTP_PORT: v('Email', 'integer', '587', 'SMTP port (465 means implicit TLS).', { minimum: 1, maximum: 65535 }),
   SMTP_USERNAME: v('Email', 'string', '', 'SMTP user; empty: no authentication.'),
   SMTP_PASSWORD: v('Email', 'string', '', 'SMTP password.'),
@@ -92,47 +203,119 @@ export const VARIABLES = {
   SMTP_TLS: v('Email', 'boolean', 'true', 'Require TLS (STARTTLS, or implicit TLS on port 465).'),
 
   // Rate limiting
-  RATELIMIT_LOGIN_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Failed logins allowed per (email, IP) in the window; a success clears the pair.', { minimum: 1 }),
+  RATELIMIT_LOGIN_ATTEMPTS: v(
+    'Rate limiting',
+    'integer',
+    '5',
+    'Failed logins allowed per (email, IP) in the window; a success clears the pair.',
+    { minimum: 1 },
+  ),
   RATELIMIT_LOGIN_WINDOW_MINUTES: v('Rate limiting', 'number', '15', 'Window of the login limits (fractions allowed).'),
-  RATELIMIT_LOGIN_IP_ATTEMPTS: v('Rate limiting', 'integer', '100', 'Failed logins allowed per IP across all emails in the window (stops password spraying).', { minimum: 1 }),
-  RATELIMIT_LOGIN_EMAIL_ATTEMPTS: v('Rate limiting', 'integer', '25', 'Failed logins allowed per email across all IPs in the window (stops distributed guessing).', { minimum: 1 }),
+  RATELIMIT_LOGIN_IP_ATTEMPTS: v(
+    'Rate limiting',
+    'integer',
+    '100',
+    'Failed logins allowed per IP across all emails in the window (stops password spraying).',
+    { minimum: 1 },
+  ),
+  RATELIMIT_LOGIN_EMAIL_ATTEMPTS: v(
+    'Rate limiting',
+    'integer',
+    '25',
+    'Failed logins allowed per email across all IPs in the window (stops distributed guessing).',
+    { minimum: 1 },
+  ),
   RATELIMIT_REGISTER_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Registrations allowed per IP in the window.', { minimum: 1 }),
   RATELIMIT_REGISTER_WINDOW_HOURS: v('Rate limiting', 'number', '1', 'Window of the registration limit (fractions allowed).'),
   RATELIMIT_REFRESH_ATTEMPTS: v('Rate limiting', 'integer', '10', 'Refreshes allowed per session in the window.', { minimum: 1 }),
   RATELIMIT_REFRESH_WINDOW_MINUTES: v('Rate limiting', 'number', '1', 'Window of the refresh limit (fractions allowed).'),
-  RATELIMIT_PASSWORD_RESET_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Reset requests allowed per IP and per account in the window.', { minimum: 1 }),
+  RATELIMIT_PASSWORD_RESET_ATTEMPTS: v('Rate limiting', 'integer', '5', 'Reset requests allowed per IP and per account in the window.', {
+    minimum: 1,
+  }),
   RATELIMIT_PASSWORD_RESET_WINDOW_HOURS: v('Rate limiting', 'number', '1', 'Window of the password-reset limit (fractions allowed).'),
-  RATELIMIT_EMAIL_ATTEMPTS: v('Rate limiting', 'integer', '3', 'Emails the email-sending endpoints (verification resend) send to one address in the window.', { minimum: 1 }),
-  RATELIMIT_EMAIL_IP_ATTEMPTS: v('Rate limiting', 'integer', '20', 'Requests to the email-sending endpoints allowed per IP in the window.', { minimum: 1 }),
+  RATELIMIT_EMAIL_ATTEMPTS: v(
+    'Rate limiting',
+    'integer',
+    '3',
+    'Emails the email-sending endpoints (verification resend) send to one address in the window.',
+    { minimum: 1 },
+  ),
+  RATELIMIT_EMAIL_IP_ATTEMPTS: v(
+    'Rate limiting',
+    'integer',
+    '20',
+    'Requests to the email-sending endpoints allowed per IP in the window.',
+    { minimum: 1 },
+  ),
   RATELIMIT_EMAIL_WINDOW_MINUTES: v('Rate limiting', 'number', '60', 'Window of the email-sending limits (fractions allowed).'),
 
   // Security
   PASSWORD_MIN_LENGTH: v('Security', 'integer', '12', 'Shortest password, in Unicode code points.', { minimum: 8, maximum: 64 }),
-  PASSWORD_REQUIRE_CHARACTER_CLASSES: v('Security', 'boolean', 'true', 'Require upper, lower, digit and special characters; `false` follows NIST SP 800-63B (length and breached-list checks only).'),
-  PASSWORD_BCRYPT_COST: v('Security', 'integer', '12', 'bcrypt cost; hashes below it are upgraded at the next login. At least 10 outside development.', { minimum: 4, maximum: 15 }),
-  BCRYPT_MAX_CONCURRENCY: v('Security', 'integer', '2', 'bcrypt hashes run at once per process; keep it below UV_THREADPOOL_SIZE so token checks never wait behind hashes (about one per core).', { minimum: 1, maximum: 64 }),
-  BCRYPT_MAX_QUEUE: v('Security', 'integer', '64', 'Sign-ins waiting for a bcrypt slot per process before the api answers 503.', { minimum: 0 }),
+  PASSWORD_REQUIRE_CHARACTER_CLASSES: v(
+    'Security',
+    'boolean',
+    'true',
+    'Require upper, lower, digit and special characters; `false` follows NIST SP 800-63B (length and breached-list checks only).',
+  ),
+  PASSWORD_BCRYPT_COST: v(
+    'Security',
+    'integer',
+    '12',
+    'bcrypt cost; hashes below it are upgraded at the next login. At least 10 outside development.',
+    { minimum: 4, maximum: 15 },
+  ),
+  BCRYPT_MAX_CONCURRENCY: v(
+    'Security',
+    'integer',
+    '2',
+    'bcrypt hashes run at once per process; keep it below UV_THREADPOOL_SIZE so token checks never wait behind hashes (about one per core).',
+    { minimum: 1, maximum: 64 },
+  ),
+  BCRYPT_MAX_QUEUE: v('Security', 'integer', '64', 'Sign-ins waiting for a bcrypt slot per process before the api answers 503.', {
+    minimum: 0,
+  }),
   PASSWORD_RESET_TOKEN_TTL_MINUTES: v('Security', 'number', '30', 'Lifetime of a password-reset token (fractions allowed).'),
   MFA_TOTP_WINDOW_SECONDS: v('Security', 'integer', '30', 'TOTP time step.', { minimum: 15, maximum: 120 }),
-  REFRESH_TOKEN_REUSE_INTERVAL_SECONDS: v('Security', 'integer', '10', 'Grace window in which presenting a just-rotated refresh token returns the same successor pair; 0 turns it off.', { minimum: 0, maximum: 60 }),
+  REFRESH_TOKEN_REUSE_INTERVAL_SECONDS: v(
+    'Security',
+    'integer',
+    '10',
+    'Grace window in which presenting a just-rotated refresh token returns the same successor pair; 0 turns it off.',
+    { minimum: 0, maximum: 60 },
+  ),
   SESSION_COOKIE_NAME: v('Security', 'string', '__Secure-refresh_token', 'Name of the refresh-token cookie.'),
   SESSION_COOKIE_SECURE: v('Security', 'boolean', 'true', 'Mark the cookie Secure.'),
   SESSION_COOKIE_HTTPONLY: v('Security', 'boolean', 'true', 'Mark the cookie HttpOnly.'),
   SESSION_COOKIE_SAMESITE: v('Security', 'string', 'strict', 'SameSite attribute of the cookie.', { enum: ['strict', 'lax', 'none'] }),
 
   // CORS
-  CORS_ALLOWED_ORIGINS: v('CORS', 'list', 'http://localhost:3000,http://localhost:5173', 'Comma-separated origins allowed to call the api from a browser.'),
+  CORS_ALLOWED_ORIGINS: v(
+    'CORS',
+    'list',
+    'http://localhost:3000,http://localhost:5173',
+    'Comma-separated origins allowed to call the api from a browser.',
+  ),
   CORS_ALLOW_CREDENTIALS: v('CORS', 'boolean', 'true', 'Allow cookies on cross-origin requests from those origins.'),
 
   // Logging
-  LOG_LEVEL: v('Logging', 'string', 'info', 'trace, debug, info, warn (or warning), error, fatal or silent; case-insensitive.', { enum: ['trace', 'debug', 'info', 'warn', 'warning', 'error', 'fatal', 'critical', 'silent'] }),
+  LOG_LEVEL: v('Logging', 'string', 'info', 'trace, debug, info, warn (or warning), error, fatal or silent; case-insensitive.', {
+    enum: ['trace', 'debug', 'info', 'warn', 'warning', 'error', 'fatal', 'critical', 'silent'],
+  }),
   LOG_FORMAT: v('Logging', 'string', 'json', '`json` (one object a line) or `text` (pretty, for a terminal).', { enum: ['json', 'text'] }),
-  SENTRY_DSN: v('Logging', 'string', '', 'No effect: error reporting to Sentry is not built; a non-empty value is logged as ignored at start-up.', { unused: true }),
+  SENTRY_DSN: v(
+    'Logging',
+    'string',
+    '',
+    'No effect: error reporting to Sentry is not built; a non-empty value is logged as ignored at start-up.',
+    { unused: true },
+  ),
 
   // Feature flags
   FEATURE_GOOGLE_OAUTH: v('Features', 'boolean', 'true', 'Offer Google sign-in.'),
   FEATURE_MFA_TOTP: v('Features', 'boolean', 'true', 'Offer TOTP set-up (users who have MFA can always sign in and turn it off).'),
-  FEATURE_SHARED_ACCOUNTS: v('Features', 'boolean', 'true', 'No effect yet: reserved for trading accounts shared between users.', { unused: true }),
+  FEATURE_SHARED_ACCOUNTS: v('Features', 'boolean', 'true', 'No effect yet: reserved for trading accounts shared between users.', {
+    unused: true,
+  }),
 
   // External APIs
   KITE_API_BASE_URL: v('Kite', 'url', 'https://api.kite.trade', 'Kite Connect API base URL (a local fake in tests).'),
@@ -140,7 +323,13 @@ export const VARIABLES = {
   KITE_API_MAX_RETRIES: v('Kite', 'integer', '3', 'Attempts of a Kite job before the account goes to `error`.', { minimum: 1 }),
 
   // Service discovery
-  TICKER_SERVICE_URL: v('Service discovery', 'string', 'http://ticker_service:8002', 'No effect: this service calls no other platform service; they learn from its events.', { unused: true }),
+  TICKER_SERVICE_URL: v(
+    'Service discovery',
+    'string',
+    'http://ticker_service:8002',
+    'No effect: this service calls no other platform service; they learn from its events.',
+    { unused: true },
+  ),
   ALERT_SERVICE_URL: v('Service discovery', 'string', 'http://alert_service:8003', 'No effect (see TICKER_SERVICE_URL).', { unused: true }),
   BACKEND_SERVICE_URL: v('Service discovery', 'string', 'http://backend:8000', 'No effect (see TICKER_SERVICE_URL).', { unused: true }),
 
@@ -153,7 +342,13 @@ export const VARIABLES = {
   WORKER_CONCURRENCY_EVENTS: v('Queues', 'integer', '1', 'Event relay jobs run at once by one worker process.', { minimum: 1 }),
   JOB_ATTEMPTS: v('Queues', 'integer', '8', 'Attempts of a job before it stays in the failed set.', { minimum: 1 }),
   JOB_BACKOFF_MS: v('Queues', 'integer', '2000', 'First retry delay; doubles each attempt, with jitter.', { minimum: 1 }),
-  RECONCILE_INTERVAL_SECONDS: v('Queues', 'integer', '60', 'How often workers re-enqueue work that PostgreSQL says is pending but has no job (after a Redis loss).', { minimum: 1 }),
+  RECONCILE_INTERVAL_SECONDS: v(
+    'Queues',
+    'integer',
+    '60',
+    'How often workers re-enqueue work that PostgreSQL says is pending but has no job (after a Redis loss).',
+    { minimum: 1 },
+  ),
 
   // Events
   EVENTS_STREAM_NAME: v('Events', 'string', 'user_service:events', 'Redis Stream that domain events are published to.'),
@@ -186,7 +381,14 @@ export interface Config {
   sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number; livenessCacheSeconds: number };
   jwt: { signingKeyId: string; keysDir: string; accessTtlSeconds: number; issuer: string; audience: string };
   kms: { provider: 'local'; keyPath: string; previousKeyPaths: string[] };
-  google: { clientId: string; clientSecret: string; redirectUri: string; issuer: string; successRedirectUrl: string; failureRedirectUrl: string };
+  google: {
+    clientId: string;
+    clientSecret: string;
+    redirectUri: string;
+    issuer: string;
+    successRedirectUrl: string;
+    failureRedirectUrl: string;
+  };
   smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean };
   rateLimits: {
     login: { attempts: number; ipAttempts: number; emailAttempts: number; windowSeconds: number };
@@ -195,7 +397,14 @@ export interface Config {
     passwordReset: { attempts: number; windowSeconds: number };
     email: { attempts: number; ipAttempts: number; windowSeconds: number };
   };
-  password: { minLength: number; requireCharacterClasses: boolean; bcryptCost: number; bcryptMaxConcurrency: number; bcryptMaxQueue: number; resetTokenTtlSeconds: number };
+  password: {
+    minLength: number;
+    requireCharacterClasses: boolean;
+    bcryptCost: number;
+    bcryptMaxConcurrency: number;
+    bcryptMaxQueue: number;
+    resetTokenTtlSeconds: number;
+  };
   mfa: { totpStepSeconds: number };
   refreshReuseIntervalSeconds: number;
   cookie: { name: string; secure: boolean; httpOnly: boolean; sameSite: 'strict' | 'lax' | 'none' };
@@ -230,7 +439,11 @@ function jsonSchemaFor(spec: VariableSpec): Record<string, unknown> {
     case 'number':
       return { type: 'number', exclusiveMinimum: 0, ...(spec.maximum !== undefined && { maximum: spec.maximum }) };
     case 'integer':
-      return { type: 'integer', ...(spec.minimum !== undefined && { minimum: spec.minimum }), ...(spec.maximum !== undefined && { maximum: spec.maximum }) };
+      return {
+        type: 'integer',
+        ...(spec.minimum !== undefined && { minimum: spec.minimum }),
+        ...(spec.maximum !== undefined && { maximum: spec.maximum }),
+      };
     case 'boolean':
       return { type: 'boolean' };
     case 'url':
@@ -255,7 +468,11 @@ function describeAjvError(err: { instancePath: string; message?: string; params:
 /** Windows are whole seconds, at least one (rate-limiter-flexible's unit). */
 const seconds = (value: number): number => Math.max(1, Math.round(value));
 
-const splitList = (value: string): string[] => value.split(',').map((s) => s.trim()).filter(Boolean);
+const splitList = (value: string): string[] =>
+  value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 /** Reads `.env` (when present) into a copy of the environment; existing variables win, as with dotenv. */
 export function readEnvironment(env: NodeJS.ProcessEnv = process.env, envFile = path.resolve('.env')): Record<string, string | undefined> {
@@ -275,7 +492,8 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       problems.push(`${name}: is required`);
       continue;
     }
-    if (name === 'LOG_LEVEL' || name === 'ENVIRONMENT' || name === 'LOG_FORMAT' || name === 'SESSION_COOKIE_SAMESITE') value = value.toLowerCase();
+    if (name === 'LOG_LEVEL' || name === 'ENVIRONMENT' || name === 'LOG_FORMAT' || name === 'SESSION_COOKIE_SAMESITE')
+      value = value.toLowerCase();
     if (spec.kind === 'boolean') value = value.toLowerCase();
     values[name] = value;
   }
@@ -291,7 +509,8 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
   const bool = (n: VariableName) => raw[n] as unknown as boolean;
 
   const workerQueues = splitList(str('WORKER_QUEUES'));
-  for (const q of workerQueues) if (!QUEUE_NAMES.includes(q)) problems.push(`WORKER_QUEUES: unknown queue "${q}" (${QUEUE_NAMES.join(', ')})`);
+  for (const q of workerQueues)
+    if (!QUEUE_NAMES.includes(q)) problems.push(`WORKER_QUEUES: unknown queue "${q}" (${QUEUE_NAMES.join(', ')})`);
   const environment = str('ENVIRONMENT') as Config['environment'];
   if (environment !== 'development') {
     if (num('PASSWORD_BCRYPT_COST') < 10) problems.push('PASSWORD_BCRYPT_COST: must be at least 10 outside development');
@@ -375,8 +594,15 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       },
       register: { attempts: num('RATELIMIT_REGISTER_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_REGISTER_WINDOW_HOURS') * 3600) },
       refresh: { attempts: num('RATELIMIT_REFRESH_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_REFRESH_WINDOW_MINUTES') * 60) },
-      passwordReset: { attempts: num('RATELIMIT_PASSWORD_RESET_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_PASSWORD_RESET_WINDOW_HOURS') * 3600) },
-      email: { attempts: num('RATELIMIT_EMAIL_ATTEMPTS'), ipAttempts: num('RATELIMIT_EMAIL_IP_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_EMAIL_WINDOW_MINUTES') * 60) },
+      passwordReset: {
+        attempts: num('RATELIMIT_PASSWORD_RESET_ATTEMPTS'),
+        windowSeconds: seconds(num('RATELIMIT_PASSWORD_RESET_WINDOW_HOURS') * 3600),
+      },
+      email: {
+        attempts: num('RATELIMIT_EMAIL_ATTEMPTS'),
+        ipAttempts: num('RATELIMIT_EMAIL_IP_ATTEMPTS'),
+        windowSeconds: seconds(num('RATELIMIT_EMAIL_WINDOW_MINUTES') * 60),
+      },
     },
     password: {
       minLength: num('PASSWORD_MIN_LENGTH'),
@@ -396,8 +622,16 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     },
     cors: { allowedOrigins: splitList(str('CORS_ALLOWED_ORIGINS')), allowCredentials: bool('CORS_ALLOW_CREDENTIALS') },
     log: { level: logLevel, format: str('LOG_FORMAT') as Config['log']['format'] },
-    features: { googleOAuth: bool('FEATURE_GOOGLE_OAUTH'), mfaTotp: bool('FEATURE_MFA_TOTP'), sharedAccounts: bool('FEATURE_SHARED_ACCOUNTS') },
-    kite: { baseUrl: str('KITE_API_BASE_URL').replace(/\/$/, ''), timeoutMs: num('KITE_API_TIMEOUT_SECONDS') * 1000, maxRetries: num('KITE_API_MAX_RETRIES') },
+    features: {
+      googleOAuth: bool('FEATURE_GOOGLE_OAUTH'),
+      mfaTotp: bool('FEATURE_MFA_TOTP'),
+      sharedAccounts: bool('FEATURE_SHARED_ACCOUNTS'),
+    },
+    kite: {
+      baseUrl: str('KITE_API_BASE_URL').replace(/\/$/, ''),
+      timeoutMs: num('KITE_API_TIMEOUT_SECONDS') * 1000,
+      maxRetries: num('KITE_API_MAX_RETRIES'),
+    },
     queues: {
       prefix: str('BULLMQ_PREFIX'),
       workerQueues,

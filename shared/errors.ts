@@ -15,7 +15,13 @@ export class AppError extends Error {
   readonly errors?: FieldError[];
   readonly headers: Record<string, string>;
 
-  constructor(status: number, code: string, title: string, detail?: string, options: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(
+    status: number,
+    code: string,
+    title: string,
+    detail?: string,
+    options: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
     super(detail ?? title, { cause: options.cause });
     this.name = new.target.name;
     this.status = status;
@@ -77,7 +83,9 @@ export class PayloadTooLargeError extends AppError {
 
 export class RateLimitedError extends AppError {
   constructor(retryAfterSeconds: number, headers: Record<string, string> = {}, detail = 'Too many requests; try again later.') {
-    super(429, 'rate_limited', 'Too many requests', detail, { headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))), ...headers } });
+    super(429, 'rate_limited', 'Too many requests', detail, {
+      headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))), ...headers },
+    });
   }
 }
 

@@ -5,11 +5,33 @@ import type { Config } from './config';
 
 /** Field names whose values are secrets wherever they appear. */
 export const SECRET_FIELDS = [
-  'password', 'new_password', 'current_password', 'password_hash',
-  'token', 'access_token', 'refresh_token', 'id_token', 'mfa_token', 'verification_token', 'request_token', 'state',
-  'code', 'backup_codes', 'secret', 'totp_secret', 'otpauth_uri', 'qr_code',
-  'api_key', 'api_secret', 'client_secret', 'data_key', 'ciphertext',
-  'authorization', 'cookie', 'set-cookie', 'x-verification-token',
+  'password',
+  'new_password',
+  'current_password',
+  'password_hash',
+  'token',
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'mfa_token',
+  'verification_token',
+  'request_token',
+  'state',
+  'code',
+  'backup_codes',
+  'secret',
+  'totp_secret',
+  'otpauth_uri',
+  'qr_code',
+  'api_key',
+  'api_secret',
+  'client_secret',
+  'data_key',
+  'ciphertext',
+  'authorization',
+  'cookie',
+  'set-cookie',
+  'x-verification-token',
 ];
 
 function redactPaths(): string[] {

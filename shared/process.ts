@@ -29,7 +29,13 @@ async function reachPostgres(url: string): Promise<void> {
 }
 
 async function reachRedis(url: string): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 3000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
   redis.on('error', () => undefined);
   try {
     await redis.connect();
@@ -43,10 +49,14 @@ async function reachRedis(url: string): Promise<void> {
 export async function checkDependencies(config: Pick<Config, 'database' | 'redis'>): Promise<string[]> {
   const problems: string[] = [];
   await reachPostgres(config.database.url).catch((err: Error) => {
-    problems.push(`PostgreSQL is not reachable at ${redactUrl(config.database.url)} (${err.message}). Start it (for example \`pg_ctlcluster 15 main start\` or \`docker compose up -d postgres\`) or set DATABASE_URL.`);
+    problems.push(
+      `PostgreSQL is not reachable at ${redactUrl(config.database.url)} (${err.message}). Start it (for example \`pg_ctlcluster 15 main start\` or \`docker compose up -d postgres\`) or set DATABASE_URL.`,
+    );
   });
   await reachRedis(config.redis.url).catch((err: Error) => {
-    problems.push(`Redis is not reachable at ${redactUrl(config.redis.url)} (${err.message}). Start it (for example \`redis-server --daemonize yes\` or \`docker compose up -d redis\`) or set REDIS_URL.`);
+    problems.push(
+      `Redis is not reachable at ${redactUrl(config.redis.url)} (${err.message}). Start it (for example \`redis-server --daemonize yes\` or \`docker compose up -d redis\`) or set REDIS_URL.`,
+    );
   });
   return problems;
 }

@@ -43,8 +43,13 @@ export function waitForRedis(redis: Redis, timeoutMs = 5000): Promise<void> {
 
 export function isRedisUnavailable(err: unknown): boolean {
   const message = (err as Error)?.message ?? '';
-  return /enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|ECONNRESET/i.test(message);
+  return /enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|ECONNRESET/i.test(
+    message,
+  );
 }
 
 /** Builds keys under the service's prefix: `key('perm', userId)` → `user_service:perm:<id>`. */
-export const keyMaker = (prefix: string) => (...parts: string[]): string => `${prefix}${parts.join(':')}`;
+export const keyMaker =
+  (prefix: string) =>
+  (...parts: string[]): string =>
+    `${prefix}${parts.join(':')}`;

@@ -23,10 +23,18 @@ function processors(app: Context, mailer: Mailer): Partial<Record<QueueName, Pro
 
 async function schedule(app: Context, queue: QueueName): Promise<void> {
   if (queue === 'events') {
-    await app.queues.events.upsertJobScheduler('relay-events', { every: app.config.events.relayIntervalMs }, { name: JOB_NAMES.relayEvents, opts: { removeOnComplete: true, removeOnFail: 100 } });
+    await app.queues.events.upsertJobScheduler(
+      'relay-events',
+      { every: app.config.events.relayIntervalMs },
+      { name: JOB_NAMES.relayEvents, opts: { removeOnComplete: true, removeOnFail: 100 } },
+    );
   }
   if (queue === 'email') {
-    await app.queues.email.upsertJobScheduler('reconcile-emails', { every: app.config.queues.reconcileIntervalMs }, { name: JOB_NAMES.reconcile, opts: { removeOnComplete: true, removeOnFail: 100 } });
+    await app.queues.email.upsertJobScheduler(
+      'reconcile-emails',
+      { every: app.config.queues.reconcileIntervalMs },
+      { name: JOB_NAMES.reconcile, opts: { removeOnComplete: true, removeOnFail: 100 } },
+    );
   }
 }
 
@@ -54,7 +62,8 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
     });
     worker.on('failed', (job, err) => {
       app.logger.warn({ queue: name, jobId: job?.id, job: job?.name, attempt: job?.attemptsMade, error: err.message }, 'job failed');
-      if (name === 'email') void onEmailJobFailed(app, job, err).catch((e) => app.logger.error({ err: e }, 'could not record email failure'));
+      if (name === 'email')
+        void onEmailJobFailed(app, job, err).catch((e) => app.logger.error({ err: e }, 'could not record email failure'));
     });
     worker.on('error', (err) => app.logger.error({ queue: name, error: err.message }, 'worker error'));
     await schedule(app, name);

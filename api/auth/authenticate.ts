@@ -44,9 +44,19 @@ async function bearerPrincipal(ctx: Context, token: string, withPermissions = fa
   // Read at the same time as the session check; used only once the session is known live.
   const permissions = withPermissions ? ctx.permissions.get(claims.sub) : undefined;
   permissions?.catch(() => undefined);
-  const live = claims.sid ? await sessionIsLive(ctx, claims.sid, claims.sub) : await ctx.db('users').where({ id: claims.sub }).whereIn('status', ['active', 'pending_verification']).first('id');
+  const live = claims.sid
+    ? await sessionIsLive(ctx, claims.sid, claims.sub)
+    : await ctx.db('users').where({ id: claims.sub }).whereIn('status', ['active', 'pending_verification']).first('id');
   if (!live) throw new UnauthorizedError(INVALID, 'invalid_token');
-  return { userId: claims.sub, sessionId: claims.sid ?? null, roles: claims.roles, amr: claims.amr, token: claims, via: 'bearer', permissions };
+  return {
+    userId: claims.sub,
+    sessionId: claims.sid ?? null,
+    roles: claims.roles,
+    amr: claims.amr,
+    token: claims,
+    via: 'bearer',
+    permissions,
+  };
 }
 
 /**
@@ -76,7 +86,12 @@ async function basicPrincipal(ctx: Context, encoded: string, ip: string | null, 
   return { userId: user.id, sessionId: null, roles: [], amr: ['pwd'], token: null, via: 'basic' };
 }
 
-async function principalOf(ctx: Context, header: string, basic?: { ip: string | null; limits: LoginLimiters }, withPermissions = false): Promise<Principal | null> {
+async function principalOf(
+  ctx: Context,
+  header: string,
+  basic?: { ip: string | null; limits: LoginLimiters },
+  withPermissions = false,
+): Promise<Principal | null> {
   const [scheme, value] = header.split(' ', 2);
   if (!scheme || !value) return null;
   if (scheme.toLowerCase() === 'bearer') return bearerPrincipal(ctx, value.trim(), withPermissions);
@@ -135,7 +150,6 @@ export function requireOperator(app: Context, permission: string): Middleware<Ap
   };
 }
 
-
 /** Sensitive acts that cannot ask for a password accept a sign-in at most this old ("sudo mode"). */
 export const RECENT_SIGN_IN_SECONDS = 300;
 
@@ -146,7 +160,8 @@ export function signedInRecently(principal: Principal): boolean {
 /** Requires a sign-in less than 5 minutes old: a stolen access token alone cannot do this. */
 export function requireRecentSignIn(): Middleware<AppState> {
   return async (ctx, next) => {
-    if (!signedInRecently(ctx.state.principal!)) throw new ForbiddenError('Sign in again (within the last 5 minutes) to do this.', 'reauthentication_required');
+    if (!signedInRecently(ctx.state.principal!))
+      throw new ForbiddenError('Sign in again (within the last 5 minutes) to do this.', 'reauthentication_required');
     await next();
   };
 }

@@ -6,14 +6,27 @@ import type { RouteRegistry } from '../http/route';
 import type { AppState } from '../http/state';
 
 const Jwks = Type.Object({
-  keys: Type.Array(Type.Object({ kty: Type.Literal('RSA'), kid: Type.String(), use: Type.Literal('sig'), alg: Type.Literal('RS256'), n: Type.String(), e: Type.String() })),
+  keys: Type.Array(
+    Type.Object({
+      kty: Type.Literal('RSA'),
+      kid: Type.String(),
+      use: Type.Literal('sig'),
+      alg: Type.Literal('RS256'),
+      n: Type.String(),
+      e: Type.String(),
+    }),
+  ),
 });
 
 export function jwksRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   const body = JSON.stringify(app.keys.jwks);
   registry.add(router, {
-    method: 'get', path: '/v1/auth/.well-known/jwks.json', summary: 'JSON Web Key Set of the token signing keys', tags: ['auth'], security: 'none',
+    method: 'get',
+    path: '/v1/auth/.well-known/jwks.json',
+    summary: 'JSON Web Key Set of the token signing keys',
+    tags: ['auth'],
+    security: 'none',
     responses: { 200: { description: 'Every public key that may have signed a live token', schema: Jwks } },
     handler(ctx) {
       ctx.set('Cache-Control', 'public, max-age=300');

@@ -17,14 +17,23 @@ export function passwordResetRoutes(app: Context, registry: RouteRegistry): Rout
   const perAccount = createLimiter(app.redis, app.key('rl', 'password-reset-email'), attempts, windowSeconds);
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/password/reset-request', summary: 'Email a password reset link (same answer whether or not the email exists)', tags: ['auth'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/password/reset-request',
+    summary: 'Email a password reset link (same answer whether or not the email exists)',
+    tags: ['auth'],
+    security: 'none',
     body: schemas.ResetRequestBody,
-    responses: { 202: { description: 'Accepted', schema: schemas.Accepted }, 429: { description: 'Too many requests from this IP or for this email' } },
-    before: [async (ctx, next) => {
-      await perIp.hit(ctx.state.origin.ip ?? '-');
-      await perAccount.hit((ctx.state.input as { body: { email: string } }).body.email.trim().toLowerCase());
-      await next();
-    }],
+    responses: {
+      202: { description: 'Accepted', schema: schemas.Accepted },
+      429: { description: 'Too many requests from this IP or for this email' },
+    },
+    before: [
+      async (ctx, next) => {
+        await perIp.hit(ctx.state.origin.ip ?? '-');
+        await perAccount.hit((ctx.state.input as { body: { email: string } }).body.email.trim().toLowerCase());
+        await next();
+      },
+    ],
     async handler(ctx, { body }) {
       await requestPasswordReset(app, body.email, eventOrigin(ctx.state));
       ctx.status = 202;
@@ -33,9 +42,16 @@ export function passwordResetRoutes(app: Context, registry: RouteRegistry): Rout
   });
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/password/reset', summary: 'Set a new password with the emailed token; every session is signed out', tags: ['auth'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/password/reset',
+    summary: 'Set a new password with the emailed token; every session is signed out',
+    tags: ['auth'],
+    security: 'none',
     body: schemas.ResetBody,
-    responses: { 204: { description: 'Password changed; every session revoked (sign in again)' }, 400: { description: 'Invalid, used or expired token, or a password the policy refuses' } },
+    responses: {
+      204: { description: 'Password changed; every session revoked (sign in again)' },
+      400: { description: 'Invalid, used or expired token, or a password the policy refuses' },
+    },
     async handler(ctx, { body }) {
       await resetPassword(app, body.token, body.new_password, eventOrigin(ctx.state));
       ctx.status = 204;

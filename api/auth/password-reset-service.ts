@@ -41,15 +41,26 @@ export async function requestPasswordReset(app: Context, email: string, origin: 
       await app.redis.exists(key);
       return null;
     }
-    const stored: StoredReset = { userId: user.id, passwordChangedAt: user.password_changed_at ? new Date(user.password_changed_at).toISOString() : null };
+    const stored: StoredReset = {
+      userId: user.id,
+      passwordChangedAt: user.password_changed_at ? new Date(user.password_changed_at).toISOString() : null,
+    };
     // Before the commit: the emailed link must find its token however fast the worker is.
     await app.redis.set(key, JSON.stringify(stored), 'EX', ttlSeconds);
-    await recordEvent(trx, { type: 'password.reset_requested', userId: user.id, data: {} }, { ...origin, actorId: origin.actorId ?? user.id });
+    await recordEvent(
+      trx,
+      { type: 'password.reset_requested', userId: user.id, data: {} },
+      { ...origin, actorId: origin.actorId ?? user.id },
+    );
     return writeEmail(trx, app.kms, {
       template: 'password_reset',
       to: user.email,
       userId: user.id,
-      params: { name: user.name, link: `${app.config.emailLinkBaseUrl}/reset-password?token=${encodeURIComponent(token.token)}`, expiresInMinutes: Math.max(1, Math.round(ttlSeconds / 60)) },
+      params: {
+        name: user.name,
+        link: `${app.config.emailLinkBaseUrl}/reset-password?token=${encodeURIComponent(token.token)}`,
+        expiresInMinutes: Math.max(1, Math.round(ttlSeconds / 60)),
+      },
     });
   });
   // Not awaited: the row is committed, and the reconciler sends it if this enqueue is lost.
@@ -77,11 +88,18 @@ export async function resetPassword(app: Context, token: string, newPassword: st
   const emailId = await app.db.transaction(async (trx) => {
     const row = await trx('users').where({ id: stored.userId }).forUpdate().first('id', 'email', 'name', 'status', 'password_changed_at');
     const changedAt = row?.password_changed_at ? new Date(row.password_changed_at).toISOString() : null;
-    if (!row || !RESETTABLE.includes(row.status) || changedAt !== stored.passwordChangedAt) throw new BadRequestError('invalid_token', INVALID_TOKEN);
-    await trx('users').where({ id: row.id }).update({ password_hash: passwordHash, password_changed_at: trx.fn.now(), updated_at: trx.fn.now() });
+    if (!row || !RESETTABLE.includes(row.status) || changedAt !== stored.passwordChangedAt)
+      throw new BadRequestError('invalid_token', INVALID_TOKEN);
+    await trx('users')
+      .where({ id: row.id })
+      .update({ password_hash: passwordHash, password_changed_at: trx.fn.now(), updated_at: trx.fn.now() });
     const eventOrigin = { ...origin, actorId: origin.actorId ?? row.id };
     const revoked = await revokeSessions(app, trx, { userId: row.id, reason: 'password_reset', origin: eventOrigin });
-    await recordEvent(trx, { type: 'password.reset_completed', userId: row.id, data: { sessions_revoked: revoked.length > 0 } }, eventOrigin);
+    await recordEvent(
+      trx,
+      { type: 'password.reset_completed', userId: row.id, data: { sessions_revoked: revoked.length > 0 } },
+      eventOrigin,
+    );
     return writeEmail(trx, app.kms, { template: 'password_reset_completed', to: row.email, userId: row.id, params: { name: row.name } });
   });
   await enqueueAfterCommit(app, emailId);

@@ -40,7 +40,8 @@ export function sendTokenPair(app: Context, ctx: KoaContext, pair: TokenPair): v
 export function authRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   const { rateLimits } = app.config;
-  const limiter = (name: string, points: number, windowSeconds: number) => createLimiter(app.redis, app.key('rl', name), points, windowSeconds);
+  const limiter = (name: string, points: number, windowSeconds: number) =>
+    createLimiter(app.redis, app.key('rl', name), points, windowSeconds);
   const registerLimit = limiter('register-ip', rateLimits.register.attempts, rateLimits.register.windowSeconds);
   const loginLimits = loginLimiters(app);
   const refreshLimit = limiter('refresh-session', rateLimits.refresh.attempts, rateLimits.refresh.windowSeconds);
@@ -51,13 +52,23 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   const trustedOrigins = new Set([...app.config.cors.allowedOrigins, new URL(app.config.publicBaseUrl).origin]);
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/register', summary: 'Create an account (a verification email is sent)', tags: ['auth'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/register',
+    summary: 'Create an account (a verification email is sent)',
+    tags: ['auth'],
+    security: 'none',
     body: schemas.RegisterBody,
-    responses: { 201: { description: 'Created, waiting for email verification', schema: schemas.Registered }, 409: { description: 'The email is taken' }, 429: { description: 'Too many registrations from this IP' } },
-    before: [async (ctx, next) => {
-      await registerLimit.hit(ctx.state.origin.ip ?? '-');
-      await next();
-    }],
+    responses: {
+      201: { description: 'Created, waiting for email verification', schema: schemas.Registered },
+      409: { description: 'The email is taken' },
+      429: { description: 'Too many registrations from this IP' },
+    },
+    before: [
+      async (ctx, next) => {
+        await registerLimit.hit(ctx.state.origin.ip ?? '-');
+        await next();
+      },
+    ],
     async handler(ctx, { body }) {
       ctx.status = 201;
       ctx.body = await register(app, body, clientOf(app, ctx));
@@ -65,7 +76,11 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   });
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/verify-email', summary: 'Confirm an email address with the emailed token', tags: ['auth'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/verify-email',
+    summary: 'Confirm an email address with the emailed token',
+    tags: ['auth'],
+    security: 'none',
     body: schemas.VerifyEmailBody,
     responses: { 200: { description: 'Verified; the account is active' } },
     async handler(ctx, { body }) {
@@ -74,14 +89,20 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   });
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/verify-email/resend', summary: 'Send the verification email again (same answer whether or not the email exists)', tags: ['auth'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/verify-email/resend',
+    summary: 'Send the verification email again (same answer whether or not the email exists)',
+    tags: ['auth'],
+    security: 'none',
     body: schemas.ResendBody,
     responses: { 202: { description: 'Accepted', schema: schemas.Accepted }, 429: { description: 'Too many emails requested' } },
-    before: [async (ctx, next) => {
-      await emailIpLimit.hit(ctx.state.origin.ip ?? '-');
-      await emailLimit.hit((ctx.state.input as { body: { email: string } }).body.email.trim().toLowerCase());
-      await next();
-    }],
+    before: [
+      async (ctx, next) => {
+        await emailIpLimit.hit(ctx.state.origin.ip ?? '-');
+        await emailLimit.hit((ctx.state.input as { body: { email: string } }).body.email.trim().toLowerCase());
+        await next();
+      },
+    ],
     async handler(ctx, { body }) {
       await resendVerification(app, body.email);
       ctx.status = 202;
@@ -90,7 +111,11 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   });
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/login', summary: 'Sign in with email and password', tags: ['auth'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/login',
+    summary: 'Sign in with email and password',
+    tags: ['auth'],
+    security: 'none',
     body: schemas.LoginBody,
     responses: {
       200: { description: 'A token pair, or an MFA challenge when the account has MFA', schema: schemas.TokenPair },
@@ -105,9 +130,17 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   });
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/refresh', summary: 'Exchange a refresh token (body or cookie) for a new pair', tags: ['auth'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/refresh',
+    summary: 'Exchange a refresh token (body or cookie) for a new pair',
+    tags: ['auth'],
+    security: 'none',
     body: schemas.RefreshBody,
-    responses: { 200: { description: 'A rotated token pair', schema: schemas.TokenPair }, 401: { description: 'Invalid, expired, revoked or reused token' }, 429: { description: 'Too many refreshes for this session' } },
+    responses: {
+      200: { description: 'A rotated token pair', schema: schemas.TokenPair },
+      401: { description: 'Invalid, expired, revoked or reused token' },
+      429: { description: 'Too many refreshes for this session' },
+    },
     async handler(ctx, { body }) {
       const fromCookie = !body.refresh_token;
       const token = body.refresh_token ?? ctx.cookies.get(app.config.cookie.name);
@@ -115,13 +148,18 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       // The cookie rides along on any request the browser sends: beyond SameSite, a browser
       // request from a page of another origin is refused.
       const origin = ctx.get('Origin');
-      if (fromCookie && origin && !trustedOrigins.has(origin)) throw new ForbiddenError('Refreshing with the cookie is allowed from the configured origins only.', 'origin_not_allowed');
+      if (fromCookie && origin && !trustedOrigins.has(origin))
+        throw new ForbiddenError('Refreshing with the cookie is allowed from the configured origins only.', 'origin_not_allowed');
       sendTokenPair(app, ctx, await refreshSession(app, token, clientOf(app, ctx), refreshLimit));
     },
   });
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/logout', summary: 'Sign out this session, or every session', tags: ['auth'], security: 'bearer',
+    method: 'post',
+    path: '/v1/auth/logout',
+    summary: 'Sign out this session, or every session',
+    tags: ['auth'],
+    security: 'bearer',
     guard: authenticated,
     body: schemas.LogoutBody,
     responses: { 204: { description: 'Signed out' } },
@@ -136,7 +174,11 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
           reason: allDevices ? 'logout_all' : 'logout',
           origin,
         });
-        await recordEvent(trx, { type: 'user.logout', userId: principal.userId, data: { session_id: principal.sessionId, all_devices: allDevices } }, origin);
+        await recordEvent(
+          trx,
+          { type: 'user.logout', userId: principal.userId, data: { session_id: principal.sessionId, all_devices: allDevices } },
+          origin,
+        );
       });
       setRefreshCookie(app, ctx, '', new Date(0));
       ctx.status = 204;
@@ -144,7 +186,11 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   });
 
   registry.add(router, {
-    method: 'get', path: '/v1/auth/sessions', summary: 'My live sessions, the current one marked', tags: ['auth'], security: 'bearer',
+    method: 'get',
+    path: '/v1/auth/sessions',
+    summary: 'My live sessions, the current one marked',
+    tags: ['auth'],
+    security: 'bearer',
     guard: authenticated,
     responses: { 200: { description: 'Sessions, newest first', schema: schemas.Sessions } },
     async handler(ctx) {
@@ -154,23 +200,40 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   });
 
   registry.add(router, {
-    method: 'delete', path: '/v1/auth/sessions/:session_id', summary: 'Revoke one of my sessions', tags: ['auth'], security: 'bearer',
+    method: 'delete',
+    path: '/v1/auth/sessions/:session_id',
+    summary: 'Revoke one of my sessions',
+    tags: ['auth'],
+    security: 'bearer',
     guard: authenticated,
     params: schemas.SessionParams,
     responses: { 204: { description: 'Revoked' }, 404: { description: 'No such live session of mine' } },
     async handler(ctx, { params }) {
       const principal = ctx.state.principal!;
       const revoked = await app.db.transaction((trx) =>
-        revokeSessions(app, trx, { userId: principal.userId, sessionIds: [params.session_id], reason: 'revoked_by_user', origin: eventOrigin(ctx.state) }));
+        revokeSessions(app, trx, {
+          userId: principal.userId,
+          sessionIds: [params.session_id],
+          reason: 'revoked_by_user',
+          origin: eventOrigin(ctx.state),
+        }),
+      );
       if (!revoked.length) throw new NotFoundError('No such session.');
       ctx.status = 204;
     },
   });
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/service-token', summary: 'A 15-minute access token for a service principal (client credentials)', tags: ['auth'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/service-token',
+    summary: 'A 15-minute access token for a service principal (client credentials)',
+    tags: ['auth'],
+    security: 'none',
     body: schemas.ServiceTokenBody,
-    responses: { 200: { description: 'An access token (no refresh token, no session)', schema: schemas.ServiceToken }, 401: { description: 'Invalid client credentials' } },
+    responses: {
+      200: { description: 'An access token (no refresh token, no session)', schema: schemas.ServiceToken },
+      401: { description: 'Invalid client credentials' },
+    },
     async handler(ctx, { body }) {
       ctx.body = await issueServiceToken(app, body.client_id, body.client_secret, ctx.state.origin.ip, serviceTokenLimit);
     },

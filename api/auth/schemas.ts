@@ -17,7 +17,11 @@ export const RegisterBody = Strict({
   locale: Type.Optional(Type.String({ format: 'bcp47-locale', maxLength: 35 })),
 });
 
-export const Registered = Type.Object({ user_id: Type.String({ format: 'uuid' }), email: Type.String(), status: Type.Literal('pending_verification') });
+export const Registered = Type.Object({
+  user_id: Type.String({ format: 'uuid' }),
+  email: Type.String(),
+  status: Type.Literal('pending_verification'),
+});
 
 export const VerifyEmailBody = Strict({ token: OpaqueToken });
 export const ResendBody = Strict({ email: Email });
@@ -56,21 +60,26 @@ export const TokenPair = Type.Object({
 export const MfaChallenge = Type.Object({ mfa_required: Type.Literal(true), mfa_token: Type.String(), expires_in: Type.Integer() });
 
 export const Sessions = Type.Object({
-  sessions: Type.Array(Type.Object({
-    id: Type.String({ format: 'uuid' }),
-    device_fingerprint: Type.Union([Type.String(), Type.Null()]),
-    user_agent: Type.Union([Type.String(), Type.Null()]),
-    ip: Type.Union([Type.String(), Type.Null()]),
-    country: Type.Union([Type.String(), Type.Null()]),
-    persistent: Type.Boolean(),
-    created_at: Type.String({ format: 'date-time' }),
-    last_active_at: Type.String({ format: 'date-time' }),
-    expires_at: Type.String({ format: 'date-time' }),
-    current: Type.Boolean(),
-  })),
+  sessions: Type.Array(
+    Type.Object({
+      id: Type.String({ format: 'uuid' }),
+      device_fingerprint: Type.Union([Type.String(), Type.Null()]),
+      user_agent: Type.Union([Type.String(), Type.Null()]),
+      ip: Type.Union([Type.String(), Type.Null()]),
+      country: Type.Union([Type.String(), Type.Null()]),
+      persistent: Type.Boolean(),
+      created_at: Type.String({ format: 'date-time' }),
+      last_active_at: Type.String({ format: 'date-time' }),
+      expires_at: Type.String({ format: 'date-time' }),
+      current: Type.Boolean(),
+    }),
+  ),
 });
 
-export const ServiceTokenBody = Strict({ client_id: Type.String({ format: 'uuid' }), client_secret: Type.String({ minLength: 16, maxLength: 256 }) });
+export const ServiceTokenBody = Strict({
+  client_id: Type.String({ format: 'uuid' }),
+  client_secret: Type.String({ minLength: 16, maxLength: 256 }),
+});
 export const ServiceToken = Type.Object({ access_token: Type.String(), token_type: Type.Literal('Bearer'), expires_in: Type.Integer() });
 
 export const ResetRequestBody = Strict({ email: Email });

@@ -28,7 +28,11 @@ export interface Registration {
   locale?: string;
 }
 
-export async function register(app: Context, input: Registration, client: ClientInfo): Promise<{ user_id: string; email: string; status: 'pending_verification' }> {
+export async function register(
+  app: Context,
+  input: Registration,
+  client: ClientInfo,
+): Promise<{ user_id: string; email: string; status: 'pending_verification' }> {
   const email = input.email.trim();
   const name = input.name.trim();
   if (!name) throw new ValidationError([{ field: 'name', message: 'must not be blank' }]);
@@ -42,7 +46,15 @@ export async function register(app: Context, input: Registration, client: Client
     let row: { id: string };
     try {
       [row] = await trx('users')
-        .insert({ email, name, password_hash: passwordHash, password_changed_at: trx.fn.now(), phone: input.phone ?? null, timezone: input.timezone ?? 'UTC', locale: input.locale ?? 'en' })
+        .insert({
+          email,
+          name,
+          password_hash: passwordHash,
+          password_changed_at: trx.fn.now(),
+          phone: input.phone ?? null,
+          timezone: input.timezone ?? 'UTC',
+          locale: input.locale ?? 'en',
+        })
         .returning('id');
     } catch (err) {
       // Two registrations of one email at once: the unique index decides.
@@ -50,7 +62,11 @@ export async function register(app: Context, input: Registration, client: Client
       throw err;
     }
     await trx('user_roles').insert({ user_id: row.id, role_id: trx('roles').where({ name: DEFAULT_ROLE }).select('id') });
-    await recordEvent(trx, { type: 'user.registered', userId: row.id, data: { method: 'password' } }, { actorId: row.id, ip: client.ip, userAgent: client.userAgent });
+    await recordEvent(
+      trx,
+      { type: 'user.registered', userId: row.id, data: { method: 'password' } },
+      { actorId: row.id, ip: client.ip, userAgent: client.userAgent },
+    );
     const emailId = await writeVerification(app, trx, { id: row.id, email, name }, verification);
     return { userId: row.id, emailId };
   });
@@ -64,12 +80,20 @@ async function writeVerification(
   user: { id: string; email: string; name: string },
   token: { token: string; hash: string },
 ): Promise<string> {
-  await trx('email_verification_tokens').insert({ token_hash: token.hash, user_id: user.id, expires_at: trx.raw(`now() + interval '${VERIFICATION_TTL_HOURS} hours'`) });
+  await trx('email_verification_tokens').insert({
+    token_hash: token.hash,
+    user_id: user.id,
+    expires_at: trx.raw(`now() + interval '${VERIFICATION_TTL_HOURS} hours'`),
+  });
   return writeEmail(trx, app.kms, {
     template: 'verify_email',
     to: user.email,
     userId: user.id,
-    params: { name: user.name, link: `${app.config.emailLinkBaseUrl}/verify-email?token=${encodeURIComponent(token.token)}`, expiresInHours: VERIFICATION_TTL_HOURS },
+    params: {
+      name: user.name,
+      link: `${app.config.emailLinkBaseUrl}/verify-email?token=${encodeURIComponent(token.token)}`,
+      expiresInHours: VERIFICATION_TTL_HOURS,
+    },
   });
 }
 
@@ -85,11 +109,19 @@ export async function verifyEmail(app: Context, token: string, client: ClientInf
     if (!used.length) throw new BadRequestError('invalid_token', 'The verification link is invalid, used or expired. Ask for a new one.');
     const userId = used[0].user_id as string;
     const user = await trx('users').where({ id: userId }).forUpdate().first('status', 'email_verified');
-    if (!user || user.status === 'deleted' || user.status === 'suspended') throw new BadRequestError('invalid_token', 'The verification link is invalid, used or expired. Ask for a new one.');
-    await trx('users').where({ id: userId }).update({ email_verified: true, email_verified_at: trx.fn.now(), status: 'active', updated_at: trx.fn.now() });
+    if (!user || user.status === 'deleted' || user.status === 'suspended')
+      throw new BadRequestError('invalid_token', 'The verification link is invalid, used or expired. Ask for a new one.');
+    await trx('users')
+      .where({ id: userId })
+      .update({ email_verified: true, email_verified_at: trx.fn.now(), status: 'active', updated_at: trx.fn.now() });
     // Other links sent before this one are spent too.
     await trx('email_verification_tokens').where({ user_id: userId }).whereNull('used_at').update({ used_at: trx.fn.now() });
-    if (!user.email_verified) await recordEvent(trx, { type: 'user.email_verified', userId, data: {} }, { actorId: userId, ip: client.ip, userAgent: client.userAgent });
+    if (!user.email_verified)
+      await recordEvent(
+        trx,
+        { type: 'user.email_verified', userId, data: {} },
+        { actorId: userId, ip: client.ip, userAgent: client.userAgent },
+      );
   });
   return { status: 'active' };
 }
@@ -116,7 +148,11 @@ export interface LoginLimiters {
 export function loginLimiters(app: Context): LoginLimiters {
   const { login: limits } = app.config.rateLimits;
   const limiter = (name: string, points: number) => createLimiter(app.redis, app.key('rl', name), points, limits.windowSeconds);
-  return { pair: limiter('login-pair', limits.attempts), ip: limiter('login-ip', limits.ipAttempts), email: limiter('login-email', limits.emailAttempts) };
+  return {
+    pair: limiter('login-pair', limits.attempts),
+    ip: limiter('login-ip', limits.ipAttempts),
+    email: limiter('login-email', limits.emailAttempts),
+  };
 }
 
 /**
@@ -126,7 +162,13 @@ export function loginLimiters(app: Context): LoginLimiters {
  * attempt reserves its count before the password is checked, so attempts sent all at once cannot
  * slip between a check and a count; a success gives the reservations back.
  */
-export async function checkPasswordSignIn(app: Context, email: string, password: string, ip: string | null, limiters: LoginLimiters): Promise<User> {
+export async function checkPasswordSignIn(
+  app: Context,
+  email: string,
+  password: string,
+  ip: string | null,
+  limiters: LoginLimiters,
+): Promise<User> {
   const normalized = email.trim().toLowerCase();
   const keys = { pair: `${normalized}|${ip ?? '-'}`, ip: ip ?? '-', email: normalized };
   await Promise.all([limiters.pair.hit(keys.pair), limiters.ip.hit(keys.ip), limiters.email.hit(keys.email)]);
@@ -183,7 +225,13 @@ async function createMfaChallenge(app: Context, userId: string, client: ClientIn
 }
 
 /** A 15-minute access token for a service principal: no session, no refresh token. */
-export async function issueServiceToken(app: Context, clientId: string, clientSecret: string, ip: string | null, limiter: Limiter): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number }> {
+export async function issueServiceToken(
+  app: Context,
+  clientId: string,
+  clientSecret: string,
+  ip: string | null,
+  limiter: Limiter,
+): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number }> {
   // Counted per IP, not per client: client ids are not secret, and a 256-bit secret needs no
   // lockout that anyone could trigger against a service.
   const key = ip ?? '-';
@@ -193,5 +241,9 @@ export async function issueServiceToken(app: Context, clientId: string, clientSe
   if (!service || !ok) throw new UnauthorizedError('The client credentials are invalid.', 'invalid_client');
   await limiter.refund(key);
   const roles = await listRoleNames(app.db, service.id);
-  return { access_token: await app.accessTokens.sign({ sub: service.id, roles, amr: ['service'] }), token_type: 'Bearer', expires_in: app.accessTokens.ttlSeconds };
+  return {
+    access_token: await app.accessTokens.sign({ sub: service.id, roles, amr: ['service'] }),
+    token_type: 'Bearer',
+    expires_in: app.accessTokens.ttlSeconds,
+  };
 }

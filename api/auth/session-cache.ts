@@ -32,7 +32,12 @@ export async function markRevoked(app: Deps, sessionIds: string[]): Promise<void
 }
 
 /** 'revoked' is final; 'live' came from the database within the last minute; 'unknown' asks it. */
-export async function cachedLiveness(app: Deps, sessionId: string, userId: string, inactivitySeconds: number): Promise<'revoked' | 'live' | 'unknown'> {
+export async function cachedLiveness(
+  app: Deps,
+  sessionId: string,
+  userId: string,
+  inactivitySeconds: number,
+): Promise<'revoked' | 'live' | 'unknown'> {
   const [live, revoked] = await app.redis.mget(liveKey(app, sessionId), revokedKey(app, sessionId));
   if (revoked) return 'revoked';
   if (!live) return 'unknown';

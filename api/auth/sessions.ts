@@ -47,8 +47,19 @@ export interface PublicUser {
 
 const INVALID_REFRESH = 'The refresh token is invalid or expired.';
 
-export function publicUser(user: Pick<User, 'id' | 'email' | 'name' | 'email_verified' | 'status' | 'mfa_enabled'>, roles: string[]): PublicUser {
-  return { id: user.id, email: user.email, name: user.name, email_verified: user.email_verified, status: user.status, mfa_enabled: user.mfa_enabled, roles };
+export function publicUser(
+  user: Pick<User, 'id' | 'email' | 'name' | 'email_verified' | 'status' | 'mfa_enabled'>,
+  roles: string[],
+): PublicUser {
+  return {
+    id: user.id,
+    email: user.email,
+    name: user.name,
+    email_verified: user.email_verified,
+    status: user.status,
+    mfa_enabled: user.mfa_enabled,
+    roles,
+  };
 }
 
 /** The body's fingerprint when given, else one derived from the user agent. */
@@ -70,7 +81,9 @@ export async function startSession(
   const lifetime = options.persistent ? sessions.persistentTtlSeconds : sessions.ttlSeconds;
   const refresh = newOpaqueToken();
   const { session, newDevice, noticeEmailId, roles } = await app.db.transaction(async (trx) => {
-    const seenBefore = await trx('sessions').where({ user_id: user.id }).select(trx.raw('bool_or(device_fingerprint = ?) AS seen, count(*)::int AS n', [client.deviceFingerprint ?? '']));
+    const seenBefore = await trx('sessions')
+      .where({ user_id: user.id })
+      .select(trx.raw('bool_or(device_fingerprint = ?) AS seen, count(*)::int AS n', [client.deviceFingerprint ?? '']));
     const newDevice = !seenBefore[0]?.seen;
     const [session] = await trx('sessions')
       .insert({
@@ -87,17 +100,32 @@ export async function startSession(
     await trx('refresh_tokens').insert({ session_id: session.id, token_hash: refresh.hash });
     await trx('users').where({ id: user.id }).update({ last_login_at: trx.fn.now() });
     const origin = originOf(client, user.id);
-    await recordEvent(trx, { type: 'session.created', userId: user.id, data: { session_id: session.id, persistent: options.persistent } }, origin);
-    await recordEvent(trx, { type: 'user.login', userId: user.id, data: { session_id: session.id, method: options.method, new_device: newDevice } }, origin);
+    await recordEvent(
+      trx,
+      { type: 'session.created', userId: user.id, data: { session_id: session.id, persistent: options.persistent } },
+      origin,
+    );
+    await recordEvent(
+      trx,
+      { type: 'user.login', userId: user.id, data: { session_id: session.id, method: options.method, new_device: newDevice } },
+      origin,
+    );
     // No notice for a first sign-in ever: every device is new then.
-    const noticeEmailId = newDevice && seenBefore[0]?.n > 0
-      ? await writeEmail(trx, app.kms, {
-          template: 'new_device_login',
-          to: user.email,
-          userId: user.id,
-          params: { name: user.name, when: new Date().toISOString(), ip: client.ip, userAgent: client.userAgent, country: client.country },
-        })
-      : null;
+    const noticeEmailId =
+      newDevice && seenBefore[0]?.n > 0
+        ? await writeEmail(trx, app.kms, {
+            template: 'new_device_login',
+            to: user.email,
+            userId: user.id,
+            params: {
+              name: user.name,
+              when: new Date().toISOString(),
+              ip: client.ip,
+              userAgent: client.userAgent,
+              country: client.country,
+            },
+          })
+        : null;
     return { session, newDevice, noticeEmailId, roles: await listRoleNames(trx, user.id) };
   });
   if (noticeEmailId) await enqueueAfterCommit(app, noticeEmailId);
@@ -107,7 +135,9 @@ export async function startSession(
 
 /** Enqueues a committed email; a queue outage leaves it to the reconciler rather than failing the request. */
 export async function enqueueAfterCommit(app: Context, emailId: string): Promise<void> {
-  await enqueueEmail(app.queues, emailId).catch((err: Error) => app.logger.warn({ emailId, error: err.message }, 'email left for the reconciler'));
+  await enqueueEmail(app.queues, emailId).catch((err: Error) =>
+    app.logger.warn({ emailId, error: err.message }, 'email left for the reconciler'),
+  );
 }
 
 async function pairFor(
@@ -117,7 +147,13 @@ async function pairFor(
   session: { id: string; persistent: boolean; amr: string[]; auth_time: Date; expires_at: Date },
   refreshToken: string,
 ): Promise<TokenPair> {
-  const accessToken = await app.accessTokens.sign({ sub: user.id, sid: session.id, roles, amr: session.amr as AuthMethod[], authTime: session.auth_time });
+  const accessToken = await app.accessTokens.sign({
+    sub: user.id,
+    sid: session.id,
+    roles,
+    amr: session.amr as AuthMethod[],
+    authTime: session.auth_time,
+  });
   return {
     access_token: accessToken,
     refresh_token: refreshToken,
@@ -136,11 +172,23 @@ const successorKey = (app: Context, parentHash: string) => app.key('refresh-succ
  * One statement: marks the presented token rotated, stores its successor, touches the session,
  * and reads the user's role names (for the new access token).
  */
-async function rotate(trx: Knex.Transaction, row: { token_id: string; session_id: string; user_id: string }, successorHash: string, ip: string | null): Promise<string[]> {
+async function rotate(
+  trx: Knex.Transaction,
+  row: { token_id: string; session_id: string; user_id: string },
+  successorHash: string,
+  ip: string | null,
+): Promise<string[]> {
   // Data-modifying CTEs run once and in full, whether or not the query reads them.
   const rows = await roleNamesQuery(trx, row.user_id)
     .with('rotated', trx.raw('UPDATE refresh_tokens SET rotated_at = now() WHERE id = ?', [row.token_id]))
-    .with('successor', trx.raw('INSERT INTO refresh_tokens (session_id, token_hash, parent_id) VALUES (?, ?, ?)', [row.session_id, successorHash, row.token_id]))
+    .with(
+      'successor',
+      trx.raw('INSERT INTO refresh_tokens (session_id, token_hash, parent_id) VALUES (?, ?, ?)', [
+        row.session_id,
+        successorHash,
+        row.token_id,
+      ]),
+    )
     .with('touched', trx.raw('UPDATE sessions SET last_active_at = now(), ip = COALESCE(?::inet, ip) WHERE id = ?', [ip, row.session_id]));
   return namesOf(rows);
 }
@@ -161,11 +209,23 @@ export async function refreshSession(app: Context, presented: string, client: Cl
       .where('rt.token_hash', hash)
       .forUpdate('rt')
       .first(
-        'rt.id as token_id', 'rt.rotated_at', 's.id as session_id', 's.user_id', 's.revoked_at', 's.persistent', 's.amr', 's.auth_time', 's.expires_at',
+        'rt.id as token_id',
+        'rt.rotated_at',
+        's.id as session_id',
+        's.user_id',
+        's.revoked_at',
+        's.persistent',
+        's.amr',
+        's.auth_time',
+        's.expires_at',
         trx.raw('s.expires_at <= now() AS expired'),
         trx.raw('s.last_active_at <= now() - make_interval(secs => ?) AS idle', [app.config.sessions.inactivitySeconds]),
         trx.raw('rt.rotated_at > now() - make_interval(secs => ?) AS in_grace', [graceSeconds]),
-        'u.email', 'u.name', 'u.email_verified', 'u.status', 'u.mfa_enabled',
+        'u.email',
+        'u.name',
+        'u.email_verified',
+        'u.status',
+        'u.mfa_enabled',
       );
     if (!row) throw new UnauthorizedError(INVALID_REFRESH, 'invalid_refresh_token');
     if (row.rotated_at) {
@@ -174,7 +234,11 @@ export async function refreshSession(app: Context, presented: string, client: Cl
         if (cached) return { kind: 'replay' as const, pair: JSON.parse(app.kms.decrypt(cached, successorKey(app, hash))) as TokenPair };
       }
       // A rotated token presented again: someone holds a copy. End every session of the user.
-      await revokeSessions(app, trx, { userId: row.user_id, reason: 'refresh_token_reuse', origin: { ip: client.ip, userAgent: client.userAgent } });
+      await revokeSessions(app, trx, {
+        userId: row.user_id,
+        reason: 'refresh_token_reuse',
+        origin: { ip: client.ip, userAgent: client.userAgent },
+      });
       return { kind: 'reuse' as const, userId: row.user_id as string };
     }
     if (row.revoked_at || row.expired || row.idle || !['active', 'pending_verification'].includes(row.status)) {
@@ -184,7 +248,14 @@ export async function refreshSession(app: Context, presented: string, client: Cl
     // The rate limit (Redis) and the rotation (PostgreSQL) at once: over the limit, the
     // transaction rolls back. The row lock is held for as few round trips as possible.
     const [, roles] = await Promise.all([limiter.hit(row.session_id), rotate(trx, row, next.hash, client.ip)]);
-    const user = { id: row.user_id, email: row.email, name: row.name, email_verified: row.email_verified, status: row.status, mfa_enabled: row.mfa_enabled };
+    const user = {
+      id: row.user_id,
+      email: row.email,
+      name: row.name,
+      email_verified: row.email_verified,
+      status: row.status,
+      mfa_enabled: row.mfa_enabled,
+    };
     const session = { id: row.session_id, persistent: row.persistent, amr: row.amr, auth_time: row.auth_time, expires_at: row.expires_at };
     const pair = await pairFor(app, user, roles, session, next.token);
     // Before the commit releases the row lock, so every waiting request finds it.
@@ -210,9 +281,16 @@ export async function revokeSessions(
   if (target.sessionIds) query.whereIn('id', target.sessionIds);
   const revoked: { id: string }[] = await query.update({ revoked_at: trx.fn.now(), revoked_reason: target.reason }).returning('id');
   // Before the commit: every api copy refuses these sessions' access tokens from now on.
-  await markRevoked(app, revoked.map((r) => r.id));
+  await markRevoked(
+    app,
+    revoked.map((r) => r.id),
+  );
   for (const { id } of revoked) {
-    await recordEvent(trx, { type: 'session.revoked', userId: target.userId, data: { session_id: id, reason: target.reason } }, target.origin);
+    await recordEvent(
+      trx,
+      { type: 'session.revoked', userId: target.userId, data: { session_id: id, reason: target.reason } },
+      target.origin,
+    );
   }
   return revoked.map((r) => r.id);
 }

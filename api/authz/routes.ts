@@ -14,7 +14,11 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
   const admin = requirePermission(app, 'permissions:admin');
 
   registry.add(router, {
-    method: 'post', path: '/v1/authz/check', summary: 'May this user do that? (the caller by default; others need authz:check_any)', tags: ['authz'], security: 'bearer',
+    method: 'post',
+    path: '/v1/authz/check',
+    summary: 'May this user do that? (the caller by default; others need authz:check_any)',
+    tags: ['authz'],
+    security: 'bearer',
     guard: authenticated,
     body: schemas.CheckBody,
     responses: { 200: { description: 'The answer', schema: schemas.CheckResult }, 404: { description: 'No such user' } },
@@ -24,7 +28,11 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
   });
 
   registry.add(router, {
-    method: 'get', path: '/v1/authz/permissions', summary: 'Effective permissions with their source and expiry (admins may name a user)', tags: ['authz'], security: 'bearer',
+    method: 'get',
+    path: '/v1/authz/permissions',
+    summary: 'Effective permissions with their source and expiry (admins may name a user)',
+    tags: ['authz'],
+    security: 'bearer',
     guard: authenticated,
     query: schemas.PermissionsQuery,
     responses: { 200: { description: 'Permissions', schema: schemas.PermissionList } },
@@ -34,7 +42,11 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
   });
 
   registry.add(router, {
-    method: 'post', path: '/v1/authz/permissions', summary: 'Grant a permission directly, optionally until a time (admin)', tags: ['authz'], security: 'bearer',
+    method: 'post',
+    path: '/v1/authz/permissions',
+    summary: 'Grant a permission directly, optionally until a time (admin)',
+    tags: ['authz'],
+    security: 'bearer',
     guard: [authenticated, admin],
     body: schemas.GrantBody,
     responses: { 201: { description: 'The grant', schema: schemas.Grant }, 404: { description: 'No such user' } },
@@ -45,7 +57,11 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
   });
 
   registry.add(router, {
-    method: 'delete', path: '/v1/authz/permissions/:permission_id', summary: 'Revoke a direct grant (admin)', tags: ['authz'], security: 'bearer',
+    method: 'delete',
+    path: '/v1/authz/permissions/:permission_id',
+    summary: 'Revoke a direct grant (admin)',
+    tags: ['authz'],
+    security: 'bearer',
     guard: [authenticated, admin],
     params: schemas.GrantParams,
     responses: { 204: { description: 'Revoked' }, 404: { description: 'No such grant' } },

@@ -9,18 +9,27 @@ export const CheckResult = Type.Object({ allowed: Type.Boolean(), permission: Ty
 
 export const PermissionsQuery = Strict({ user_id: Type.Optional(Uuid) });
 export const PermissionList = Type.Object({
-  permissions: Type.Array(Type.Object({
-    name: Type.String(),
-    source: Type.String({ description: '`role:<name>` or `direct`' }),
-    id: Type.Union([Uuid, Type.Null()], { description: 'The grant id of a direct grant' }),
-    expires_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  })),
+  permissions: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      source: Type.String({ description: '`role:<name>` or `direct`' }),
+      id: Type.Union([Uuid, Type.Null()], { description: 'The grant id of a direct grant' }),
+      expires_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    }),
+  ),
 });
 
-export const GrantBody = Strict({ user_id: Uuid, permission: PermissionName, expires_at: Type.Optional(Type.String({ format: 'date-time' })) });
+export const GrantBody = Strict({
+  user_id: Uuid,
+  permission: PermissionName,
+  expires_at: Type.Optional(Type.String({ format: 'date-time' })),
+});
 export const Grant = Type.Object({
-  id: Uuid, user_id: Uuid, permission: Type.String(),
+  id: Uuid,
+  user_id: Uuid,
+  permission: Type.String(),
   expires_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  granted_by: Type.Union([Uuid, Type.Null()]), granted_at: Type.String({ format: 'date-time' }),
+  granted_by: Type.Union([Uuid, Type.Null()]),
+  granted_at: Type.String({ format: 'date-time' }),
 });
 export const GrantParams = Strict({ permission_id: Uuid });

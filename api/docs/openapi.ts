@@ -23,11 +23,20 @@ const plain = (schema: unknown): Json => JSON.parse(JSON.stringify(schema));
 
 function parametersOf(spec: RouteSpec): Json[] {
   const out: Json[] = [];
-  for (const [where, schema] of [['path', spec.params], ['query', spec.query]] as const) {
+  for (const [where, schema] of [
+    ['path', spec.params],
+    ['query', spec.query],
+  ] as const) {
     if (!schema) continue;
     const s = plain(schema) as { properties?: Record<string, Json>; required?: string[] };
     for (const [name, property] of Object.entries(s.properties ?? {})) {
-      out.push({ name, in: where, required: where === 'path' || (s.required ?? []).includes(name), schema: property, ...(property.description ? { description: property.description } : {}) });
+      out.push({
+        name,
+        in: where,
+        required: where === 'path' || (s.required ?? []).includes(name),
+        schema: property,
+        ...(property.description ? { description: property.description } : {}),
+      });
     }
   }
   return out;
@@ -42,10 +51,15 @@ function responsesOf(spec: RouteSpec): Json {
       ...(type && { content: { [type]: response.schema ? { schema: plain(response.schema) } : {} } }),
     };
   }
-  const errors: Record<number, string> = { 400: 'Invalid input (problem+json naming each field)', 500: 'Unexpected error', 503: 'A dependency is down; retry later' };
+  const errors: Record<number, string> = {
+    400: 'Invalid input (problem+json naming each field)',
+    500: 'Unexpected error',
+    503: 'A dependency is down; retry later',
+  };
   if (spec.security && spec.security !== 'none') Object.assign(errors, { 401: 'Missing or invalid credentials', 403: 'Not allowed' });
   for (const [status, description] of Object.entries(errors)) {
-    if (!out[status]) out[status] = { description, content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
+    if (!out[status])
+      out[status] = { description, content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
   }
   return out;
 }
@@ -69,14 +83,18 @@ export function buildOpenApi(config: Config, registry: RouteRegistry): Json {
   }
   return {
     openapi: '3.1.0',
-    info: { title: 'User Service', version: config.version, description: 'Identity, authentication and authorization for the trading platform. Errors are application/problem+json (RFC 9457).' },
+    info: {
+      title: 'User Service',
+      version: config.version,
+      description: 'Identity, authentication and authorization for the trading platform. Errors are application/problem+json (RFC 9457).',
+    },
     servers: [{ url: config.publicBaseUrl }],
     paths,
     components: {
       schemas: { Problem },
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-        basic: { type: 'http', scheme: 'basic', description: 'Operators only (Bull Board): an admin\'s email and password.' },
+        basic: { type: 'http', scheme: 'basic', description: "Operators only (Bull Board): an admin's email and password." },
       },
     },
   };

@@ -32,7 +32,11 @@ export function docsRoutes(config: Config, registry: RouteRegistry): { router: R
   const router = new Router<AppState>();
   let document: object | undefined;
   registry.add(router, {
-    method: 'get', path: '/openapi.json', summary: 'This OpenAPI 3.1 document', tags: ['docs'], security: 'none',
+    method: 'get',
+    path: '/openapi.json',
+    summary: 'This OpenAPI 3.1 document',
+    tags: ['docs'],
+    security: 'none',
     responses: { 200: { description: 'The document', schema: Type.Object({ openapi: Type.Literal('3.1.0') }) } },
     handler(ctx) {
       // Built on first use, when every route has been registered.
@@ -41,7 +45,11 @@ export function docsRoutes(config: Config, registry: RouteRegistry): { router: R
     },
   });
   registry.add(router, {
-    method: 'get', path: '/docs', summary: 'Swagger UI', tags: ['docs'], security: 'none',
+    method: 'get',
+    path: '/docs',
+    summary: 'Swagger UI',
+    tags: ['docs'],
+    security: 'none',
     responses: { 200: { description: 'HTML page', contentType: 'text/html' } },
     handler(ctx) {
       ctx.type = 'html';
@@ -49,7 +57,11 @@ export function docsRoutes(config: Config, registry: RouteRegistry): { router: R
     },
   });
   registry.add(router, {
-    method: 'get', path: '/docs/init.js', summary: 'Swagger UI start-up script', tags: ['docs'], security: 'none',
+    method: 'get',
+    path: '/docs/init.js',
+    summary: 'Swagger UI start-up script',
+    tags: ['docs'],
+    security: 'none',
     responses: { 200: { description: 'JavaScript', contentType: 'text/javascript' } },
     handler(ctx) {
       ctx.type = 'application/javascript';
@@ -57,7 +69,11 @@ export function docsRoutes(config: Config, registry: RouteRegistry): { router: R
     },
   });
   registry.add(router, {
-    method: 'get', path: '/redoc', summary: 'ReDoc', tags: ['docs'], security: 'none',
+    method: 'get',
+    path: '/redoc',
+    summary: 'ReDoc',
+    tags: ['docs'],
+    security: 'none',
     responses: { 200: { description: 'HTML page', contentType: 'text/html' } },
     handler(ctx) {
       ctx.type = 'html';

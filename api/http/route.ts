@@ -71,7 +71,7 @@ const FORMAT_NAMES: Record<string, string> = {
 
 function fieldOf(prefix: string, err: ErrorObject): string {
   const path = err.instancePath.split('/').filter(Boolean).join('.');
-  const extra = (err.params as { missingProperty?: string; additionalProperty?: string });
+  const extra = err.params as { missingProperty?: string; additionalProperty?: string };
   const leaf = extra.missingProperty ?? extra.additionalProperty;
   return [prefix === 'body' ? '' : prefix, path, leaf].filter(Boolean).join('.') || prefix;
 }
@@ -80,7 +80,8 @@ function messageOf(err: ErrorObject): string {
   if (err.keyword === 'additionalProperties') return 'is not allowed';
   if (err.keyword === 'required') return 'is required';
   if (err.keyword === 'enum') return `must be one of: ${(err.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
-  if (err.keyword === 'format') return `must be a valid ${FORMAT_NAMES[(err.params as { format: string }).format] ?? (err.params as { format: string }).format}`;
+  if (err.keyword === 'format')
+    return `must be a valid ${FORMAT_NAMES[(err.params as { format: string }).format] ?? (err.params as { format: string }).format}`;
   return err.message ?? 'is invalid';
 }
 

@@ -11,7 +11,14 @@ import { requireRecentSignIn, requireUser } from '../auth/authenticate';
 import { sendTokenPair } from '../auth/routes';
 import * as schemas from './schemas';
 import {
-  completeMfaChallenge, disableTotp, enableTotp, MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS, regenerateBackupCodes, setupTotp, stepUp,
+  completeMfaChallenge,
+  disableTotp,
+  enableTotp,
+  MFA_MAX_WRONG_CODES,
+  MFA_WRONG_CODE_WINDOW_SECONDS,
+  regenerateBackupCodes,
+  setupTotp,
+  stepUp,
 } from './service';
 
 export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
@@ -22,7 +29,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
   const wrongCodes = createLimiter(app.redis, app.key('rl', 'mfa-account'), MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS);
 
   registry.add(router, {
-    method: 'post', path: '/v1/auth/mfa/verify', summary: 'Complete an MFA sign-in challenge with a TOTP or backup code', tags: ['auth', 'mfa'], security: 'none',
+    method: 'post',
+    path: '/v1/auth/mfa/verify',
+    summary: 'Complete an MFA sign-in challenge with a TOTP or backup code',
+    tags: ['auth', 'mfa'],
+    security: 'none',
     body: schemas.LoginVerifyBody,
     responses: {
       200: { description: 'A token pair (amr contains mfa)', schema: schemas.TokenPair },
@@ -36,18 +47,30 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
 
   if (app.config.features.mfaTotp) {
     registry.add(router, {
-      method: 'post', path: '/v1/mfa/totp/setup', summary: 'Start TOTP set-up: a new secret, its otpauth URI and QR code (needs a sign-in less than 5 minutes old)', tags: ['mfa'], security: 'bearer',
+      method: 'post',
+      path: '/v1/mfa/totp/setup',
+      summary: 'Start TOTP set-up: a new secret, its otpauth URI and QR code (needs a sign-in less than 5 minutes old)',
+      tags: ['mfa'],
+      security: 'bearer',
       // A stolen access token must not be enough to enrol the thief's authenticator.
       guard: [authenticated, recentSignIn],
       body: schemas.SetupBody,
-      responses: { 200: { description: 'The pending secret (15 minutes; a new set-up replaces it)', schema: schemas.Setup }, 403: { description: 'The sign-in is older than 5 minutes' }, 409: { description: 'MFA is already enabled' } },
+      responses: {
+        200: { description: 'The pending secret (15 minutes; a new set-up replaces it)', schema: schemas.Setup },
+        403: { description: 'The sign-in is older than 5 minutes' },
+        409: { description: 'MFA is already enabled' },
+      },
       async handler(ctx) {
         ctx.body = await setupTotp(app, ctx.state.principal!.userId);
       },
     });
 
     registry.add(router, {
-      method: 'post', path: '/v1/mfa/totp/enable', summary: 'Confirm the pending secret with a code and turn MFA on', tags: ['mfa'], security: 'bearer',
+      method: 'post',
+      path: '/v1/mfa/totp/enable',
+      summary: 'Confirm the pending secret with a code and turn MFA on',
+      tags: ['mfa'],
+      security: 'bearer',
       guard: authenticated,
       body: schemas.EnableBody,
       responses: {
@@ -61,7 +84,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
     });
 
     registry.add(router, {
-      method: 'post', path: '/v1/mfa/totp/verify', summary: 'Step-up: a verification token for sensitive operations (X-Verification-Token)', tags: ['mfa'], security: 'bearer',
+      method: 'post',
+      path: '/v1/mfa/totp/verify',
+      summary: 'Step-up: a verification token for sensitive operations (X-Verification-Token)',
+      tags: ['mfa'],
+      security: 'bearer',
       guard: authenticated,
       body: schemas.CodeBody,
       responses: {
@@ -76,7 +103,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
     });
 
     registry.add(router, {
-      method: 'post', path: '/v1/mfa/backup-codes/regenerate', summary: 'Replace the backup codes (the old ones stop working)', tags: ['mfa'], security: 'bearer',
+      method: 'post',
+      path: '/v1/mfa/backup-codes/regenerate',
+      summary: 'Replace the backup codes (the old ones stop working)',
+      tags: ['mfa'],
+      security: 'bearer',
       guard: authenticated,
       body: schemas.CodeBody,
       responses: {
@@ -92,7 +123,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
   }
 
   registry.add(router, {
-    method: 'post', path: '/v1/mfa/totp/disable', summary: 'Turn MFA off (password and a TOTP or backup code)', tags: ['mfa'], security: 'bearer',
+    method: 'post',
+    path: '/v1/mfa/totp/disable',
+    summary: 'Turn MFA off (password and a TOTP or backup code)',
+    tags: ['mfa'],
+    security: 'bearer',
     guard: authenticated,
     body: schemas.DisableBody,
     responses: {

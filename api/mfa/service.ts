@@ -76,7 +76,13 @@ export async function checkSecondFactor(app: Context, db: Knex, user: MfaUser, c
   const trimmed = code.trim();
   if (/^\d{6}$/.test(trimmed)) {
     const secret = app.kms.decrypt(user.mfa_secret_encrypted, mfaSecretContext(user.id));
-    const ok = await verifyTotp(db, { userId: user.id, secret, code: trimmed, stepSeconds: app.config.mfa.totpStepSeconds, lastUsedStep: user.mfa_last_used_step });
+    const ok = await verifyTotp(db, {
+      userId: user.id,
+      secret,
+      code: trimmed,
+      stepSeconds: app.config.mfa.totpStepSeconds,
+      lastUsedStep: user.mfa_last_used_step,
+    });
     return ok ? 'totp' : null;
   }
   const spent = await db('mfa_backup_codes')
@@ -104,9 +110,13 @@ async function findUser(app: Context, userId: string): Promise<User> {
 // ---------------------------------------------------------------------------------------------
 // Set-up and enabling.
 
-export async function setupTotp(app: Context, userId: string): Promise<{ secret: string; otpauth_uri: string; qr_code: string; expires_in: number }> {
+export async function setupTotp(
+  app: Context,
+  userId: string,
+): Promise<{ secret: string; otpauth_uri: string; qr_code: string; expires_in: number }> {
   const user = await findUser(app, userId);
-  if (user.mfa_enabled) throw new ConflictError('MFA is already enabled; disable it before setting up a new secret.', 'mfa_already_enabled');
+  if (user.mfa_enabled)
+    throw new ConflictError('MFA is already enabled; disable it before setting up a new secret.', 'mfa_already_enabled');
   const secret = newTotpSecret();
   const uri = totpUri(secret, { issuer: app.config.appName, account: user.email, stepSeconds: app.config.mfa.totpStepSeconds });
   // A new set-up replaces any pending one: only the latest QR code can be confirmed.
@@ -114,19 +124,40 @@ export async function setupTotp(app: Context, userId: string): Promise<{ secret:
   return { secret, otpauth_uri: uri, qr_code: await QRCode.toDataURL(uri), expires_in: SETUP_TTL_SECONDS };
 }
 
-export async function enableTotp(app: Context, userId: string, code: string, origin: EventOrigin): Promise<{ enabled: true; backup_codes: string[] }> {
+export async function enableTotp(
+  app: Context,
+  userId: string,
+  code: string,
+  origin: EventOrigin,
+): Promise<{ enabled: true; backup_codes: string[] }> {
   const user = await findUser(app, userId);
   if (user.mfa_enabled) throw new ConflictError('MFA is already enabled.', 'mfa_already_enabled');
   const pending = await app.redis.get(setupKey(app, userId));
-  if (!pending) throw new BadRequestError('no_pending_setup', 'No set-up is waiting (it lasts 15 minutes); start again with POST /v1/mfa/totp/setup.');
+  if (!pending)
+    throw new BadRequestError('no_pending_setup', 'No set-up is waiting (it lasts 15 minutes); start again with POST /v1/mfa/totp/setup.');
   const secret = app.kms.decrypt(pending, setupContext(userId));
   const { codes, emailId } = await app.db.transaction(async (trx) => {
     // In the transaction: a refused enable (409) does not spend the code's time step.
-    const ok = await verifyTotp(trx, { userId, secret, code, stepSeconds: app.config.mfa.totpStepSeconds, lastUsedStep: user.mfa_last_used_step });
-    if (!ok) throw new BadRequestError('invalid_code', 'The code does not match the secret being set up; check the device clock and try the current code.');
+    const ok = await verifyTotp(trx, {
+      userId,
+      secret,
+      code,
+      stepSeconds: app.config.mfa.totpStepSeconds,
+      lastUsedStep: user.mfa_last_used_step,
+    });
+    if (!ok)
+      throw new BadRequestError(
+        'invalid_code',
+        'The code does not match the secret being set up; check the device clock and try the current code.',
+      );
     const enabled = await trx('users')
       .where({ id: userId, mfa_enabled: false })
-      .update({ mfa_enabled: true, mfa_secret_encrypted: app.kms.encrypt(secret, mfaSecretContext(userId)), mfa_enabled_at: trx.fn.now(), updated_at: trx.fn.now() });
+      .update({
+        mfa_enabled: true,
+        mfa_secret_encrypted: app.kms.encrypt(secret, mfaSecretContext(userId)),
+        mfa_enabled_at: trx.fn.now(),
+        updated_at: trx.fn.now(),
+      });
     if (!enabled) throw new ConflictError('MFA is already enabled.', 'mfa_already_enabled');
     const codes = await replaceBackupCodes(trx, userId);
     await recordEvent(trx, { type: 'mfa.enabled', userId, data: {} }, origin);
@@ -174,7 +205,11 @@ export async function completeMfaChallenge(app: Context, token: string, code: st
   if (!(await app.redis.getdel(key))) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
   await limiter.refund(challenge.userId);
   const method = challenge.method === 'google' ? 'google' : 'password';
-  return startSession(app, user, challenge.client, { persistent: challenge.persistent, amr: [method === 'google' ? 'google' : 'pwd', 'mfa'], method });
+  return startSession(app, user, challenge.client, {
+    persistent: challenge.persistent,
+    amr: [method === 'google' ? 'google' : 'pwd', 'mfa'],
+    method,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +221,12 @@ interface StoredVerification {
 }
 
 /** Proves a fresh second factor within a session: a token reusable for 5 minutes in that session only. */
-export async function stepUp(app: Context, principal: { userId: string; sessionId: string | null }, code: string, limiter: Limiter): Promise<{ verification_token: string; expires_in: number }> {
+export async function stepUp(
+  app: Context,
+  principal: { userId: string; sessionId: string | null },
+  code: string,
+  limiter: Limiter,
+): Promise<{ verification_token: string; expires_in: number }> {
   if (!principal.sessionId) throw new ForbiddenError('Step-up verification needs a signed-in session.', 'session_required');
   const user = await findUser(app, principal.userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled for this account; set it up first.', 'mfa_not_enabled');
@@ -200,7 +240,11 @@ export async function stepUp(app: Context, principal: { userId: string; sessionI
 }
 
 /** Whether `token` is a live verification token of this user and this session. */
-export async function checkVerificationToken(app: Context, principal: { userId: string; sessionId: string | null }, token: string | undefined | null): Promise<boolean> {
+export async function checkVerificationToken(
+  app: Context,
+  principal: { userId: string; sessionId: string | null },
+  token: string | undefined | null,
+): Promise<boolean> {
   if (!token || !principal.sessionId || token.length > 512) return false;
   const stored = await app.redis.get(verificationKey(app, token));
   if (!stored) return false;
@@ -211,7 +255,13 @@ export async function checkVerificationToken(app: Context, principal: { userId: 
 // ---------------------------------------------------------------------------------------------
 // Turning off, and new backup codes.
 
-export async function disableTotp(app: Context, userId: string, input: { password: string; code: string }, origin: EventOrigin, limiter: Limiter): Promise<void> {
+export async function disableTotp(
+  app: Context,
+  userId: string,
+  input: { password: string; code: string },
+  origin: EventOrigin,
+  limiter: Limiter,
+): Promise<void> {
   const user = await findUser(app, userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
   const emailId = await throttled(limiter, userId, async () => {
@@ -223,7 +273,13 @@ export async function disableTotp(app: Context, userId: string, input: { passwor
       if (!(await checkSecondFactor(app, trx, user, input.code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
       const disabled = await trx('users')
         .where({ id: userId, mfa_enabled: true })
-        .update({ mfa_enabled: false, mfa_secret_encrypted: null, mfa_enabled_at: null, mfa_last_used_step: null, updated_at: trx.fn.now() });
+        .update({
+          mfa_enabled: false,
+          mfa_secret_encrypted: null,
+          mfa_enabled_at: null,
+          mfa_last_used_step: null,
+          updated_at: trx.fn.now(),
+        });
       if (!disabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
       await trx('mfa_backup_codes').where({ user_id: userId }).del();
       await recordEvent(trx, { type: 'mfa.disabled', userId, data: {} }, origin);
@@ -233,13 +289,19 @@ export async function disableTotp(app: Context, userId: string, input: { passwor
   await enqueueAfterCommit(app, emailId);
 }
 
-export async function regenerateBackupCodes(app: Context, userId: string, code: string, limiter: Limiter): Promise<{ backup_codes: string[] }> {
+export async function regenerateBackupCodes(
+  app: Context,
+  userId: string,
+  code: string,
+  limiter: Limiter,
+): Promise<{ backup_codes: string[] }> {
   const user = await findUser(app, userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
   const codes = await throttled(limiter, userId, () =>
     app.db.transaction(async (trx) => {
       if (!(await checkSecondFactor(app, trx, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
       return replaceBackupCodes(trx, userId);
-    }));
+    }),
+  );
   return { backup_codes: codes };
 }

@@ -15,7 +15,14 @@ export function newTotpSecret(): string {
 }
 
 export function totpUri(secret: string, options: { issuer: string; account: string; stepSeconds: number }): string {
-  return generateURI({ issuer: options.issuer, label: options.account, secret, algorithm: 'sha1', digits: TOTP_DIGITS, period: options.stepSeconds });
+  return generateURI({
+    issuer: options.issuer,
+    label: options.account,
+    secret,
+    algorithm: 'sha1',
+    digits: TOTP_DIGITS,
+    period: options.stepSeconds,
+  });
 }
 
 /**
@@ -36,8 +43,14 @@ export async function matchTotpStep(
   if (afterStep !== undefined && afterStep >= Math.floor(epoch / stepSeconds) + 1) return null;
   try {
     const result = await verify({
-      secret, token: code, algorithm: 'sha1', digits: TOTP_DIGITS, period: stepSeconds, epoch,
-      epochTolerance: stepSeconds, ...(afterStep !== undefined && { afterTimeStep: afterStep }),
+      secret,
+      token: code,
+      algorithm: 'sha1',
+      digits: TOTP_DIGITS,
+      period: stepSeconds,
+      epoch,
+      epochTolerance: stepSeconds,
+      ...(afterStep !== undefined && { afterTimeStep: afterStep }),
     });
     // The functional API's result type also covers HOTP; a TOTP result carries its timeStep.
     return result.valid ? (result as { timeStep: number }).timeStep : null;

@@ -17,7 +17,11 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   const wrongPasswords = createLimiter(app.redis, app.key('rl', 'password-check-user'), attempts, windowSeconds);
 
   registry.add(router, {
-    method: 'get', path: '/v1/users/me', summary: 'My profile, roles, effective permissions and trading accounts (masked)', tags: ['users'], security: 'bearer',
+    method: 'get',
+    path: '/v1/users/me',
+    summary: 'My profile, roles, effective permissions and trading accounts (masked)',
+    tags: ['users'],
+    security: 'bearer',
     guard: authenticated,
     responses: { 200: { description: 'The profile', schema: schemas.Me } },
     async handler(ctx) {
@@ -26,7 +30,11 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   });
 
   registry.add(router, {
-    method: 'patch', path: '/v1/users/me', summary: 'Change my profile', tags: ['users'], security: 'bearer',
+    method: 'patch',
+    path: '/v1/users/me',
+    summary: 'Change my profile',
+    tags: ['users'],
+    security: 'bearer',
     guard: authenticated,
     body: schemas.UpdateMeBody,
     responses: { 200: { description: 'The profile after the change', schema: schemas.Me } },
@@ -36,18 +44,32 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
   });
 
   registry.add(router, {
-    method: 'delete', path: '/v1/users/me', summary: 'Delete my account (password, or a recent sign-in for Google-only accounts)', tags: ['users'], security: 'bearer',
+    method: 'delete',
+    path: '/v1/users/me',
+    summary: 'Delete my account (password, or a recent sign-in for Google-only accounts)',
+    tags: ['users'],
+    security: 'bearer',
     guard: authenticated,
     body: schemas.DeleteMeBody,
     responses: { 204: { description: 'Deleted' } },
     async handler(ctx, { body }) {
-      await deleteMe(app, ctx.state.principal!, { password: body.password, verificationToken: ctx.get(VERIFICATION_HEADER) || undefined }, eventOrigin(ctx.state), wrongPasswords);
+      await deleteMe(
+        app,
+        ctx.state.principal!,
+        { password: body.password, verificationToken: ctx.get(VERIFICATION_HEADER) || undefined },
+        eventOrigin(ctx.state),
+        wrongPasswords,
+      );
       ctx.status = 204;
     },
   });
 
   registry.add(router, {
-    method: 'get', path: '/v1/users/profile/:user_id', summary: 'A user\'s public profile', tags: ['users'], security: 'bearer',
+    method: 'get',
+    path: '/v1/users/profile/:user_id',
+    summary: "A user's public profile",
+    tags: ['users'],
+    security: 'bearer',
     guard: authenticated,
     params: schemas.ProfileParams,
     responses: { 200: { description: 'Public fields only', schema: schemas.PublicProfile }, 404: { description: 'No such user' } },
@@ -56,7 +78,11 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     },
   });
   registry.add(router, {
-    method: 'post', path: '/v1/users/change-password', summary: 'Change my password (other sessions stay unless asked)', tags: ['users'], security: 'bearer',
+    method: 'post',
+    path: '/v1/users/change-password',
+    summary: 'Change my password (other sessions stay unless asked)',
+    tags: ['users'],
+    security: 'bearer',
     guard: authenticated,
     body: schemas.ChangePasswordBody,
     responses: {

@@ -54,7 +54,10 @@ export function createPermissionCache(db: Knex, redis: Redis, key: (...parts: st
     const fresh = await listEffectivePermissions(db, userId);
     const list: Cached[] = fresh.map((p) => ({ ...p, expires_at: p.expires_at ? new Date(p.expires_at).toISOString() : null }));
     const nextExpiry = Math.min(...list.filter((p) => p.expires_at).map((p) => Date.parse(p.expires_at!)));
-    const ttl = Math.max(1, Math.min(MAX_TTL_SECONDS, Number.isFinite(nextExpiry) ? Math.floor((nextExpiry - Date.now()) / 1000) : MAX_TTL_SECONDS));
+    const ttl = Math.max(
+      1,
+      Math.min(MAX_TTL_SECONDS, Number.isFinite(nextExpiry) ? Math.floor((nextExpiry - Date.now()) / 1000) : MAX_TTL_SECONDS),
+    );
     await redis.set(entryKey(userId, version), JSON.stringify(list), 'EX', ttl);
     return live(list);
   }

@@ -38,7 +38,11 @@ export async function listEffectivePermissions(db: Knex, userId: string): Promis
 
 /** The user's role names in name order: a query to extend (refresh adds its writes to it). */
 export function roleNamesQuery(db: Knex, userId: string): Knex.QueryBuilder {
-  return db('user_roles').join('roles', 'roles.id', 'user_roles.role_id').where('user_roles.user_id', userId).orderBy('roles.name').select('roles.name');
+  return db('user_roles')
+    .join('roles', 'roles.id', 'user_roles.role_id')
+    .where('user_roles.user_id', userId)
+    .orderBy('roles.name')
+    .select('roles.name');
 }
 
 export async function listRoleNames(db: Knex, userId: string): Promise<string[]> {

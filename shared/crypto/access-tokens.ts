@@ -82,7 +82,14 @@ export function createAccessTokens(config: Pick<Config, 'jwt'>, keys: SigningKey
             if (!key) throw new InvalidTokenError('unknown key');
             return key;
           },
-          { algorithms: ['RS256'], issuer, audience, typ: 'at+jwt', requiredClaims: ['sub', 'jti', 'exp', 'iat'], currentDate: new Date(now()) },
+          {
+            algorithms: ['RS256'],
+            issuer,
+            audience,
+            typ: 'at+jwt',
+            requiredClaims: ['sub', 'jti', 'exp', 'iat'],
+            currentDate: new Date(now()),
+          },
         );
         if (!Array.isArray(payload.roles) || !Array.isArray(payload.amr)) throw new InvalidTokenError('missing claims');
         // Shared by every request that presents this token: nobody may change it.

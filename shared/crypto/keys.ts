@@ -41,7 +41,8 @@ function writeSecretFile(file: string, contents: string): void {
 export function createMissingKeys(config: Pick<Config, 'jwt' | 'kms'>): string[] {
   const created: string[] = [];
   const { keysDir, signingKeyId } = config.jwt;
-  if (!/^[A-Za-z0-9._-]+$/.test(signingKeyId)) throw new KeyError(`JWT_SIGNING_KEY_ID "${signingKeyId}" may hold only letters, digits, '.', '_' and '-'`);
+  if (!/^[A-Za-z0-9._-]+$/.test(signingKeyId))
+    throw new KeyError(`JWT_SIGNING_KEY_ID "${signingKeyId}" may hold only letters, digits, '.', '_' and '-'`);
   if (!fs.existsSync(privatePath(keysDir, signingKeyId))) {
     const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
     writeSecretFile(privatePath(keysDir, signingKeyId), privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
@@ -59,7 +60,9 @@ function readKey(file: string, what: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch {
-    throw new KeyError(`${what} not found at ${file}. In development \`npm start\` creates it; elsewhere provision it (see README, "Keys").`);
+    throw new KeyError(
+      `${what} not found at ${file}. In development \`npm start\` creates it; elsewhere provision it (see README, "Keys").`,
+    );
   }
 }
 

@@ -103,12 +103,17 @@ export async function rewrapAll(db: Knex, kms: Kms): Promise<{ rewrapped: number
   let rewrapped = 0;
   let unchanged = 0;
   for (const [table, column] of ENVELOPE_COLUMNS) {
-    const rows: { id: string; value: string }[] = await db(table).whereNotNull(column).whereNot(column, 'like', `${VERSION}.${kms.currentKeyId}.%`).select('id', `${column} as value`);
+    const rows: { id: string; value: string }[] = await db(table)
+      .whereNotNull(column)
+      .whereNot(column, 'like', `${VERSION}.${kms.currentKeyId}.%`)
+      .select('id', `${column} as value`);
     for (const row of rows) {
       const next = kms.rewrap(row.value);
       if (next === row.value) unchanged += 1;
       else {
-        await db(table).where({ id: row.id, [column]: row.value }).update({ [column]: next });
+        await db(table)
+          .where({ id: row.id, [column]: row.value })
+          .update({ [column]: next });
         rewrapped += 1;
       }
     }

@@ -50,22 +50,39 @@ export interface SendEmailDeps {
 
 export async function sendEmailMessage(deps: SendEmailDeps, emailId: string): Promise<'sent' | 'skipped'> {
   // Claims an attempt and reads the row in one round trip; a row no longer pending is skipped.
-  const [row] = await deps.db('email_messages').where({ id: emailId, status: 'pending' }).increment('attempts', 1)
+  const [row] = await deps
+    .db('email_messages')
+    .where({ id: emailId, status: 'pending' })
+    .increment('attempts', 1)
     .returning(['template', 'to_address', 'params_encrypted']);
   if (!row) return 'skipped';
   const params = JSON.parse(deps.kms.decrypt(row.params_encrypted, emailContext(emailId)));
   const message = renderEmail(deps.appName, row.template as TemplateName, params);
   if (deps.mailer.transport) {
-    await deps.mailer.transport.sendMail({ from: deps.mailer.from, to: row.to_address, subject: message.subject, text: message.text, html: message.html });
+    await deps.mailer.transport.sendMail({
+      from: deps.mailer.from,
+      to: row.to_address,
+      subject: message.subject,
+      text: message.text,
+      html: message.html,
+    });
   } else {
     // Development without SMTP: say that the email exists, but not its body (it may hold a token).
-    deps.logger.info({ emailId, template: row.template, to: maskEmail(row.to_address), subject: message.subject }, 'email not sent: SMTP_HOST is empty (development); body withheld from the log');
+    deps.logger.info(
+      { emailId, template: row.template, to: maskEmail(row.to_address), subject: message.subject },
+      'email not sent: SMTP_HOST is empty (development); body withheld from the log',
+    );
   }
-  await deps.db('email_messages').where({ id: emailId, status: 'pending' }).update({ status: 'sent', sent_at: deps.db.fn.now(), last_error: null });
+  await deps
+    .db('email_messages')
+    .where({ id: emailId, status: 'pending' })
+    .update({ status: 'sent', sent_at: deps.db.fn.now(), last_error: null });
   return 'sent';
 }
 
 /** Marks a row failed once its job has used every attempt (it stays visible in Bull Board too). */
 export async function markEmailFailed(db: Knex, emailId: string, reason: string): Promise<void> {
-  await db('email_messages').where({ id: emailId, status: 'pending' }).update({ status: 'failed', last_error: reason.slice(0, 500) });
+  await db('email_messages')
+    .where({ id: emailId, status: 'pending' })
+    .update({ status: 'failed', last_error: reason.slice(0, 500) });
 }

@@ -42,25 +42,55 @@ export function renderEmail<T extends TemplateName>(appName: string, template: T
   switch (template) {
     case 'verify_email': {
       const q = params as TemplateParams['verify_email'];
-      return compose(appName, 'Confirm your email address', [hello, `Confirm your email address to finish setting up your account. The link works once and expires in ${q.expiresInHours} hours.`], { label: 'Confirm email', url: q.link });
+      return compose(
+        appName,
+        'Confirm your email address',
+        [
+          hello,
+          `Confirm your email address to finish setting up your account. The link works once and expires in ${q.expiresInHours} hours.`,
+        ],
+        { label: 'Confirm email', url: q.link },
+      );
     }
     case 'new_device_login': {
       const q = params as TemplateParams['new_device_login'];
-      const where = [q.ip && `IP ${q.ip}`, q.country && `country ${q.country}`, q.userAgent && `device "${q.userAgent}"`].filter(Boolean).join(', ');
-      return compose(appName, 'New sign-in to your account', [hello, `Your account was signed in to from a new device at ${q.when}${where ? ` (${where})` : ''}.`, notYou]);
+      const where = [q.ip && `IP ${q.ip}`, q.country && `country ${q.country}`, q.userAgent && `device "${q.userAgent}"`]
+        .filter(Boolean)
+        .join(', ');
+      return compose(appName, 'New sign-in to your account', [
+        hello,
+        `Your account was signed in to from a new device at ${q.when}${where ? ` (${where})` : ''}.`,
+        notYou,
+      ]);
     }
     case 'password_reset': {
       const q = params as TemplateParams['password_reset'];
-      return compose(appName, 'Reset your password', [hello, `Someone asked to reset your password. The link works once and expires in ${q.expiresInMinutes} minutes. If it was not you, ignore this email.`], { label: 'Reset password', url: q.link });
+      return compose(
+        appName,
+        'Reset your password',
+        [
+          hello,
+          `Someone asked to reset your password. The link works once and expires in ${q.expiresInMinutes} minutes. If it was not you, ignore this email.`,
+        ],
+        { label: 'Reset password', url: q.link },
+      );
     }
     case 'password_reset_completed':
       return compose(appName, 'Your password was reset', [hello, 'Your password was reset and every session was signed out.', notYou]);
     case 'password_changed':
       return compose(appName, 'Your password was changed', [hello, 'Your password was changed.', notYou]);
     case 'mfa_enabled':
-      return compose(appName, 'Two-factor authentication is on', [hello, 'Two-factor authentication was turned on for your account.', notYou]);
+      return compose(appName, 'Two-factor authentication is on', [
+        hello,
+        'Two-factor authentication was turned on for your account.',
+        notYou,
+      ]);
     case 'mfa_disabled':
-      return compose(appName, 'Two-factor authentication is off', [hello, 'Two-factor authentication was turned off for your account.', notYou]);
+      return compose(appName, 'Two-factor authentication is off', [
+        hello,
+        'Two-factor authentication was turned off for your account.',
+        notYou,
+      ]);
     default:
       throw new Error(`unknown email template ${String(template)}`);
   }

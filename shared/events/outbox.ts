@@ -5,13 +5,28 @@ import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 
 export const EVENT_TYPES = [
-  'user.registered', 'user.email_verified', 'user.login', 'user.logout', 'user.updated', 'user.deleted',
-  'password.changed', 'password.reset_requested', 'password.reset_completed',
-  'session.created', 'session.revoked',
-  'mfa.enabled', 'mfa.disabled',
-  'trading_account.linked', 'trading_account.unlinked', 'trading_account.credentials_updated',
-  'trading_account.status_changed', 'trading_account.credentials_revealed',
-  'permission.granted', 'permission.revoked', 'role.assigned', 'role.removed',
+  'user.registered',
+  'user.email_verified',
+  'user.login',
+  'user.logout',
+  'user.updated',
+  'user.deleted',
+  'password.changed',
+  'password.reset_requested',
+  'password.reset_completed',
+  'session.created',
+  'session.revoked',
+  'mfa.enabled',
+  'mfa.disabled',
+  'trading_account.linked',
+  'trading_account.unlinked',
+  'trading_account.credentials_updated',
+  'trading_account.status_changed',
+  'trading_account.credentials_revealed',
+  'permission.granted',
+  'permission.revoked',
+  'role.assigned',
+  'role.removed',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -25,7 +25,16 @@ export interface RelaySettings {
 }
 
 type RedisWithPublish = Redis & {
-  publishEventOnce(stream: string, marker: string, ttl: number, maxLen: number, id: string, type: string, at: string, payload: string): Promise<string | null>;
+  publishEventOnce(
+    stream: string,
+    marker: string,
+    ttl: number,
+    maxLen: number,
+    id: string,
+    type: string,
+    at: string,
+    payload: string,
+  ): Promise<string | null>;
 };
 
 function withPublishCommand(redis: Redis): RedisWithPublish {
@@ -49,14 +58,25 @@ export async function relayBatch(db: Knex, redis: Redis, settings: RelaySettings
     for (const row of rows) {
       const envelope = envelopeOf(row);
       pipeline.publishEventOnce(
-        settings.streamName, `${settings.markerPrefix}${row.id}`, MARKER_TTL_SECONDS, settings.streamMaxLen,
-        row.id, row.type, envelope.occurred_at, JSON.stringify(envelope),
+        settings.streamName,
+        `${settings.markerPrefix}${row.id}`,
+        MARKER_TTL_SECONDS,
+        settings.streamMaxLen,
+        row.id,
+        row.type,
+        envelope.occurred_at,
+        JSON.stringify(envelope),
       );
     }
     const results = await pipeline.exec();
     const failed = (results ?? []).find(([err]) => err);
     if (failed) throw failed[0];
-    await trx('events').whereIn('id', rows.map((row) => row.id)).update({ published_at: trx.fn.now() });
+    await trx('events')
+      .whereIn(
+        'id',
+        rows.map((row) => row.id),
+      )
+      .update({ published_at: trx.fn.now() });
     return rows.length;
   });
 }

@@ -37,9 +37,21 @@ export class User extends Model {
         join: { from: 'users.id', through: { from: 'user_roles.user_id', to: 'user_roles.role_id' }, to: 'roles.id' },
       },
       sessions: { relation: Model.HasManyRelation, modelClass: Session, join: { from: 'users.id', to: 'sessions.user_id' } },
-      authProviders: { relation: Model.HasManyRelation, modelClass: AuthProvider, join: { from: 'users.id', to: 'auth_providers.user_id' } },
-      tradingAccounts: { relation: Model.HasManyRelation, modelClass: TradingAccount, join: { from: 'users.id', to: 'trading_accounts.user_id' } },
-      backupCodes: { relation: Model.HasManyRelation, modelClass: MfaBackupCode, join: { from: 'users.id', to: 'mfa_backup_codes.user_id' } },
+      authProviders: {
+        relation: Model.HasManyRelation,
+        modelClass: AuthProvider,
+        join: { from: 'users.id', to: 'auth_providers.user_id' },
+      },
+      tradingAccounts: {
+        relation: Model.HasManyRelation,
+        modelClass: TradingAccount,
+        join: { from: 'users.id', to: 'trading_accounts.user_id' },
+      },
+      backupCodes: {
+        relation: Model.HasManyRelation,
+        modelClass: MfaBackupCode,
+        join: { from: 'users.id', to: 'mfa_backup_codes.user_id' },
+      },
     };
   }
 }
@@ -60,7 +72,11 @@ export class Role extends Model {
       permissions: {
         relation: Model.ManyToManyRelation,
         modelClass: Permission,
-        join: { from: 'roles.id', through: { from: 'role_permissions.role_id', to: 'role_permissions.permission_id' }, to: 'permissions.id' },
+        join: {
+          from: 'roles.id',
+          through: { from: 'role_permissions.role_id', to: 'role_permissions.permission_id' },
+          to: 'permissions.id',
+        },
       },
     };
   }
@@ -100,7 +116,13 @@ export class UserPermission extends Model {
   expires_at!: Date | null;
 
   static get relationMappings(): RelationMappings {
-    return { permission: { relation: Model.BelongsToOneRelation, modelClass: Permission, join: { from: 'user_permissions.permission_id', to: 'permissions.id' } } };
+    return {
+      permission: {
+        relation: Model.BelongsToOneRelation,
+        modelClass: Permission,
+        join: { from: 'user_permissions.permission_id', to: 'permissions.id' },
+      },
+    };
   }
 }
 
@@ -147,7 +169,16 @@ export class MfaBackupCode extends Model {
   created_at!: Date;
 }
 
-export type RevokeReason = 'logout' | 'logout_all' | 'revoked_by_user' | 'refresh_token_reuse' | 'password_reset' | 'password_change' | 'account_deleted' | 'admin' | 'expired';
+export type RevokeReason =
+  | 'logout'
+  | 'logout_all'
+  | 'revoked_by_user'
+  | 'refresh_token_reuse'
+  | 'password_reset'
+  | 'password_change'
+  | 'account_deleted'
+  | 'admin'
+  | 'expired';
 
 export class Session extends Model {
   static tableName = 'sessions';
@@ -167,7 +198,13 @@ export class Session extends Model {
   revoked_reason!: RevokeReason | null;
 
   static get relationMappings(): RelationMappings {
-    return { refreshTokens: { relation: Model.HasManyRelation, modelClass: RefreshToken, join: { from: 'sessions.id', to: 'refresh_tokens.session_id' } } };
+    return {
+      refreshTokens: {
+        relation: Model.HasManyRelation,
+        modelClass: RefreshToken,
+        join: { from: 'sessions.id', to: 'refresh_tokens.session_id' },
+      },
+    };
   }
 }
 

@@ -24,7 +24,10 @@ function isCommon(password: string): boolean {
 }
 
 function personalFragments(text: string): string[] {
-  return text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((part) => [...part].length >= 3);
+  return text
+    .toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter((part) => [...part].length >= 3);
 }
 
 export function checkPassword(
@@ -33,19 +36,28 @@ export function checkPassword(
   policy: Pick<Config['password'], 'minLength' | 'requireCharacterClasses'>,
 ): PolicyViolation[] {
   const violations: PolicyViolation[] = [];
-  if ([...password].length < policy.minLength) violations.push({ rule: 'min_length', message: `must be at least ${policy.minLength} characters long` });
-  if (Buffer.byteLength(password, 'utf8') > BCRYPT_MAX_BYTES) violations.push({ rule: 'max_bytes', message: `must be at most ${BCRYPT_MAX_BYTES} bytes in UTF-8 (about ${BCRYPT_MAX_BYTES} plain letters or fewer accented or non-Latin ones)` });
+  if ([...password].length < policy.minLength)
+    violations.push({ rule: 'min_length', message: `must be at least ${policy.minLength} characters long` });
+  if (Buffer.byteLength(password, 'utf8') > BCRYPT_MAX_BYTES)
+    violations.push({
+      rule: 'max_bytes',
+      message: `must be at most ${BCRYPT_MAX_BYTES} bytes in UTF-8 (about ${BCRYPT_MAX_BYTES} plain letters or fewer accented or non-Latin ones)`,
+    });
   if (policy.requireCharacterClasses) {
     if (!/\p{Lu}/u.test(password)) violations.push({ rule: 'uppercase', message: 'must contain an uppercase letter' });
     if (!/\p{Ll}/u.test(password)) violations.push({ rule: 'lowercase', message: 'must contain a lowercase letter' });
     if (!/\p{Nd}/u.test(password)) violations.push({ rule: 'digit', message: 'must contain a digit' });
-    if (!/[^\p{L}\p{N}]/u.test(password)) violations.push({ rule: 'special', message: 'must contain a special character (neither letter nor digit)' });
+    if (!/[^\p{L}\p{N}]/u.test(password))
+      violations.push({ rule: 'special', message: 'must contain a special character (neither letter nor digit)' });
   }
   const lower = password.toLowerCase();
   const local = context.email?.split('@')[0]?.toLowerCase() ?? '';
-  if ([...local].length >= 3 && lower.includes(local)) violations.push({ rule: 'contains_email', message: 'must not contain your email address' });
-  if (context.name && personalFragments(context.name).some((part) => lower.includes(part))) violations.push({ rule: 'contains_name', message: 'must not contain your name' });
-  if (isCommon(password)) violations.push({ rule: 'common', message: 'must not be a common password: it appears in lists of breached passwords' });
+  if ([...local].length >= 3 && lower.includes(local))
+    violations.push({ rule: 'contains_email', message: 'must not contain your email address' });
+  if (context.name && personalFragments(context.name).some((part) => lower.includes(part)))
+    violations.push({ rule: 'contains_name', message: 'must not contain your name' });
+  if (isCommon(password))
+    violations.push({ rule: 'common', message: 'must not be a common password: it appears in lists of breached passwords' });
   return violations;
 }
 
@@ -57,5 +69,9 @@ export function assertPasswordPolicy(
   policy: Pick<Config['password'], 'minLength' | 'requireCharacterClasses'>,
 ): void {
   const violations = checkPassword(password, who, policy);
-  if (violations.length) throw new ValidationError(violations.map((v) => ({ field, message: v.message })), 'The password does not meet the password policy.');
+  if (violations.length)
+    throw new ValidationError(
+      violations.map((v) => ({ field, message: v.message })),
+      'The password does not meet the password policy.',
+    );
 }

@@ -6,7 +6,10 @@ const TIME_ZONES = new Set(Intl.supportedValuesOf('timeZone'));
 const isTimeZone = (value: string): boolean => {
   if (TIME_ZONES.has(value) || value === 'UTC') return true;
   try {
-    return new Intl.DateTimeFormat('en-US', { timeZone: value }).resolvedOptions().timeZone.length > 0 && /^[A-Za-z_]+(\/[A-Za-z0-9_+-]+)*$/.test(value);
+    return (
+      new Intl.DateTimeFormat('en-US', { timeZone: value }).resolvedOptions().timeZone.length > 0 &&
+      /^[A-Za-z_]+(\/[A-Za-z0-9_+-]+)*$/.test(value)
+    );
   } catch {
     return false;
   }

@@ -33,11 +33,17 @@ afterAll(async () => {
 
 type Json = Record<string, unknown>;
 
-const b64u = (value: Json | Buffer | string) => (Buffer.isBuffer(value) || typeof value === 'string' ? Buffer.from(value) : Buffer.from(JSON.stringify(value))).toString('base64url');
+const b64u = (value: Json | Buffer | string) =>
+  (Buffer.isBuffer(value) || typeof value === 'string' ? Buffer.from(value) : Buffer.from(JSON.stringify(value))).toString('base64url');
 
 function decode(token: string): { header: Json; payload: Json; signingInput: string; signature: Buffer } {
   const [h, p, s] = token.split('.');
-  return { header: JSON.parse(Buffer.from(h, 'base64url').toString('utf8')), payload: JSON.parse(Buffer.from(p, 'base64url').toString('utf8')), signingInput: `${h}.${p}`, signature: Buffer.from(s, 'base64url') };
+  return {
+    header: JSON.parse(Buffer.from(h, 'base64url').toString('utf8')),
+    payload: JSON.parse(Buffer.from(p, 'base64url').toString('utf8')),
+    signingInput: `${h}.${p}`,
+    signature: Buffer.from(s, 'base64url'),
+  };
 }
 
 function rs256(header: Json, payload: Json, key: KeyObject = privateKey): string {
@@ -57,8 +63,17 @@ const now = () => Math.floor(Date.now() / 1000);
 function claimsFor(s: SignedIn, overrides: Json = {}): Json {
   const iat = now();
   return {
-    iss: 'user_service', aud: 'trading_platform', sub: s.id, sid: s.sessionId, jti: crypto.randomUUID(),
-    iat, exp: iat + 900, roles: ['trader'], amr: ['pwd'], auth_time: iat, ...overrides,
+    iss: 'user_service',
+    aud: 'trading_platform',
+    sub: s.id,
+    sid: s.sessionId,
+    jti: crypto.randomUUID(),
+    iat,
+    exp: iat + 900,
+    roles: ['trader'],
+    amr: ['pwd'],
+    auth_time: iat,
+    ...overrides,
   };
 }
 
@@ -97,8 +112,16 @@ describe('an issued access token', () => {
     expect(publicKey.equals(crypto.createPublicKey(privateKey))).toBe(true);
 
     expect(payload).toEqual({
-      iss: 'user_service', aud: 'trading_platform', sub: s.id, sid: s.sessionId, jti: expect.any(String),
-      iat: expect.any(Number), exp: expect.any(Number), roles: ['trader'], amr: ['pwd'], auth_time: expect.any(Number),
+      iss: 'user_service',
+      aud: 'trading_platform',
+      sub: s.id,
+      sid: s.sessionId,
+      jti: expect.any(String),
+      iat: expect.any(Number),
+      exp: expect.any(Number),
+      roles: ['trader'],
+      amr: ['pwd'],
+      auth_time: expect.any(Number),
     });
     expect(payload.exp).toBe((payload.iat as number) + 900);
     expect(Math.abs((payload.iat as number) - now())).toBeLessThanOrEqual(5);
@@ -158,7 +181,11 @@ describe('forged and broken tokens get 401 problem+json', () => {
   test('other asymmetric algorithms over the same key are refused (RS256 is pinned)', async () => {
     for (const [alg, sign] of [
       ['RS512', (input: string) => crypto.sign('RSA-SHA512', Buffer.from(input), privateKey)],
-      ['PS256', (input: string) => crypto.sign('sha256', Buffer.from(input), { key: privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })],
+      [
+        'PS256',
+        (input: string) =>
+          crypto.sign('sha256', Buffer.from(input), { key: privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
+      ],
     ] as const) {
       const input = `${b64u({ ...HEADER, alg })}.${b64u(valid)}`;
       expectRefused(await bearer(`${input}.${sign(input).toString('base64url')}`));
@@ -169,7 +196,14 @@ describe('forged and broken tokens get 401 problem+json', () => {
     const other = await signedIn();
     const [h, , sig] = s.accessToken.split('.');
     const original = decode(s.accessToken).payload;
-    for (const change of [{ sub: other.id }, { sub: other.id, sid: other.sessionId }, { roles: ['trader', 'admin'] }, { roles: ['admin'] }, { exp: (original.exp as number) + 3600 }, { amr: ['pwd', 'mfa'] }]) {
+    for (const change of [
+      { sub: other.id },
+      { sub: other.id, sid: other.sessionId },
+      { roles: ['trader', 'admin'] },
+      { roles: ['admin'] },
+      { exp: (original.exp as number) + 3600 },
+      { amr: ['pwd', 'mfa'] },
+    ]) {
       expectRefused(await bearer(`${h}.${b64u({ ...original, ...change })}.${sig}`));
     }
     // The untouched token still works: the refusals above were the tampering.
@@ -237,7 +271,7 @@ describe('forged and broken tokens get 401 problem+json', () => {
     expectRefused(await bearer(rs256({ ...HEADER, crit: ['exp-policy'], 'exp-policy': 'lenient' }, valid)));
   });
 
-  test('a signed token naming a session that is not the subject\'s', async () => {
+  test("a signed token naming a session that is not the subject's", async () => {
     const other = await signedIn();
     expectRefused(await bearer(rs256(HEADER, claimsFor(s, { sid: other.sessionId }))));
     expectRefused(await bearer(rs256(HEADER, claimsFor(s, { sid: crypto.randomUUID() }))));
@@ -249,7 +283,16 @@ describe('forged and broken tokens get 401 problem+json', () => {
   });
 
   test('garbage, a missing or wrong scheme, an empty token', async () => {
-    for (const garbage of ['garbage', 'a.b.c', '..', `${s.accessToken}x`, `${s.accessToken}.extra`, s.accessToken.split('.').slice(0, 2).join('.'), '%%%.%%%.%%%', 'x'.repeat(5000)]) {
+    for (const garbage of [
+      'garbage',
+      'a.b.c',
+      '..',
+      `${s.accessToken}x`,
+      `${s.accessToken}.extra`,
+      s.accessToken.split('.').slice(0, 2).join('.'),
+      '%%%.%%%.%%%',
+      'x'.repeat(5000),
+    ]) {
       expectRefused(await bearer(garbage));
     }
     // No credentials at all, or not in Bearer form: a plain 401 with the Bearer challenge.
@@ -283,10 +326,16 @@ describe('a valid token stops working when its session or user does', () => {
 
   test('a session past its end, or idle too long, is refused', async () => {
     const ended = await signedIn();
-    await t.context.db('sessions').where({ id: ended.sessionId }).update({ expires_at: t.context.db.raw(`now() - interval '1 second'`) });
+    await t.context
+      .db('sessions')
+      .where({ id: ended.sessionId })
+      .update({ expires_at: t.context.db.raw(`now() - interval '1 second'`) });
     expectRefused(await bearer(ended.accessToken));
     const idle = await signedIn();
-    await t.context.db('sessions').where({ id: idle.sessionId }).update({ last_active_at: t.context.db.raw(`now() - make_interval(secs => ?)`, [t.config.sessions.inactivitySeconds + 1]) });
+    await t.context
+      .db('sessions')
+      .where({ id: idle.sessionId })
+      .update({ last_active_at: t.context.db.raw(`now() - make_interval(secs => ?)`, [t.config.sessions.inactivitySeconds + 1]) });
     expectRefused(await bearer(idle.accessToken));
   });
 

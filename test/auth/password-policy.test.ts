@@ -7,7 +7,8 @@ import { parseConfig } from '../../shared/config';
 
 const classic = { minLength: 12, requireCharacterClasses: true };
 const nist = { minLength: 12, requireCharacterClasses: false };
-const rules = (password: string, policy = classic, who = { email: 'asha.rao@example.com', name: 'Asha Rao' }) => checkPassword(password, who, policy).map((v) => v.rule);
+const rules = (password: string, policy = classic, who = { email: 'asha.rao@example.com', name: 'Asha Rao' }) =>
+  checkPassword(password, who, policy).map((v) => v.rule);
 
 test('a good password passes', () => {
   expect(rules('Correct-Horse-42-Battery')).toEqual([]);
@@ -72,7 +73,9 @@ test('bcrypt work is gated: at most the configured number at once, a bounded que
   limitBcrypt(1, 1);
   try {
     const started = [hashPassword('Gate-Test-Password-1', 6), hashPassword('Gate-Test-Password-2', 6)];
-    await expect(verifyPassword('Gate-Test-Password-3', '$2b$06$abcdefghijklmnopqrstuu5zA0uR7e1mPqX8mM4b2yq8q3t2yqGa')).rejects.toBeInstanceOf(UnavailableError);
+    await expect(
+      verifyPassword('Gate-Test-Password-3', '$2b$06$abcdefghijklmnopqrstuu5zA0uR7e1mPqX8mM4b2yq8q3t2yqGa'),
+    ).rejects.toBeInstanceOf(UnavailableError);
     const hashes = await Promise.all(started);
     expect(hashes.map(costOf)).toEqual([6, 6]);
     // The gate reopens once the work is done.

@@ -23,8 +23,10 @@ afterAll(async () => {
 
 const NEW_PASSWORD = 'Brand-New-Passw0rd-42!';
 
-const requestReset = (app: TestApp, email: string, headers: Record<string, string> = {}) => call(`${app.url}/v1/auth/password/reset-request`, { body: { email }, headers });
-const reset = (app: TestApp, token: string, password = NEW_PASSWORD) => call(`${app.url}/v1/auth/password/reset`, { body: { token, new_password: password } });
+const requestReset = (app: TestApp, email: string, headers: Record<string, string> = {}) =>
+  call(`${app.url}/v1/auth/password/reset-request`, { body: { email }, headers });
+const reset = (app: TestApp, token: string, password = NEW_PASSWORD) =>
+  call(`${app.url}/v1/auth/password/reset`, { body: { token, new_password: password } });
 
 /** Waits for the n-th reset email to `email` and returns the token of its link. */
 async function mailedToken(email: string, nth = 1): Promise<string> {
@@ -103,8 +105,12 @@ describe('password reset', () => {
       ['password.reset_requested', {}],
       ['password.reset_completed', { sessions_revoked: true }],
     ]);
-    expect(events.filter((e) => e.type === 'session.revoked').map((e) => e.payload.data).sort((x, y) => x.session_id.localeCompare(y.session_id)))
-      .toEqual([a.sessionId, b.sessionId].sort().map((id) => ({ session_id: id, reason: 'password_reset' })));
+    expect(
+      events
+        .filter((e) => e.type === 'session.revoked')
+        .map((e) => e.payload.data)
+        .sort((x, y) => x.session_id.localeCompare(y.session_id)),
+    ).toEqual([a.sessionId, b.sessionId].sort().map((id) => ({ session_id: id, reason: 'password_reset' })));
     for (const e of events) expect(e.raw).not.toContain(token);
     expect(t.logs.text).not.toContain(token);
   });
@@ -134,7 +140,12 @@ describe('password reset', () => {
 describe('password reset with a short lifetime and the default limits', () => {
   let short: TestApp;
   beforeAll(async () => {
-    short = await startTestApp({ ...smtp.env(), EMAIL_LINK_BASE_URL: 'https://app.example', PASSWORD_RESET_TOKEN_TTL_MINUTES: '0.02', TRUST_PROXY: 'true' });
+    short = await startTestApp({
+      ...smtp.env(),
+      EMAIL_LINK_BASE_URL: 'https://app.example',
+      PASSWORD_RESET_TOKEN_TTL_MINUTES: '0.02',
+      TRUST_PROXY: 'true',
+    });
     await short.startWorkers();
   });
   afterAll(async () => {
@@ -145,7 +156,9 @@ describe('password reset with a short lifetime and the default limits', () => {
     const user: TestUser = await createUser(short.context.db);
     expect((await requestReset(short, user.email)).status).toBe(202);
     const token = await mailedToken(user.email);
-    await eventually(async () => (await short.context.redis.exists(short.context.key('password-reset', hashOpaqueToken(token)))) === 0, { timeoutMs: 5000 });
+    await eventually(async () => (await short.context.redis.exists(short.context.key('password-reset', hashOpaqueToken(token)))) === 0, {
+      timeoutMs: 5000,
+    });
     const r = await reset(short, token);
     expect(r.status).toBe(400);
     expect(r.body.type).toMatch(/invalid_token$/);
@@ -160,7 +173,8 @@ describe('password reset with a short lifetime and the default limits', () => {
       expect(sixth.status).toBe(429);
       expect(sixth.headers.get('retry-after')).toEqual(expect.any(String));
     }
-    for (let i = 1; i <= 5; i++) expect((await requestReset(short, `spray-${i}@example.com`, { 'X-Forwarded-For': '10.2.0.1' })).status).toBe(202);
+    for (let i = 1; i <= 5; i++)
+      expect((await requestReset(short, `spray-${i}@example.com`, { 'X-Forwarded-For': '10.2.0.1' })).status).toBe(202);
     expect((await requestReset(short, 'spray-6@example.com', { 'X-Forwarded-For': '10.2.0.1' })).status).toBe(429);
   });
 });
@@ -170,7 +184,8 @@ describe('change password', () => {
     const user = await createUser(t.context.db);
     const a = await login(t.url, user, { device_fingerprint: 'A' });
     const b = await login(t.url, user, { device_fingerprint: 'B' });
-    const change = (body: Record<string, unknown>, headers: Record<string, string> = a.auth) => call(`${t.url}/v1/users/change-password`, { body, headers });
+    const change = (body: Record<string, unknown>, headers: Record<string, string> = a.auth) =>
+      call(`${t.url}/v1/users/change-password`, { body, headers });
 
     expect((await change({ current_password: user.password, new_password: NEW_PASSWORD }, {})).status).toBe(401);
     const wrong = await change({ current_password: 'not-my-password', new_password: NEW_PASSWORD });
@@ -198,13 +213,25 @@ describe('change password', () => {
     const a = await login(t.url, user, { device_fingerprint: 'A' });
     const b = await login(t.url, user, { device_fingerprint: 'B' });
     const c = await login(t.url, user, { device_fingerprint: 'C' });
-    const r = await call(`${t.url}/v1/users/change-password`, { body: { current_password: user.password, new_password: NEW_PASSWORD, revoke_other_sessions: true }, headers: a.auth });
+    const r = await call(`${t.url}/v1/users/change-password`, {
+      body: { current_password: user.password, new_password: NEW_PASSWORD, revoke_other_sessions: true },
+      headers: a.auth,
+    });
     expect(r.status).toBe(204);
     expect((await call(`${t.url}/v1/auth/sessions`, { headers: a.auth })).status).toBe(200);
     for (const s of [b, c]) expect((await call(`${t.url}/v1/auth/sessions`, { headers: s.auth })).status).toBe(401);
     const events = await eventsOf(t, user.id);
     expect(events.filter((e) => e.type === 'password.changed').map((e) => e.payload.data)).toEqual([{ other_sessions_revoked: true }]);
-    expect(events.filter((e) => e.type === 'session.revoked').map((e) => [e.payload.data.session_id, e.payload.data.reason]).sort())
-      .toEqual([[b.sessionId, 'password_change'], [c.sessionId, 'password_change']].sort());
+    expect(
+      events
+        .filter((e) => e.type === 'session.revoked')
+        .map((e) => [e.payload.data.session_id, e.payload.data.reason])
+        .sort(),
+    ).toEqual(
+      [
+        [b.sessionId, 'password_change'],
+        [c.sessionId, 'password_change'],
+      ].sort(),
+    );
   });
 });

@@ -18,7 +18,8 @@ const waitForWindow = () => new Promise((resolve) => setTimeout(resolve, WINDOW_
 
 const loginWith = (t: TestApp, email: string, password: string, ip?: string) =>
   call(`${t.url}/v1/auth/login`, { body: { email, password }, headers: ip ? { 'X-Forwarded-For': ip } : {} });
-const register = (t: TestApp, email: string) => call(`${t.url}/v1/auth/register`, { body: { email, password: PASSWORD, name: 'Rate Limited' } });
+const register = (t: TestApp, email: string) =>
+  call(`${t.url}/v1/auth/register`, { body: { email, password: PASSWORD, name: 'Rate Limited' } });
 const refresh = (t: TestApp, token: string) => call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: token } });
 const resend = (t: TestApp, email: string) => call(`${t.url}/v1/auth/verify-email/resend`, { body: { email } });
 
@@ -114,14 +115,22 @@ describe('one api', () => {
       expect(r.body.refresh_token).not.toBe(token);
       token = r.body.refresh_token;
     }
-    const tokensBefore = await t.context.db('refresh_tokens').where({ session_id: session.sessionId }).count<{ count: string }[]>('* as count');
+    const tokensBefore = await t.context
+      .db('refresh_tokens')
+      .where({ session_id: session.sessionId })
+      .count<{ count: string }[]>('* as count');
     const blocked = await refresh(t, token);
     expectRateLimited(blocked, 3, [token]);
     expect(blocked.headers.get('set-cookie')).toBeNull();
     // The 429 neither rotated the token nor issued a successor.
-    const row = await t.context.db('refresh_tokens').where({ token_hash: hashOpaqueToken(token) }).first();
+    const row = await t.context
+      .db('refresh_tokens')
+      .where({ token_hash: hashOpaqueToken(token) })
+      .first();
     expect(row.rotated_at).toBeNull();
-    expect(await t.context.db('refresh_tokens').where({ session_id: session.sessionId }).count<{ count: string }[]>('* as count')).toEqual(tokensBefore);
+    expect(await t.context.db('refresh_tokens').where({ session_id: session.sessionId }).count<{ count: string }[]>('* as count')).toEqual(
+      tokensBefore,
+    );
 
     await waitForWindow();
     const after = await refresh(t, token);
@@ -176,10 +185,20 @@ describe('two api copies on one database and Redis', () => {
   let t1: TestApp;
   let t2: TestApp;
   beforeAll(async () => {
-    const limits = { RATELIMIT_LOGIN_ATTEMPTS: '3', RATELIMIT_LOGIN_WINDOW_MINUTES: WINDOW_MINUTES, RATELIMIT_REGISTER_ATTEMPTS: '2', RATELIMIT_REGISTER_WINDOW_HOURS: WINDOW_HOURS };
+    const limits = {
+      RATELIMIT_LOGIN_ATTEMPTS: '3',
+      RATELIMIT_LOGIN_WINDOW_MINUTES: WINDOW_MINUTES,
+      RATELIMIT_REGISTER_ATTEMPTS: '2',
+      RATELIMIT_REGISTER_WINDOW_HOURS: WINDOW_HOURS,
+    };
     t1 = await startTestApp(limits);
     t2 = await startTestApp(
-      { ...limits, REDIS_KEY_PREFIX: t1.config.redis.keyPrefix, BULLMQ_PREFIX: t1.config.queues.prefix, EVENTS_STREAM_NAME: t1.config.events.streamName },
+      {
+        ...limits,
+        REDIS_KEY_PREFIX: t1.config.redis.keyPrefix,
+        BULLMQ_PREFIX: t1.config.queues.prefix,
+        EVENTS_STREAM_NAME: t1.config.events.streamName,
+      },
       { databaseUrl: t1.config.database.url },
     );
   });

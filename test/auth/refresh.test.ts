@@ -27,7 +27,10 @@ describe('with the default grace window (10 s)', () => {
     expect((await call(`${t.url}/v1/auth/sessions`, { headers: { Authorization: `Bearer ${r2.body.access_token}` } })).status).toBe(200);
     expect(r2.body.user.roles).toEqual(['trader']);
     // One chain: each token rotated once, its successor pointing back at it, the last one live.
-    const rows: { id: string; parent_id: string | null; rotated_at: Date | null }[] = await t.context.db('refresh_tokens').where({ session_id: a.sessionId }).select('id', 'parent_id', 'rotated_at');
+    const rows: { id: string; parent_id: string | null; rotated_at: Date | null }[] = await t.context
+      .db('refresh_tokens')
+      .where({ session_id: a.sessionId })
+      .select('id', 'parent_id', 'rotated_at');
     const first = rows.find((r) => r.parent_id === null)!;
     const second = rows.find((r) => r.parent_id === first.id)!;
     const third = rows.find((r) => r.parent_id === second.id)!;
@@ -53,7 +56,14 @@ describe('with the default grace window (10 s)', () => {
     expect(new Set(answers.map((r) => r.body.access_token)).size).toBe(1);
     // The shared successor works, and the session was not revoked.
     expect((await refresh(t, answers[0].body.refresh_token)).status).toBe(200);
-    expect(await t.context.db('refresh_tokens').join('sessions', 'sessions.id', 'refresh_tokens.session_id').where('sessions.id', a.sessionId).count('* as n').first()).toEqual({ n: 3 });
+    expect(
+      await t.context
+        .db('refresh_tokens')
+        .join('sessions', 'sessions.id', 'refresh_tokens.session_id')
+        .where('sessions.id', a.sessionId)
+        .count('* as n')
+        .first(),
+    ).toEqual({ n: 3 });
   });
 
   test('an unknown token is 401 and revokes nothing', async () => {
@@ -82,14 +92,18 @@ describe('reuse detection (grace window off)', () => {
     expect(reused.headers.get('content-type')).toMatch(/problem\+json/);
     expect((await refresh(t, rotated.body.refresh_token)).status).toBe(401);
     expect((await refresh(t, other.refreshToken)).status).toBe(401);
-    expect((await call(`${t.url}/v1/auth/sessions`, { headers: { Authorization: `Bearer ${rotated.body.access_token}` } })).status).toBe(401);
+    expect((await call(`${t.url}/v1/auth/sessions`, { headers: { Authorization: `Bearer ${rotated.body.access_token}` } })).status).toBe(
+      401,
+    );
     expect((await call(`${t.url}/v1/auth/sessions`, { headers: other.auth })).status).toBe(401);
     const sessions = await t.context.db('sessions').where({ user_id: user.id });
     expect(sessions.map((s: { revoked_reason: string }) => s.revoked_reason)).toEqual(['refresh_token_reuse', 'refresh_token_reuse']);
 
     await t.startWorkers();
     const events = await eventually(async () => {
-      const revoked = (await streamEvents(t.context.redis, t.config.events.streamName)).filter((e) => e.type === 'session.revoked' && e.payload.user_id === user.id);
+      const revoked = (await streamEvents(t.context.redis, t.config.events.streamName)).filter(
+        (e) => e.type === 'session.revoked' && e.payload.user_id === user.id,
+      );
       return revoked.length === 2 ? revoked : null;
     });
     expect(events.map((e) => e.payload.data.reason)).toEqual(['refresh_token_reuse', 'refresh_token_reuse']);
@@ -178,7 +192,11 @@ describe('the refresh cookie against cross-site requests', () => {
 
   test('a form post carrying the cookie is refused (JSON only)', async () => {
     const a = await login(t.url, await createUser(t.context.db));
-    const r = await call(`${t.url}/v1/auth/refresh`, { method: 'POST', rawBody: 'x=1', headers: { 'content-type': 'application/x-www-form-urlencoded', Cookie: `__Secure-refresh_token=${a.refreshToken}` } });
+    const r = await call(`${t.url}/v1/auth/refresh`, {
+      method: 'POST',
+      rawBody: 'x=1',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', Cookie: `__Secure-refresh_token=${a.refreshToken}` },
+    });
     expect(r.status).toBe(415);
     expect((await refresh(t, a.refreshToken)).status).toBe(200);
   });

@@ -21,13 +21,26 @@ afterAll(async () => {
 const PASSWORD = 'Correct-Horse-42-Battery';
 
 test('register → verification email → verify once → active', async () => {
-  const r = await call(`${t.url}/v1/auth/register`, { body: { email: 'Asha.Rao@Example.com', password: PASSWORD, name: 'Asha Rao', timezone: 'Asia/Kolkata', locale: 'en-IN', phone: '+919876543210' } });
+  const r = await call(`${t.url}/v1/auth/register`, {
+    body: {
+      email: 'Asha.Rao@Example.com',
+      password: PASSWORD,
+      name: 'Asha Rao',
+      timezone: 'Asia/Kolkata',
+      locale: 'en-IN',
+      phone: '+919876543210',
+    },
+  });
   expect(r.status).toBe(201);
   expect(r.body).toEqual({ user_id: expect.any(String), email: 'Asha.Rao@Example.com', status: 'pending_verification' });
   const user = await t.context.db('users').where({ id: r.body.user_id }).first();
   expect(user).toMatchObject({ status: 'pending_verification', email_verified: false, timezone: 'Asia/Kolkata', locale: 'en-IN' });
   expect(user.password_hash).toMatch(/^\$2b\$04\$/);
-  const roles = await t.context.db('user_roles').join('roles', 'roles.id', 'user_roles.role_id').where({ user_id: r.body.user_id }).pluck('name');
+  const roles = await t.context
+    .db('user_roles')
+    .join('roles', 'roles.id', 'user_roles.role_id')
+    .where({ user_id: r.body.user_id })
+    .pluck('name');
   expect(roles).toEqual(['trader']);
 
   const mail = await smtp.waitFor((m) => m.to.some((to) => to.toLowerCase() === 'asha.rao@example.com'));
@@ -58,12 +71,22 @@ test('the password policy names every rule a password breaks, and nothing is cre
   const r = await call(`${t.url}/v1/auth/register`, { body: { email: 'weak@example.com', password: 'weak', name: 'Weak' } });
   expect(r.status).toBe(400);
   const messages = r.body.errors.filter((e: { field: string }) => e.field === 'password').map((e: { message: string }) => e.message);
-  expect(messages).toEqual(expect.arrayContaining([expect.stringMatching(/at least 12 characters/), expect.stringMatching(/uppercase/), expect.stringMatching(/digit/), expect.stringMatching(/special/), expect.stringMatching(/email/)]));
+  expect(messages).toEqual(
+    expect.arrayContaining([
+      expect.stringMatching(/at least 12 characters/),
+      expect.stringMatching(/uppercase/),
+      expect.stringMatching(/digit/),
+      expect.stringMatching(/special/),
+      expect.stringMatching(/email/),
+    ]),
+  );
   expect(await t.context.db('users').where({ email: 'weak@example.com' }).first()).toBeUndefined();
 });
 
 test('bad profile fields are refused by name', async () => {
-  const r = await call(`${t.url}/v1/auth/register`, { body: { email: 'not-an-email', password: PASSWORD, name: '', timezone: 'Mars/Olympus', locale: '!!', phone: '12345', role: 'admin' } });
+  const r = await call(`${t.url}/v1/auth/register`, {
+    body: { email: 'not-an-email', password: PASSWORD, name: '', timezone: 'Mars/Olympus', locale: '!!', phone: '12345', role: 'admin' },
+  });
   expect(r.status).toBe(400);
   expect(r.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['email', 'locale', 'name', 'phone', 'role', 'timezone']);
 });
@@ -83,17 +106,39 @@ test('resend answers the same whether or not the email exists, and only a pendin
 describe('login', () => {
   test('returns the token pair of DESIGN.md and sets the refresh cookie', async () => {
     const user = await createUser(t.context.db);
-    const r = await call(`${t.url}/v1/auth/login`, { body: { email: user.email.toUpperCase(), password: user.password, device_fingerprint: 'device-A' }, headers: { 'User-Agent': 'jest-agent' } });
+    const r = await call(`${t.url}/v1/auth/login`, {
+      body: { email: user.email.toUpperCase(), password: user.password, device_fingerprint: 'device-A' },
+      headers: { 'User-Agent': 'jest-agent' },
+    });
     expect(r.status).toBe(200);
     expect(r.body).toEqual({
-      access_token: expect.any(String), refresh_token: expect.any(String), token_type: 'Bearer', expires_in: 900, session_id: expect.any(String),
-      user: { id: user.id, email: user.email, name: 'Test User', email_verified: true, status: 'active', mfa_enabled: false, roles: ['trader'] },
+      access_token: expect.any(String),
+      refresh_token: expect.any(String),
+      token_type: 'Bearer',
+      expires_in: 900,
+      session_id: expect.any(String),
+      user: {
+        id: user.id,
+        email: user.email,
+        name: 'Test User',
+        email_verified: true,
+        status: 'active',
+        mfa_enabled: false,
+        roles: ['trader'],
+      },
     });
     const cookie = r.headers.get('set-cookie') ?? '';
     expect(cookie).toMatch(new RegExp(`^__Secure-refresh_token=${r.body.refresh_token}; path=/v1/auth; samesite=strict; secure; httponly`));
     expect(cookie).not.toMatch(/expires=/);
     const session = await t.context.db('sessions').where({ id: r.body.session_id }).first();
-    expect(session).toMatchObject({ user_id: user.id, device_fingerprint: 'device-A', user_agent: 'jest-agent', ip: '127.0.0.1', persistent: false, amr: ['pwd'] });
+    expect(session).toMatchObject({
+      user_id: user.id,
+      device_fingerprint: 'device-A',
+      user_agent: 'jest-agent',
+      ip: '127.0.0.1',
+      persistent: false,
+      amr: ['pwd'],
+    });
     const hours = (session.expires_at.getTime() - session.created_at.getTime()) / 3600e3;
     expect(Math.round(hours)).toBe(24);
   });
@@ -132,7 +177,10 @@ describe('login', () => {
 
   test('a hash below the configured cost is upgraded at the next successful login', async () => {
     const user = await createUser(t.context.db);
-    await t.context.db('users').where({ id: user.id }).update({ password_hash: await bcrypt.hash(user.password, 4) });
+    await t.context
+      .db('users')
+      .where({ id: user.id })
+      .update({ password_hash: await bcrypt.hash(user.password, 4) });
     const upgraded = await startTestApp({ PASSWORD_BCRYPT_COST: '5' }, { databaseUrl: t.config.database.url });
     try {
       await login(upgraded.url, user);
@@ -178,14 +226,23 @@ describe('sessions and logout', () => {
     expect((await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: a.refreshToken } })).status).toBe(401);
   });
 
-  test('the session list marks the current one; DELETE revokes one of mine, 404 for anyone else\'s', async () => {
+  test("the session list marks the current one; DELETE revokes one of mine, 404 for anyone else's", async () => {
     const user = await createUser(t.context.db);
     const a = await login(t.url, user, { device_fingerprint: 'A' }, { 'User-Agent': 'agent-A' });
     const b = await login(t.url, user, { device_fingerprint: 'B' });
     const other = await login(t.url, await createUser(t.context.db));
     const list = await call(`${t.url}/v1/auth/sessions`, { headers: a.auth });
-    expect(list.body.sessions.map((s: { id: string; current: boolean }) => [s.id, s.current])).toEqual([[b.sessionId, false], [a.sessionId, true]]);
-    expect(list.body.sessions[1]).toMatchObject({ device_fingerprint: 'A', user_agent: 'agent-A', ip: '127.0.0.1', country: null, persistent: false });
+    expect(list.body.sessions.map((s: { id: string; current: boolean }) => [s.id, s.current])).toEqual([
+      [b.sessionId, false],
+      [a.sessionId, true],
+    ]);
+    expect(list.body.sessions[1]).toMatchObject({
+      device_fingerprint: 'A',
+      user_agent: 'agent-A',
+      ip: '127.0.0.1',
+      country: null,
+      persistent: false,
+    });
 
     expect((await call(`${t.url}/v1/auth/sessions/${other.sessionId}`, { method: 'DELETE', headers: a.auth })).status).toBe(404);
     expect((await call(`${t.url}/v1/auth/sessions`, { headers: other.auth })).status).toBe(200);
@@ -196,7 +253,10 @@ describe('sessions and logout', () => {
   });
 
   test('a revocation on one api copy is refused at once by another that had just seen the session live', async () => {
-    const copy = await startTestApp({ REDIS_KEY_PREFIX: t.config.redis.keyPrefix, BULLMQ_PREFIX: t.config.queues.prefix, EVENTS_STREAM_NAME: t.config.events.streamName }, { databaseUrl: t.config.database.url });
+    const copy = await startTestApp(
+      { REDIS_KEY_PREFIX: t.config.redis.keyPrefix, BULLMQ_PREFIX: t.config.queues.prefix, EVENTS_STREAM_NAME: t.config.events.streamName },
+      { databaseUrl: t.config.database.url },
+    );
     try {
       const a = await login(t.url, await createUser(t.context.db));
       expect((await call(`${copy.url}/v1/auth/sessions`, { headers: a.auth })).status).toBe(200);
@@ -240,7 +300,11 @@ test('every flow emits its events onto the stream once, without secrets', async 
   const final = (await streamEvents(t.context.redis, t.config.events.streamName)).filter((e) => e.payload.user_id === userId);
   expect(final.map((e) => e.type)).toEqual(expected);
   expect(new Set(final.map((e) => e.id)).size).toBe(final.length);
-  expect(events.find((e) => e.type === 'user.login')!.payload.data).toEqual({ session_id: session.sessionId, method: 'password', new_device: true });
+  expect(events.find((e) => e.type === 'user.login')!.payload.data).toEqual({
+    session_id: session.sessionId,
+    method: 'password',
+    new_device: true,
+  });
   expect(events.find((e) => e.type === 'session.revoked')!.payload.data).toEqual({ session_id: session.sessionId, reason: 'logout' });
   expect(events.find((e) => e.type === 'user.logout')!.payload.data).toEqual({ session_id: session.sessionId, all_devices: false });
   for (const secret of [PASSWORD, token, session.refreshToken, session.accessToken, refreshed.body.refresh_token, 'events@example.com']) {
@@ -251,7 +315,10 @@ test('every flow emits its events onto the stream once, without secrets', async 
 
 describe('where a sign-in comes from', () => {
   test('behind a trusted proxy: the forwarded IP, its country from the offline table, or the trusted header', async () => {
-    const proxied = await startTestApp({ TRUST_PROXY: 'true', CLIENT_COUNTRY_HEADER: 'CF-IPCountry' }, { databaseUrl: t.config.database.url });
+    const proxied = await startTestApp(
+      { TRUST_PROXY: 'true', CLIENT_COUNTRY_HEADER: 'CF-IPCountry' },
+      { databaseUrl: t.config.database.url },
+    );
     try {
       const user = await createUser(t.context.db);
       const fromTable = await login(proxied.url, user, {}, { 'X-Forwarded-For': '8.8.8.8' });

@@ -10,7 +10,10 @@ let admin: SignedIn;
 beforeAll(async () => {
   t = await startTestApp();
   // A second api copy on the same database and Redis.
-  copy = await startTestApp({ REDIS_KEY_PREFIX: t.config.redis.keyPrefix, BULLMQ_PREFIX: t.config.queues.prefix, EVENTS_STREAM_NAME: t.config.events.streamName }, { databaseUrl: t.config.database.url });
+  copy = await startTestApp(
+    { REDIS_KEY_PREFIX: t.config.redis.keyPrefix, BULLMQ_PREFIX: t.config.queues.prefix, EVENTS_STREAM_NAME: t.config.events.streamName },
+    { databaseUrl: t.config.database.url },
+  );
   admin = await signedInUser(t.context.db, t.url, { roles: ['admin'] });
 });
 afterAll(async () => {
@@ -22,7 +25,7 @@ const check = (app: TestApp, who: SignedIn, permission: string, userId?: string)
   call(`${app.url}/v1/authz/check`, { body: { permission, ...(userId && { user_id: userId }) }, headers: who.auth });
 const grant = (body: Record<string, unknown>) => call(`${t.url}/v1/authz/permissions`, { body, headers: admin.auth });
 
-test('the caller\'s check follows the role hierarchy', async () => {
+test("the caller's check follows the role hierarchy", async () => {
   const viewer = await signedInUser(t.context.db, t.url, { roles: ['viewer'] });
   expect((await check(t, viewer, 'market_data:read')).body).toEqual({ allowed: true, permission: 'market_data:read', user_id: viewer.id });
   expect((await check(t, viewer, 'orders:write')).body.allowed).toBe(false);
@@ -36,7 +39,14 @@ test('a grant with an expiry a few seconds ahead counts, then stops counting wit
   const expiresAt = new Date(Date.now() + 2500).toISOString();
   const r = await grant({ user_id: viewer.id, permission: 'orders:write', expires_at: expiresAt });
   expect(r.status).toBe(201);
-  expect(r.body).toEqual({ id: expect.any(String), user_id: viewer.id, permission: 'orders:write', expires_at: expiresAt, granted_by: admin.id, granted_at: expect.any(String) });
+  expect(r.body).toEqual({
+    id: expect.any(String),
+    user_id: viewer.id,
+    permission: 'orders:write',
+    expires_at: expiresAt,
+    granted_by: admin.id,
+    granted_at: expect.any(String),
+  });
   expect((await check(t, viewer, 'orders:write')).body.allowed).toBe(true);
   expect((await check(copy, viewer, 'orders:write')).body.allowed).toBe(true);
   await new Promise((resolve) => setTimeout(resolve, 3000));
@@ -103,7 +113,11 @@ test('a suspended user holds no permission', async () => {
   expect((await check(t, admin, 'orders:write', trader.id)).body.allowed).toBe(true);
   await t.context.db('users').where({ id: trader.id }).update({ status: 'suspended' });
   await t.context.permissions.invalidate(trader.id);
-  expect((await check(t, admin, 'orders:write', trader.id)).body).toEqual({ allowed: false, permission: 'orders:write', user_id: trader.id });
+  expect((await check(t, admin, 'orders:write', trader.id)).body).toEqual({
+    allowed: false,
+    permission: 'orders:write',
+    user_id: trader.id,
+  });
 });
 
 test('granting a permission twice changes the one grant, so one revocation ends it', async () => {

@@ -16,7 +16,10 @@ const ROLES: Role[] = ['viewer', 'trader', 'admin'];
 interface Cell {
   name: string;
   /** Builds the request for `me`, with `other` as another user (each cell gets fresh ones). */
-  request(me: SignedIn, other: SignedIn): Promise<{ method: string; path: string; body?: unknown }> | { method: string; path: string; body?: unknown };
+  request(
+    me: SignedIn,
+    other: SignedIn,
+  ): Promise<{ method: string; path: string; body?: unknown }> | { method: string; path: string; body?: unknown };
   expect: Record<Role, number>;
 }
 
@@ -24,27 +27,66 @@ const all = (status: number): Record<Role, number> => ({ viewer: status, trader:
 const adminOnly = (ok: number): Record<Role, number> => ({ viewer: 403, trader: 403, admin: ok });
 
 const grantFor = async (userId: string) => {
-  const [row] = await t.context.db('user_permissions').insert({ user_id: userId, permission_id: t.context.db('permissions').where({ name: 'alerts:write' }).select('id') }).returning('id');
+  const [row] = await t.context
+    .db('user_permissions')
+    .insert({ user_id: userId, permission_id: t.context.db('permissions').where({ name: 'alerts:write' }).select('id') })
+    .returning('id');
   return row.id as string;
 };
 
 const CELLS: Cell[] = [
   { name: 'list my sessions', request: () => ({ method: 'GET', path: '/v1/auth/sessions' }), expect: all(200) },
   { name: 'revoke my own session', request: (me) => ({ method: 'DELETE', path: `/v1/auth/sessions/${me.sessionId}` }), expect: all(204) },
-  { name: 'revoke another user\'s session', request: (_me, other) => ({ method: 'DELETE', path: `/v1/auth/sessions/${other.sessionId}` }), expect: all(404) },
+  {
+    name: "revoke another user's session",
+    request: (_me, other) => ({ method: 'DELETE', path: `/v1/auth/sessions/${other.sessionId}` }),
+    expect: all(404),
+  },
   { name: 'log out', request: () => ({ method: 'POST', path: '/v1/auth/logout', body: {} }), expect: all(204) },
   { name: 'read my profile', request: () => ({ method: 'GET', path: '/v1/users/me' }), expect: all(200) },
   { name: 'change my profile', request: () => ({ method: 'PATCH', path: '/v1/users/me', body: { name: 'New Name' } }), expect: all(200) },
-  { name: 'delete my account', request: (me) => ({ method: 'DELETE', path: '/v1/users/me', body: { password: me.password } }), expect: all(204) },
+  {
+    name: 'delete my account',
+    request: (me) => ({ method: 'DELETE', path: '/v1/users/me', body: { password: me.password } }),
+    expect: all(204),
+  },
   { name: 'read a public profile', request: (_me, other) => ({ method: 'GET', path: `/v1/users/profile/${other.id}` }), expect: all(200) },
-  { name: 'check my permission', request: () => ({ method: 'POST', path: '/v1/authz/check', body: { permission: 'orders:read' } }), expect: all(200) },
-  { name: 'check another user\'s permission', request: (_me, other) => ({ method: 'POST', path: '/v1/authz/check', body: { permission: 'orders:read', user_id: other.id } }), expect: adminOnly(200) },
+  {
+    name: 'check my permission',
+    request: () => ({ method: 'POST', path: '/v1/authz/check', body: { permission: 'orders:read' } }),
+    expect: all(200),
+  },
+  {
+    name: "check another user's permission",
+    request: (_me, other) => ({ method: 'POST', path: '/v1/authz/check', body: { permission: 'orders:read', user_id: other.id } }),
+    expect: adminOnly(200),
+  },
   { name: 'list my permissions', request: () => ({ method: 'GET', path: '/v1/authz/permissions' }), expect: all(200) },
-  { name: 'list another user\'s permissions', request: (_me, other) => ({ method: 'GET', path: `/v1/authz/permissions?user_id=${other.id}` }), expect: adminOnly(200) },
-  { name: 'grant a permission to another user', request: (_me, other) => ({ method: 'POST', path: '/v1/authz/permissions', body: { user_id: other.id, permission: 'alerts:write' } }), expect: adminOnly(201) },
-  { name: 'grant a permission to myself', request: (me) => ({ method: 'POST', path: '/v1/authz/permissions', body: { user_id: me.id, permission: 'users:admin' } }), expect: adminOnly(201) },
-  { name: 'revoke another user\'s grant', request: async (_me, other) => ({ method: 'DELETE', path: `/v1/authz/permissions/${await grantFor(other.id)}` }), expect: adminOnly(204) },
-  { name: 'open Bull Board', request: () => ({ method: 'GET', path: '/admin/queues/api/queues?activeQueue=email&status=latest&page=1' }), expect: adminOnly(200) },
+  {
+    name: "list another user's permissions",
+    request: (_me, other) => ({ method: 'GET', path: `/v1/authz/permissions?user_id=${other.id}` }),
+    expect: adminOnly(200),
+  },
+  {
+    name: 'grant a permission to another user',
+    request: (_me, other) => ({ method: 'POST', path: '/v1/authz/permissions', body: { user_id: other.id, permission: 'alerts:write' } }),
+    expect: adminOnly(201),
+  },
+  {
+    name: 'grant a permission to myself',
+    request: (me) => ({ method: 'POST', path: '/v1/authz/permissions', body: { user_id: me.id, permission: 'users:admin' } }),
+    expect: adminOnly(201),
+  },
+  {
+    name: "revoke another user's grant",
+    request: async (_me, other) => ({ method: 'DELETE', path: `/v1/authz/permissions/${await grantFor(other.id)}` }),
+    expect: adminOnly(204),
+  },
+  {
+    name: 'open Bull Board',
+    request: () => ({ method: 'GET', path: '/admin/queues/api/queues?activeQueue=email&status=latest&page=1' }),
+    expect: adminOnly(200),
+  },
 ];
 
 describe.each(CELLS)('$name', (cell) => {
@@ -80,7 +122,9 @@ test('every bearer endpoint of the service answers 401 without a token', async (
 test('Bull Board with Basic credentials: admins only', async () => {
   for (const role of ROLES) {
     const me = await signedInUser(t.context.db, t.url, { roles: [role] });
-    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=latest&page=1`, { headers: { Authorization: basicAuth(me) } });
+    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=latest&page=1`, {
+      headers: { Authorization: basicAuth(me) },
+    });
     expect([role, r.status]).toEqual([role, role === 'admin' ? 200 : 403]);
   }
 });

@@ -11,7 +11,15 @@ let clientSecret: string;
 beforeAll(async () => {
   t = await startTestApp();
   const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'create-service', '--name', 'ticker-service'], {
-    cwd: ROOT, encoding: 'utf8', env: { PATH: process.env.PATH, DATABASE_URL: t.config.database.url, PASSWORD_BCRYPT_COST: '4', JWT_KEYS_DIR: t.config.jwt.keysDir, LOCAL_KMS_KEY_PATH: t.config.kms.keyPath },
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: t.config.database.url,
+      PASSWORD_BCRYPT_COST: '4',
+      JWT_KEYS_DIR: t.config.jwt.keysDir,
+      LOCAL_KMS_KEY_PATH: t.config.kms.keyPath,
+    },
   });
   clientId = /client_id=(\S+)/.exec(out)![1];
   clientSecret = /client_secret=(\S+)/.exec(out)![1];
@@ -24,7 +32,7 @@ test('the CLI stores only a hash of the secret', async () => {
   expect(JSON.stringify(row)).not.toContain(clientSecret);
 });
 
-test('client credentials give a 15-minute token that checks any user\'s permissions', async () => {
+test("client credentials give a 15-minute token that checks any user's permissions", async () => {
   const r = await call(`${t.url}/v1/auth/service-token`, { body: { client_id: clientId, client_secret: clientSecret } });
   expect(r.status).toBe(200);
   expect(r.body).toEqual({ access_token: expect.any(String), token_type: 'Bearer', expires_in: 900 });
@@ -35,16 +43,32 @@ test('client credentials give a 15-minute token that checks any user\'s permissi
 
   const user = await signedInUser(t.context.db, t.url, { roles: ['viewer'] });
   const auth = { Authorization: `Bearer ${r.body.access_token}` };
-  expect((await call(`${t.url}/v1/authz/check`, { body: { permission: 'market_data:read', user_id: user.id }, headers: auth })).body).toEqual({ allowed: true, permission: 'market_data:read', user_id: user.id });
-  expect((await call(`${t.url}/v1/authz/check`, { body: { permission: 'orders:write', user_id: user.id }, headers: auth })).body.allowed).toBe(false);
+  expect(
+    (await call(`${t.url}/v1/authz/check`, { body: { permission: 'market_data:read', user_id: user.id }, headers: auth })).body,
+  ).toEqual({ allowed: true, permission: 'market_data:read', user_id: user.id });
+  expect(
+    (await call(`${t.url}/v1/authz/check`, { body: { permission: 'orders:write', user_id: user.id }, headers: auth })).body.allowed,
+  ).toBe(false);
   // A service is not an admin.
-  expect((await call(`${t.url}/v1/authz/permissions`, { body: { user_id: user.id, permission: 'orders:write' }, headers: auth })).status).toBe(403);
+  expect(
+    (await call(`${t.url}/v1/authz/permissions`, { body: { user_id: user.id, permission: 'orders:write' }, headers: auth })).status,
+  ).toBe(403);
 });
 
 test('wrong credentials get 401, and a service cannot sign in with a password', async () => {
-  expect((await call(`${t.url}/v1/auth/service-token`, { body: { client_id: clientId, client_secret: `${clientSecret}x` } })).status).toBe(401);
-  expect((await call(`${t.url}/v1/auth/service-token`, { body: { client_id: '00000000-0000-4000-8000-000000000000', client_secret: clientSecret } })).status).toBe(401);
+  expect((await call(`${t.url}/v1/auth/service-token`, { body: { client_id: clientId, client_secret: `${clientSecret}x` } })).status).toBe(
+    401,
+  );
+  expect(
+    (
+      await call(`${t.url}/v1/auth/service-token`, {
+        body: { client_id: '00000000-0000-4000-8000-000000000000', client_secret: clientSecret },
+      })
+    ).status,
+  ).toBe(401);
   const user = await signedInUser(t.context.db, t.url);
   expect((await call(`${t.url}/v1/auth/service-token`, { body: { client_id: user.id, client_secret: user.password } })).status).toBe(401);
-  expect((await call(`${t.url}/v1/auth/login`, { body: { email: 'ticker-service@services.invalid', password: clientSecret } })).status).toBe(401);
+  expect(
+    (await call(`${t.url}/v1/auth/login`, { body: { email: 'ticker-service@services.invalid', password: clientSecret } })).status,
+  ).toBe(401);
 });

@@ -13,10 +13,21 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 const env = () => ({
-  PATH: process.env.PATH, DATABASE_URL: t.config.database.url, REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
-  PASSWORD_BCRYPT_COST: '4', JWT_KEYS_DIR: t.config.jwt.keysDir, LOCAL_KMS_KEY_PATH: t.config.kms.keyPath,
+  PATH: process.env.PATH,
+  DATABASE_URL: t.config.database.url,
+  REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
+  PASSWORD_BCRYPT_COST: '4',
+  JWT_KEYS_DIR: t.config.jwt.keysDir,
+  LOCAL_KMS_KEY_PATH: t.config.kms.keyPath,
 });
-const cli = (args: string[], input?: string) => spawnSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', ...args], { cwd: ROOT, encoding: 'utf8', env: env(), input, timeout: 30_000 });
+const cli = (args: string[], input?: string) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: env(),
+    input,
+    timeout: 30_000,
+  });
 
 test('create-admin creates an active, verified admin whose password came from stdin', async () => {
   const password = 'Operator-Passphrase-2026!';
@@ -26,7 +37,9 @@ test('create-admin creates an active, verified admin whose password came from st
   expect(r.stdout + r.stderr).not.toContain(password);
   const user = await t.context.db('users').where({ email: 'ops@example.com' }).first();
   expect(user).toMatchObject({ status: 'active', email_verified: true });
-  const board = await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth({ id: user.id, email: 'ops@example.com', password }) } });
+  const board = await call(`${t.url}/admin/queues`, {
+    headers: { Authorization: basicAuth({ id: user.id, email: 'ops@example.com', password }) },
+  });
   expect(board.status).toBe(200);
 });
 
@@ -38,9 +51,16 @@ test('create-admin refuses a weak password, naming the rule', () => {
 
 test('promoting an existing user, and role changes, show in the permission check at once', async () => {
   const user = await signedInUser(t.context.db, t.url, { roles: ['viewer'] });
-  const check = async (permission: string) => (await call(`${t.url}/v1/authz/check`, { body: { permission }, headers: user.auth })).body.allowed;
+  const check = async (permission: string) =>
+    (await call(`${t.url}/v1/authz/check`, { body: { permission }, headers: user.auth })).body.allowed;
   expect(await check('queues:admin')).toBe(false);
-  expect(execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'create-admin', '--email', user.email], { cwd: ROOT, encoding: 'utf8', env: env() })).toMatch(/^promoted to admin/);
+  expect(
+    execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'create-admin', '--email', user.email], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: env(),
+    }),
+  ).toMatch(/^promoted to admin/);
   expect(await check('queues:admin')).toBe(true);
   expect(cli(['remove-role', '--email', user.email, '--role', 'admin']).stdout).toMatch(/role admin removed/);
   expect(await check('queues:admin')).toBe(false);

@@ -35,7 +35,9 @@ test('variables without effect are marked as such in .env.example', () => {
 });
 
 test('the configuration table has one row per variable', () => {
-  const rows = renderConfigTable().split('\n').filter((line) => line.startsWith('| `'));
+  const rows = renderConfigTable()
+    .split('\n')
+    .filter((line) => line.startsWith('| `'));
   expect(rows.map((row) => row.split('`')[1])).toEqual(names);
 });
 

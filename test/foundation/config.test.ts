@@ -8,7 +8,12 @@ test('with nothing set, the defaults of the guide and the Foundation issue apply
   expect(config.port).toBe(8001);
   expect(config.database.url).toBe('postgresql://postgres@127.0.0.1:5432/user_service');
   expect(config.redis.url).toBe('redis://127.0.0.1:6379/0');
-  expect(config.jwt).toMatchObject({ signingKeyId: 'key-001', accessTtlSeconds: 900, issuer: 'user_service', audience: 'trading_platform' });
+  expect(config.jwt).toMatchObject({
+    signingKeyId: 'key-001',
+    accessTtlSeconds: 900,
+    issuer: 'user_service',
+    audience: 'trading_platform',
+  });
   expect(config.password).toMatchObject({ minLength: 12, bcryptCost: 12, requireCharacterClasses: true, resetTokenTtlSeconds: 1800 });
   expect(config.rateLimits.login).toMatchObject({ attempts: 5, windowSeconds: 900 });
   expect(config.cookie).toEqual({ name: '__Secure-refresh_token', secure: true, httpOnly: true, sameSite: 'strict' });
@@ -31,7 +36,13 @@ test('every bad variable is named, all at once', () => {
 });
 
 test('values are parsed as documented: case-insensitive levels, lists, booleans', () => {
-  const config = parseConfig({ LOG_LEVEL: 'WARNING', CORS_ALLOWED_ORIGINS: ' https://a.example , https://b.example ', DEBUG: 'FALSE', WORKER_QUEUES: 'email,events', SESSION_COOKIE_SAMESITE: 'Lax' });
+  const config = parseConfig({
+    LOG_LEVEL: 'WARNING',
+    CORS_ALLOWED_ORIGINS: ' https://a.example , https://b.example ',
+    DEBUG: 'FALSE',
+    WORKER_QUEUES: 'email,events',
+    SESSION_COOKIE_SAMESITE: 'Lax',
+  });
   expect(config.log.level).toBe('warn');
   expect(config.cors.allowedOrigins).toEqual(['https://a.example', 'https://b.example']);
   expect(config.queues.workerQueues).toEqual(['email', 'events']);
@@ -40,13 +51,18 @@ test('values are parsed as documented: case-insensitive levels, lists, booleans'
 });
 
 test('production refuses unsafe settings', () => {
-  expect(() => parseConfig({ ENVIRONMENT: 'production', PASSWORD_BCRYPT_COST: '4' })).toThrow(/PASSWORD_BCRYPT_COST: must be at least 10[\s\S]*SMTP_HOST: is required/);
+  expect(() => parseConfig({ ENVIRONMENT: 'production', PASSWORD_BCRYPT_COST: '4' })).toThrow(
+    /PASSWORD_BCRYPT_COST: must be at least 10[\s\S]*SMTP_HOST: is required/,
+  );
   expect(() => parseConfig({ KMS_PROVIDER: 'aws' })).toThrow(/KMS_PROVIDER: "aws" is not built/);
   expect(() => parseConfig({ ENVIRONMENT: 'production', SMTP_HOST: 'smtp.example.com' })).not.toThrow();
 });
 
 test('settings of the guide that have no effect here are reported, not silently ignored', () => {
-  expect(parseConfig({ SENTRY_DSN: 'https://key@sentry.example/1', REDIS_POOL_SIZE: '10' }).ignoredSettings.sort()).toEqual(['REDIS_POOL_SIZE', 'SENTRY_DSN']);
+  expect(parseConfig({ SENTRY_DSN: 'https://key@sentry.example/1', REDIS_POOL_SIZE: '10' }).ignoredSettings.sort()).toEqual([
+    'REDIS_POOL_SIZE',
+    'SENTRY_DSN',
+  ]);
   expect(Object.values(VARIABLES).filter((v) => 'unused' in v && v.unused).length).toBeGreaterThan(0);
 });
 
@@ -55,7 +71,10 @@ test.each([
   ['worker', 'workers/worker.ts'],
 ])('the %s process exits 1 naming a bad variable', (_name, entry) => {
   const result = spawnSync(process.execPath, ['--import', 'tsx', entry], {
-    cwd: ROOT, encoding: 'utf8', timeout: 30_000, env: { PATH: process.env.PATH, PORT: 'not-a-port', RATELIMIT_LOGIN_ATTEMPTS: '0' },
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { PATH: process.env.PATH, PORT: 'not-a-port', RATELIMIT_LOGIN_ATTEMPTS: '0' },
   });
   expect(result.status).toBe(1);
   expect(result.stderr).toMatch(/^ {2}- PORT: must be integer$/m);

@@ -25,7 +25,10 @@ async function streamEntries(): Promise<{ id: string; type: string; payload: any
 async function writeEvents(n: number, userId = '00000000-0000-4000-8000-000000000001'): Promise<string[]> {
   return t.context.db.transaction(async (trx) => {
     const ids: string[] = [];
-    for (let i = 0; i < n; i += 1) ids.push(await recordEvent(trx, { type: 'user.updated', userId, data: { fields: ['name'], i } }, { ip: '203.0.113.7', userAgent: 'jest' }));
+    for (let i = 0; i < n; i += 1)
+      ids.push(
+        await recordEvent(trx, { type: 'user.updated', userId, data: { fields: ['name'], i } }, { ip: '203.0.113.7', userAgent: 'jest' }),
+      );
     return ids;
   });
 }
@@ -38,8 +41,14 @@ test('an event committed reaches the stream once, with the envelope of DESIGN.md
   expect(entries).toHaveLength(1);
   expect(entries[0].type).toBe('user.updated');
   expect(entries[0].payload).toEqual({
-    id, type: 'user.updated', occurred_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/), user_id: '00000000-0000-4000-8000-000000000001',
-    actor_id: '00000000-0000-4000-8000-000000000001', ip: '203.0.113.7', user_agent: 'jest', data: { fields: ['name'], i: 0 },
+    id,
+    type: 'user.updated',
+    occurred_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
+    user_id: '00000000-0000-4000-8000-000000000001',
+    actor_id: '00000000-0000-4000-8000-000000000001',
+    ip: '203.0.113.7',
+    user_agent: 'jest',
+    data: { fields: ['name'], i: 0 },
   });
   const row = await t.context.db('events').where({ id }).first();
   expect(row.published_at).not.toBeNull();
@@ -47,10 +56,12 @@ test('an event committed reaches the stream once, with the envelope of DESIGN.md
 
 test('an event written in a transaction that rolls back never reaches the stream', async () => {
   let id = '';
-  await expect(t.context.db.transaction(async (trx) => {
-    id = await recordEvent(trx, { type: 'user.deleted', userId: '00000000-0000-4000-8000-000000000002' });
-    throw new Error('the change failed');
-  })).rejects.toThrow('the change failed');
+  await expect(
+    t.context.db.transaction(async (trx) => {
+      id = await recordEvent(trx, { type: 'user.deleted', userId: '00000000-0000-4000-8000-000000000002' });
+      throw new Error('the change failed');
+    }),
+  ).rejects.toThrow('the change failed');
   await relayAll(t.context.db, t.context.redis, settings);
   expect(await t.context.db('events').where({ id }).first()).toBeUndefined();
   expect((await streamEntries()).filter((e) => e.id === id)).toHaveLength(0);
@@ -58,7 +69,11 @@ test('an event written in a transaction that rolls back never reaches the stream
 
 test('two relays running at once publish each event exactly once', async () => {
   const ids = await writeEvents(300);
-  await Promise.all([relayAll(t.context.db, t.context.redis, settings), relayAll(t.context.db, t.context.redis, settings), relayAll(t.context.db, t.context.redis, settings)]);
+  await Promise.all([
+    relayAll(t.context.db, t.context.redis, settings),
+    relayAll(t.context.db, t.context.redis, settings),
+    relayAll(t.context.db, t.context.redis, settings),
+  ]);
   const published = (await streamEntries()).filter((e) => ids.includes(e.id));
   expect(published).toHaveLength(300);
   expect(new Set(published.map((e) => e.id)).size).toBe(300);
@@ -68,14 +83,19 @@ test('two relays running at once publish each event exactly once', async () => {
 test('a relay that dies after publishing, before recording it, causes no duplicate', async () => {
   const ids = await writeEvents(5);
   // A relay on its own connection, so that connection can be killed like a crashed process.
-  const relayDb: Knex = knexFactory({ client: 'pg', connection: { connectionString: t.config.database.url, application_name: 'relay-under-test' }, pool: { min: 0, max: 1 } });
+  const relayDb: Knex = knexFactory({
+    client: 'pg',
+    connection: { connectionString: t.config.database.url, application_name: 'relay-under-test' },
+    pool: { min: 0, max: 1 },
+  });
   const blocker = await t.context.db.transaction();
   try {
     // SHARE mode lets the relay lock rows and publish, but blocks its UPDATE: it stops right
     // between XADD and commit.
     await blocker.raw('LOCK TABLE events IN SHARE MODE');
     const dying = relayBatch(relayDb, t.context.redis, settings).catch((err: Error) => err);
-    for (let i = 0; i < 200 && (await streamEntries()).filter((e) => ids.includes(e.id)).length < 5; i += 1) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 200 && (await streamEntries()).filter((e) => ids.includes(e.id)).length < 5; i += 1)
+      await new Promise((r) => setTimeout(r, 25));
     await t.context.db.raw(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'relay-under-test'`);
     expect(await dying).toBeInstanceOf(Error);
   } finally {
@@ -94,7 +114,12 @@ test('the events table is append-only', async () => {
   await expect(t.context.db('events').where({ id }).del()).rejects.toThrow(/append-only/);
   await expect(t.context.db('events').where({ id }).update({ type: 'user.deleted' })).rejects.toThrow(/append-only/);
   await t.context.db('events').where({ id }).update({ published_at: new Date() });
-  await expect(t.context.db('events').where({ id }).update({ published_at: new Date(0) })).rejects.toThrow(/append-only/);
+  await expect(
+    t.context
+      .db('events')
+      .where({ id })
+      .update({ published_at: new Date(0) }),
+  ).rejects.toThrow(/append-only/);
 });
 
 test('the worker relays committed events to the stream on its own', async () => {

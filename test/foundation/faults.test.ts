@@ -21,7 +21,12 @@ import { writeEmail } from '../../shared/email/outbox';
 const isProblem = (r: Reply, status: number) => {
   expect(r.status).toBe(status);
   expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  expect(r.body).toMatchObject({ status, type: expect.stringMatching(/^urn:user-service:problem:/), title: expect.any(String), detail: expect.any(String) });
+  expect(r.body).toMatchObject({
+    status,
+    type: expect.stringMatching(/^urn:user-service:problem:/),
+    title: expect.any(String),
+    detail: expect.any(String),
+  });
   expect(JSON.stringify(r.body)).not.toMatch(/ECONNREFUSED|enableOfflineQueue|Connection|at .*\.ts:\d+/);
 };
 
@@ -41,20 +46,35 @@ async function scratchServer(context: Context): Promise<{ url: string; close(): 
   const router = new Router<AppState>();
   const ok = { 200: { description: 'ok' } };
   scratch.registry.add(router, {
-    method: 'post', path: '/v1/test/enqueue', summary: 'enqueue an email job', tags: ['test'], security: 'none', responses: ok,
+    method: 'post',
+    path: '/v1/test/enqueue',
+    summary: 'enqueue an email job',
+    tags: ['test'],
+    security: 'none',
+    responses: ok,
     async handler(ctx) {
       await enqueueEmail(context.queues, crypto.randomUUID());
       ctx.body = { queued: true };
     },
   });
   scratch.registry.add(router, {
-    method: 'get', path: '/v1/test/redis', summary: 'read a Redis key', tags: ['test'], security: 'none', responses: ok,
+    method: 'get',
+    path: '/v1/test/redis',
+    summary: 'read a Redis key',
+    tags: ['test'],
+    security: 'none',
+    responses: ok,
     async handler(ctx) {
       ctx.body = { value: await context.redis.get(context.key('fault-probe')) };
     },
   });
   scratch.registry.add(router, {
-    method: 'get', path: '/v1/test/db', summary: 'query PostgreSQL', tags: ['test'], security: 'none', responses: ok,
+    method: 'get',
+    path: '/v1/test/db',
+    summary: 'query PostgreSQL',
+    tags: ['test'],
+    security: 'none',
+    responses: ok,
     async handler(ctx) {
       ctx.body = { users: (await context.db('users').count<{ count: number }[]>({ count: '*' }))[0].count };
     },
@@ -64,10 +84,11 @@ async function scratchServer(context: Context): Promise<{ url: string; close(): 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -148,10 +169,13 @@ describe('Redis goes away', () => {
     await eventually(readyIs(t.url, 200), { timeoutMs: 10_000 });
     // Readiness pings the command connection; the queue's own connection may reconnect a moment
     // later (its retry backoff), and until then enqueueing answers 503, as it should.
-    const again = await eventually(async () => {
-      const r = await call(`${scratch.url}/v1/test/enqueue`, { method: 'POST' });
-      return r.status === 503 ? undefined : r;
-    }, { timeoutMs: 10_000 });
+    const again = await eventually(
+      async () => {
+        const r = await call(`${scratch.url}/v1/test/enqueue`, { method: 'POST' });
+        return r.status === 503 ? undefined : r;
+      },
+      { timeoutMs: 10_000 },
+    );
     expect(again.status).toBe(200);
     const scraped = await call(`${t.url}/metrics`);
     expect(scraped.text).toMatch(/^bullmq_queue_jobs\{queue="email",state="waiting"\} \d+/m);
@@ -239,30 +263,43 @@ describe('worker shutdown', () => {
     let output = '';
     child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
     // Complete JSON log lines only: the last one may still be arriving.
-    const messages = () => output.split('\n').slice(0, -1).flatMap((line) => {
-      try {
-        return [JSON.parse(line) as { msg?: string }];
-      } catch {
-        return [];
-      }
-    });
+    const messages = () =>
+      output
+        .split('\n')
+        .slice(0, -1)
+        .flatMap((line) => {
+          try {
+            return [JSON.parse(line) as { msg?: string }];
+          } catch {
+            return [];
+          }
+        });
 
     // Its SIGTERM handler is installed once it says it started.
-    await eventually(async () => {
-      if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${output}`);
-      return messages().some((m) => m.msg === 'worker started');
-    }, { timeoutMs: 30_000 });
+    await eventually(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${output}`);
+        return messages().some((m) => m.msg === 'worker started');
+      },
+      { timeoutMs: 30_000 },
+    );
 
     const to = `shutdown-${crypto.randomBytes(3).toString('hex')}@example.com`;
-    const emailId = await t.context.db.transaction((trx) => writeEmail(trx, t.context.kms, { template: 'password_changed', to, params: { name: 'X' } }));
+    const emailId = await t.context.db.transaction((trx) =>
+      writeEmail(trx, t.context.kms, { template: 'password_changed', to, params: { name: 'X' } }),
+    );
     await enqueueEmail(t.context.queues, emailId);
 
     // The job is running and has reached the send (attempts counts it), the mail not yet accepted.
     const job = await eventually(() => t.context.queues.email.getJob(`email-${emailId}`), { timeoutMs: 10_000 });
     await eventually(async () => (await job.getState()) === 'active', { timeoutMs: 10_000 });
-    await eventually(async () => (await t.context.db('email_messages').where({ id: emailId }).first())?.attempts >= 1, { timeoutMs: 10_000 });
+    await eventually(async () => (await t.context.db('email_messages').where({ id: emailId }).first())?.attempts >= 1, {
+      timeoutMs: 10_000,
+    });
     expect(smtp.messages.filter((m) => m.to.includes(to))).toHaveLength(0);
 
     child.kill('SIGTERM');

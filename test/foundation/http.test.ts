@@ -16,7 +16,12 @@ afterAll(() => t.close());
 
 const isProblem = (r: { headers: Headers; body: any }, status: number) => {
   expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  expect(r.body).toMatchObject({ status, type: expect.stringMatching(/^urn:user-service:problem:/), title: expect.any(String), detail: expect.any(String) });
+  expect(r.body).toMatchObject({
+    status,
+    type: expect.stringMatching(/^urn:user-service:problem:/),
+    title: expect.any(String),
+    detail: expect.any(String),
+  });
   expect(JSON.stringify(r.body)).not.toMatch(/at .*\.ts:\d+|node_modules|Error:/);
 };
 
@@ -27,7 +32,11 @@ test('an unknown route is a 404 problem', async () => {
 });
 
 test('malformed JSON is a 400 problem', async () => {
-  const r = await call(`${t.url}/v1/nothing-here`, { method: 'POST', rawBody: '{"email": ', headers: { 'content-type': 'application/json' } });
+  const r = await call(`${t.url}/v1/nothing-here`, {
+    method: 'POST',
+    rawBody: '{"email": ',
+    headers: { 'content-type': 'application/json' },
+  });
   expect(r.status).toBe(400);
   isProblem(r, 400);
   expect(r.body.type).toBe('urn:user-service:problem:malformed_body');
@@ -58,10 +67,16 @@ test('responses carry security headers and a strict CSP', async () => {
 });
 
 test('CORS answers configured origins only', async () => {
-  const allowed = await call(`${t.url}/health/live`, { method: 'OPTIONS', headers: { Origin: 'http://localhost:3000', 'Access-Control-Request-Method': 'POST' } });
+  const allowed = await call(`${t.url}/health/live`, {
+    method: 'OPTIONS',
+    headers: { Origin: 'http://localhost:3000', 'Access-Control-Request-Method': 'POST' },
+  });
   expect(allowed.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');
   expect(allowed.headers.get('access-control-allow-credentials')).toBe('true');
-  const other = await call(`${t.url}/health/live`, { method: 'OPTIONS', headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST' } });
+  const other = await call(`${t.url}/health/live`, {
+    method: 'OPTIONS',
+    headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST' },
+  });
   expect(other.headers.get('access-control-allow-origin')).toBeNull();
 });
 
@@ -89,7 +104,10 @@ describe('validation at the edge', () => {
     // A fresh app over the same context: Koa composes its middleware when the server starts.
     const scratch = createApp(t.context);
     scratch.registry.add(router, {
-      method: 'post', path: '/v1/test/echo/:id', summary: 'test', tags: ['test'],
+      method: 'post',
+      path: '/v1/test/echo/:id',
+      summary: 'test',
+      tags: ['test'],
       params: Strict({ id: Type.String({ format: 'uuid' }) }),
       query: Strict({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })) }),
       body: Strict({ email: Type.String({ format: 'email' }), age: Type.Optional(Type.Integer({ minimum: 0 })) }),

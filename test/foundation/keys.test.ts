@@ -35,7 +35,14 @@ test('production without keys stops with a clear error and exit code 1', () => {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 30_000,
-    env: { PATH: process.env.PATH, ENVIRONMENT: 'production', SMTP_HOST: '127.0.0.1', JWT_KEYS_DIR: path.join(dir, 'jwt'), LOCAL_KMS_KEY_PATH: path.join(dir, 'master.key'), PORT: '0' },
+    env: {
+      PATH: process.env.PATH,
+      ENVIRONMENT: 'production',
+      SMTP_HOST: '127.0.0.1',
+      JWT_KEYS_DIR: path.join(dir, 'jwt'),
+      LOCAL_KMS_KEY_PATH: path.join(dir, 'master.key'),
+      PORT: '0',
+    },
   });
   expect(result.status).toBe(1);
   expect(result.stderr).toMatch(/Signing key "key-001" not found at .*key-001\.pem/);
@@ -61,7 +68,11 @@ test('the JWKS serves every public key in the key directory, so keys can rotate'
     // A token signed before the rotation still verifies; new ones carry the new kid.
     await expect(t.context.accessTokens.verify(tokenFromOldKey)).resolves.toMatchObject({ amr: ['pwd'] });
     const fresh = await t.context.accessTokens.sign({ sub: crypto.randomUUID(), roles: [], amr: ['pwd'] });
-    expect(JSON.parse(Buffer.from(fresh.split('.')[0], 'base64url').toString())).toMatchObject({ alg: 'RS256', kid: 'key-002', typ: 'at+jwt' });
+    expect(JSON.parse(Buffer.from(fresh.split('.')[0], 'base64url').toString())).toMatchObject({
+      alg: 'RS256',
+      kid: 'key-002',
+      typ: 'at+jwt',
+    });
   } finally {
     await t.close();
   }

@@ -24,7 +24,22 @@ const tables = async () =>
 
 test('migrations run down to zero and up again', async () => {
   const before = await tables();
-  expect(before).toEqual(['auth_providers', 'email_messages', 'email_verification_tokens', 'events', 'mfa_backup_codes', 'permissions', 'refresh_tokens', 'role_permissions', 'roles', 'sessions', 'trading_accounts', 'user_permissions', 'user_roles', 'users']);
+  expect(before).toEqual([
+    'auth_providers',
+    'email_messages',
+    'email_verification_tokens',
+    'events',
+    'mfa_backup_codes',
+    'permissions',
+    'refresh_tokens',
+    'role_permissions',
+    'roles',
+    'sessions',
+    'trading_accounts',
+    'user_permissions',
+    'user_roles',
+    'users',
+  ]);
   await db.migrate.rollback(migrationSettings(), true);
   expect(await tables()).toEqual([]);
   await db.migrate.latest(migrationSettings());
@@ -67,13 +82,23 @@ test('emails are unique whatever their case', async () => {
 test('status columns accept only their known values', async () => {
   await expect(db('users').insert({ email: 's@example.com', name: 'S', status: 'banana' })).rejects.toThrow(/users_status_check/);
   const [{ id }] = await db('users').insert({ email: 't@example.com', name: 'T' }).returning('id');
-  await expect(db('trading_accounts').insert({ user_id: id, broker: 'kite', status: 'weird', api_key_fingerprint: 'f', api_key_masked: 'ab***' })).rejects.toThrow(/trading_accounts_status_check/);
-  await expect(db('trading_accounts').insert({ user_id: id, broker: 'other', api_key_fingerprint: 'f', api_key_masked: 'ab***' })).rejects.toThrow(/trading_accounts_broker_check/);
-  await expect(db('sessions').insert({ user_id: id, expires_at: new Date(), revoked_at: new Date(), revoked_reason: 'because' })).rejects.toThrow(/sessions_revoked_reason_check/);
+  await expect(
+    db('trading_accounts').insert({ user_id: id, broker: 'kite', status: 'weird', api_key_fingerprint: 'f', api_key_masked: 'ab***' }),
+  ).rejects.toThrow(/trading_accounts_status_check/);
+  await expect(
+    db('trading_accounts').insert({ user_id: id, broker: 'other', api_key_fingerprint: 'f', api_key_masked: 'ab***' }),
+  ).rejects.toThrow(/trading_accounts_broker_check/);
+  await expect(
+    db('sessions').insert({ user_id: id, expires_at: new Date(), revoked_at: new Date(), revoked_reason: 'because' }),
+  ).rejects.toThrow(/sessions_revoked_reason_check/);
   await expect(db('users').where({ id }).update({ mfa_enabled: true })).rejects.toThrow(/users_mfa_secret_check/);
 });
 
 test('foreign keys refuse rows that point nowhere', async () => {
-  await expect(db('sessions').insert({ user_id: '00000000-0000-4000-8000-00000000dead', expires_at: new Date() })).rejects.toThrow(/foreign key/);
-  await expect(db('mfa_backup_codes').insert({ user_id: '00000000-0000-4000-8000-00000000dead', code_hash: 'x' })).rejects.toThrow(/foreign key/);
+  await expect(db('sessions').insert({ user_id: '00000000-0000-4000-8000-00000000dead', expires_at: new Date() })).rejects.toThrow(
+    /foreign key/,
+  );
+  await expect(db('mfa_backup_codes').insert({ user_id: '00000000-0000-4000-8000-00000000dead', code_hash: 'x' })).rejects.toThrow(
+    /foreign key/,
+  );
 });

@@ -27,7 +27,9 @@ afterAll(async () => {
 });
 
 async function queueEmail(to: string, name = 'Asha'): Promise<string> {
-  const id = await t.context.db.transaction((trx) => writeEmail(trx, t.context.kms, { template: 'password_changed', to, params: { name } }));
+  const id = await t.context.db.transaction((trx) =>
+    writeEmail(trx, t.context.kms, { template: 'password_changed', to, params: { name } }),
+  );
   await enqueueEmail(t.context.queues, id);
   return id;
 }
@@ -55,8 +57,13 @@ test('the same email enqueued twice is sent once', async () => {
 test('an email whose job was lost is re-enqueued by the reconciler and delivered', async () => {
   const to = `lost-${crypto.randomBytes(3).toString('hex')}@example.com`;
   // Committed but never enqueued, as after a crash between commit and enqueue or a Redis loss.
-  const id = await t.context.db.transaction((trx) => writeEmail(trx, t.context.kms, { template: 'mfa_enabled', to, params: { name: 'Lost' } }));
-  await t.context.db('email_messages').where({ id }).update({ created_at: t.context.db.raw(`now() - interval '5 minutes'`) });
+  const id = await t.context.db.transaction((trx) =>
+    writeEmail(trx, t.context.kms, { template: 'mfa_enabled', to, params: { name: 'Lost' } }),
+  );
+  await t.context
+    .db('email_messages')
+    .where({ id })
+    .update({ created_at: t.context.db.raw(`now() - interval '5 minutes'`) });
   expect((await reconcileEmails(t.context)).requeued).toBeGreaterThanOrEqual(1);
   await smtp.waitFor((m) => m.to.includes(to));
 });
@@ -80,8 +87,10 @@ describe('a job that keeps failing', () => {
     expect(row).toMatchObject({ status: 'failed', attempts: 3 });
   });
 
-  test('is visible to an admin through Bull Board\'s JSON API', async () => {
-    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=failed&page=1`, { headers: { Authorization: basicAuth(admin) } });
+  test("is visible to an admin through Bull Board's JSON API", async () => {
+    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=failed&page=1`, {
+      headers: { Authorization: basicAuth(admin) },
+    });
     expect(r.status).toBe(200);
     const email = r.body.queues.find((q: { name: string }) => q.name === 'email');
     expect(email.counts.failed).toBeGreaterThanOrEqual(1);
@@ -92,7 +101,9 @@ describe('a job that keeps failing', () => {
 
   test('and to an admin holding a bearer access token', async () => {
     const token = await t.context.accessTokens.sign({ sub: admin.id, roles: ['admin'], amr: ['pwd'] });
-    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=failed&page=1`, { headers: { Authorization: `Bearer ${token}` } });
+    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=failed&page=1`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
     expect(r.status).toBe(200);
   });
 });
@@ -121,10 +132,12 @@ describe('Bull Board is for operators only', () => {
     expect(forged.status).toBe(403);
   });
 
-  test('Basic credentials count against the login limits: guessing an operator\'s password is throttled', async () => {
+  test("Basic credentials count against the login limits: guessing an operator's password is throttled", async () => {
     const target = await createUser(t.context.db, { roles: ['admin'] });
     for (let i = 0; i < 5; i += 1) {
-      const r = await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth({ ...target, password: `Wrong-guess-${i}-A1!` }) } });
+      const r = await call(`${t.url}/admin/queues`, {
+        headers: { Authorization: basicAuth({ ...target, password: `Wrong-guess-${i}-A1!` }) },
+      });
       expect(r.status).toBe(401);
     }
     const blocked = await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(target) } });
@@ -135,7 +148,10 @@ describe('Bull Board is for operators only', () => {
   test('a cached Basic credential stops working once the password changes', async () => {
     const op = await createUser(t.context.db, { roles: ['admin'] });
     expect((await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(op) } })).status).toBe(200);
-    await t.context.db('users').where({ id: op.id }).update({ password_hash: await hashPassword('Another-Password-99!', 4) });
+    await t.context
+      .db('users')
+      .where({ id: op.id })
+      .update({ password_hash: await hashPassword('Another-Password-99!', 4) });
     expect((await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(op) } })).status).toBe(401);
   });
 

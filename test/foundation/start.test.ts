@@ -50,10 +50,17 @@ beforeAll(async () => {
     LOG_LEVEL: 'info',
   };
   url = `http://127.0.0.1:${port}`;
-  child = spawn('npm', ['start'], { cwd: ROOT, env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child = spawn('npm', ['start'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  await eventually(async () => (await call(`${url}/health/ready`).catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 90_000, intervalMs: 250 }).catch((err) => {
+  await eventually(async () => (await call(`${url}/health/ready`).catch(() => ({ status: 0 }))).status === 200, {
+    timeoutMs: 90_000,
+    intervalMs: 250,
+  }).catch((err) => {
     throw new Error(`npm start did not become ready: ${err.message}\n${output}`);
   });
 });
@@ -85,11 +92,18 @@ test('the api and the worker run as two separate processes', () => {
 });
 
 function descendantsOf(root: number): string[][] {
-  const all = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' }).trim().split('\n').map((l) => l.trim().split(/\s+/));
+  const all = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/));
   const found = new Set([String(root)]);
   for (let changed = true; changed;) {
     changed = false;
-    for (const [pid, ppid] of all) if (found.has(ppid) && !found.has(pid)) { found.add(pid); changed = true; }
+    for (const [pid, ppid] of all)
+      if (found.has(ppid) && !found.has(pid)) {
+        found.add(pid);
+        changed = true;
+      }
   }
   return all.filter(([pid]) => found.has(pid) && pid !== String(root));
 }
@@ -113,7 +127,12 @@ test('/openapi.json is a valid OpenAPI 3.1 document, and /docs and /redoc serve'
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/text\/html/);
   }
-  for (const asset of ['/docs/assets/swagger-ui-bundle.js', '/docs/assets/swagger-ui.css', '/docs/init.js', '/redoc/assets/redoc.standalone.js']) {
+  for (const asset of [
+    '/docs/assets/swagger-ui-bundle.js',
+    '/docs/assets/swagger-ui.css',
+    '/docs/init.js',
+    '/redoc/assets/redoc.standalone.js',
+  ]) {
     const response = await fetch(`${url}${asset}`);
     expect(response.status).toBe(200);
     expect((await response.arrayBuffer()).byteLength).toBeGreaterThan(0);
@@ -128,13 +147,15 @@ describe('work handed to the worker process', () => {
   afterAll(() => context.close());
 
   test('an email enqueued is sent by the worker process', async () => {
-    const id = await context.db.transaction((trx) => writeEmail(trx, context.kms, { template: 'mfa_disabled', to: 'worker@example.com', params: { name: 'W' } }));
+    const id = await context.db.transaction((trx) =>
+      writeEmail(trx, context.kms, { template: 'mfa_disabled', to: 'worker@example.com', params: { name: 'W' } }),
+    );
     await enqueueEmail(context.queues, id);
     const mail = await smtp.waitFor((m) => m.to.includes('worker@example.com'), 20_000);
     expect(mail.subject).toBe('Two-factor authentication is off');
   });
 
-  test('a committed event reaches the stream through the worker\'s relay', async () => {
+  test("a committed event reaches the stream through the worker's relay", async () => {
     const id = await context.db.transaction((trx) => recordEvent(trx, { type: 'user.updated', data: { fields: ['name'] } }));
     const entry = await eventually(async () => {
       const entries = await context.redis.xrange(env.EVENTS_STREAM_NAME, '-', '+');
@@ -149,9 +170,18 @@ test('SIGTERM stops the api and the worker and exits 0', async () => {
   const servicePids = descendantsOf(startPid).map(([pid]) => Number(pid));
   expect(servicePids).toHaveLength(2);
   process.kill(startPid, 'SIGTERM');
-  const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve)));
+  const code = await new Promise<number | null>((resolve) =>
+    child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve),
+  );
   expect(code).toBe(0);
   expect(output).toMatch(/"msg":"stopped"[\s\S]*"msg":"stopped"/);
-  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   expect(servicePids.filter(alive)).toEqual([]);
 });

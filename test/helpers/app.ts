@@ -158,7 +158,10 @@ export interface Reply {
 }
 
 /** A small fetch wrapper: JSON in, JSON (or text) out. */
-export async function call(url: string, init: { method?: string; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+export async function call(
+  url: string,
+  init: { method?: string; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {},
+): Promise<Reply> {
   const headers: Record<string, string> = { ...(init.headers ?? {}) };
   let body: string | undefined = init.rawBody;
   if (init.body !== undefined) {
@@ -172,7 +175,10 @@ export async function call(url: string, init: { method?: string; body?: unknown;
   return { status: response.status, headers: response.headers, body: parsed, text };
 }
 
-export async function eventually<T>(probe: () => Promise<T | undefined | null | false>, { timeoutMs = 10_000, intervalMs = 50 } = {}): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T | undefined | null | false>,
+  { timeoutMs = 10_000, intervalMs = 50 } = {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

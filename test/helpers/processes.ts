@@ -80,15 +80,26 @@ interface RunOptions {
 /** Runs a command to completion; rejects with its output when it fails or outlives `timeoutMs`. */
 function run(command: string, args: string[], options: RunOptions = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(command, args, { env: options.env ?? process.env, cwd: options.cwd, timeout: options.timeoutMs ?? 60_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) {
-        const what = `${command} ${args.join(' ')}`;
-        const why = (err as { killed?: boolean }).killed ? `timed out after ${options.timeoutMs ?? 60_000} ms` : err.message;
-        reject(new Error(`${what} failed: ${why}\n${stdout}${stderr}`));
-      } else {
-        resolve(stdout);
-      }
-    });
+    execFile(
+      command,
+      args,
+      {
+        env: options.env ?? process.env,
+        cwd: options.cwd,
+        timeout: options.timeoutMs ?? 60_000,
+        killSignal: 'SIGKILL',
+        maxBuffer: 16 * 1024 * 1024,
+      },
+      (err, stdout, stderr) => {
+        if (err) {
+          const what = `${command} ${args.join(' ')}`;
+          const why = (err as { killed?: boolean }).killed ? `timed out after ${options.timeoutMs ?? 60_000} ms` : err.message;
+          reject(new Error(`${what} failed: ${why}\n${stdout}${stderr}`));
+        } else {
+          resolve(stdout);
+        }
+      },
+    );
   });
 }
 
@@ -153,7 +164,11 @@ export async function startRedis(): Promise<OwnServer> {
 
   async function start(): Promise<void> {
     if (child && child.exitCode === null && child.signalCode === null) return;
-    const proc = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(
+      REDIS_SERVER,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     child = proc;
     const output = tail(proc);
     let spawnError: Error | null = null;
@@ -205,7 +220,10 @@ function runAsPostgresSync(binary: string, args: string[], cwd: string): void {
 }
 
 function postgresIds(): { uid: number; gid: number } {
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  const line = fs
+    .readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'));
   if (!line) throw new Error('no "postgres" user on this machine: cannot run a PostgreSQL cluster as root');
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };
@@ -286,12 +304,19 @@ export async function startPostgres(): Promise<OwnPostgres> {
       LOCAL_KMS_KEY_PATH: path.join(KEYS_DIR, 'master.key'),
       LOG_LEVEL: 'warn',
     };
-    await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'cli.ts'), 'migrate'], { env, cwd: ROOT, timeoutMs: 60_000 });
+    await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'cli.ts'), 'migrate'], {
+      env,
+      cwd: ROOT,
+      timeoutMs: 60_000,
+    });
     return target.toString();
   }
 
   try {
-    await runAsPostgres('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync'], { cwd: base, timeoutMs: 60_000 });
+    await runAsPostgres('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync'], {
+      cwd: base,
+      timeoutMs: 60_000,
+    });
     await start();
   } catch (err) {
     await close().catch(() => undefined);

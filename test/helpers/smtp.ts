@@ -59,16 +59,30 @@ export async function startSmtp(): Promise<TestSmtp> {
   return {
     port,
     messages,
-    get delayMs() { return state.delayMs; },
-    set delayMs(v: number) { state.delayMs = v; },
-    get refuse() { return state.refuse; },
-    set refuse(v: boolean) { state.refuse = v; },
+    get delayMs() {
+      return state.delayMs;
+    },
+    set delayMs(v: number) {
+      state.delayMs = v;
+    },
+    get refuse() {
+      return state.refuse;
+    },
+    set refuse(v: boolean) {
+      state.refuse = v;
+    },
     waitFor(match, timeoutMs = 10_000) {
       const found = messages.find(match);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('no matching email arrived')), timeoutMs);
-        waiters.push({ match, resolve: (m) => { clearTimeout(timer); resolve(m); } });
+        waiters.push({
+          match,
+          resolve: (m) => {
+            clearTimeout(timer);
+            resolve(m);
+          },
+        });
       });
     },
     env: () => ({ SMTP_HOST: '127.0.0.1', SMTP_PORT: String(port), SMTP_TLS: 'false', SMTP_FROM: 'noreply@user-service.test' }),

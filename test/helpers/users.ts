@@ -9,11 +9,20 @@ export interface TestUser {
   password: string;
 }
 
-export async function createUser(db: Knex, options: { roles?: string[]; status?: string; password?: string; email?: string } = {}): Promise<TestUser> {
+export async function createUser(
+  db: Knex,
+  options: { roles?: string[]; status?: string; password?: string; email?: string } = {},
+): Promise<TestUser> {
   const email = options.email ?? `user-${crypto.randomBytes(4).toString('hex')}@example.com`;
   const password = options.password ?? `Pw-${crypto.randomBytes(9).toString('base64url')}!9a`;
   const [{ id }] = await db('users')
-    .insert({ email, name: 'Test User', password_hash: await hashPassword(password, 4), status: options.status ?? 'active', email_verified: true })
+    .insert({
+      email,
+      name: 'Test User',
+      password_hash: await hashPassword(password, 4),
+      status: options.status ?? 'active',
+      email_verified: true,
+    })
     .returning('id');
   for (const role of options.roles ?? ['trader']) {
     const { id: roleId } = await db('roles').where({ name: role }).first('id');

@@ -17,7 +17,12 @@ afterAll(async () => {
 
 test('set-up, enable, verify and regenerate answer 404', async () => {
   const user = await signedInUser(t.context.db, t.url);
-  for (const [path, body] of [['/v1/mfa/totp/setup', undefined], ['/v1/mfa/totp/enable', { code: '123456' }], ['/v1/mfa/totp/verify', { code: '123456' }], ['/v1/mfa/backup-codes/regenerate', { code: '123456' }]] as const) {
+  for (const [path, body] of [
+    ['/v1/mfa/totp/setup', undefined],
+    ['/v1/mfa/totp/enable', { code: '123456' }],
+    ['/v1/mfa/totp/verify', { code: '123456' }],
+    ['/v1/mfa/backup-codes/regenerate', { code: '123456' }],
+  ] as const) {
     const r = await call(`${t.url}${path}`, { method: 'POST', body, headers: user.auth });
     expect([path, r.status]).toEqual([path, 404]);
   }
@@ -26,7 +31,14 @@ test('set-up, enable, verify and regenerate answer 404', async () => {
 test('a user who already has MFA signs in with a code and can still turn MFA off', async () => {
   const user = await createUser(t.context.db);
   const secret = newTotpSecret();
-  await t.context.db('users').where({ id: user.id }).update({ mfa_enabled: true, mfa_enabled_at: new Date(), mfa_secret_encrypted: t.context.kms.encrypt(secret, mfaSecretContext(user.id)) });
+  await t.context
+    .db('users')
+    .where({ id: user.id })
+    .update({
+      mfa_enabled: true,
+      mfa_enabled_at: new Date(),
+      mfa_secret_encrypted: t.context.kms.encrypt(secret, mfaSecretContext(user.id)),
+    });
   const app = new Authenticator(secret);
 
   const login = await call(`${t.url}/v1/auth/login`, { body: { email: user.email, password: user.password } });

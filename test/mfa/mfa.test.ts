@@ -74,7 +74,12 @@ describe('set-up and enable', () => {
     const user = await signedInUser(t.context.db, t.url);
     const first = await setup(user);
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ secret: expect.stringMatching(/^[A-Z2-7]{32}$/), otpauth_uri: expect.any(String), qr_code: expect.stringMatching(/^data:image\/png;base64,[A-Za-z0-9+/=]+$/), expires_in: 900 });
+    expect(first.body).toEqual({
+      secret: expect.stringMatching(/^[A-Z2-7]{32}$/),
+      otpauth_uri: expect.any(String),
+      qr_code: expect.stringMatching(/^data:image\/png;base64,[A-Za-z0-9+/=]+$/),
+      expires_in: 900,
+    });
     expect(base32Decode(first.body.secret).length * 8).toBeGreaterThanOrEqual(160);
     const uri = new URL(first.body.otpauth_uri);
     expect(uri.protocol).toBe('otpauth:');
@@ -92,7 +97,10 @@ describe('set-up and enable', () => {
 
     const second = await setup(user);
     expect(second.body.secret).not.toBe(first.body.secret);
-    const stale = await api('/v1/mfa/totp/enable', { body: { code: await new Authenticator(first.body.secret).code() }, headers: user.auth });
+    const stale = await api('/v1/mfa/totp/enable', {
+      body: { code: await new Authenticator(first.body.secret).code() },
+      headers: user.auth,
+    });
     expect(stale.status).toBe(400);
     expect(stale.body.type).toMatch(/invalid_code$/);
     const app = new Authenticator(second.body.secret);
@@ -149,10 +157,19 @@ describe('signing in with MFA', () => {
     const code = await app.code();
     const r = await verifyLogin(token, code);
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ access_token: expect.any(String), refresh_token: expect.any(String), token_type: 'Bearer', session_id: expect.any(String), user: { id: user.id, mfa_enabled: true } });
+    expect(r.body).toMatchObject({
+      access_token: expect.any(String),
+      refresh_token: expect.any(String),
+      token_type: 'Bearer',
+      session_id: expect.any(String),
+      user: { id: user.id, mfa_enabled: true },
+    });
     expect(claimsOf(r.body.access_token).amr).toEqual(['pwd', 'mfa']);
     expect(r.headers.get('set-cookie')).toMatch(/^__Secure-refresh_token=/);
-    expect(await t.context.db('sessions').where({ id: r.body.session_id }).first()).toMatchObject({ user_id: user.id, amr: ['pwd', 'mfa'] });
+    expect(await t.context.db('sessions').where({ id: r.body.session_id }).first()).toMatchObject({
+      user_id: user.id,
+      amr: ['pwd', 'mfa'],
+    });
     expect(await t.context.redis.exists(t.context.key('mfa-challenge', hashOpaqueToken(token)))).toBe(0);
     // The access token works on our endpoints.
     expect((await call(`${t.url}/v1/auth/sessions`, { headers: { Authorization: `Bearer ${r.body.access_token}` } })).status).toBe(200);
@@ -200,7 +217,12 @@ describe('signing in with MFA', () => {
     expect(Number(sixth.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(await t.context.redis.exists(t.context.key('mfa-challenge', hashOpaqueToken(token)))).toBe(0);
     expect((await verifyLogin(token, await app.code())).status).toBe(401);
-    expect(await t.context.db('sessions').where({ user_id: user.id, amr: ['pwd', 'mfa'] }).first()).toBeUndefined();
+    expect(
+      await t.context
+        .db('sessions')
+        .where({ user_id: user.id, amr: ['pwd', 'mfa'] })
+        .first(),
+    ).toBeUndefined();
   });
 
   test('a new challenge does not reset the count of wrong codes for the account', async () => {
@@ -237,7 +259,10 @@ describe('step-up verification', () => {
 
     // The middleware later features put in front of sensitive operations.
     const middleware = requireVerificationToken(t.context);
-    const ctxWith = (header: string) => ({ state: { principal: { ...mine, roles: [], amr: [], token: null, via: 'bearer' } }, get: (name: string) => (name.toLowerCase() === 'x-verification-token' ? header : '') });
+    const ctxWith = (header: string) => ({
+      state: { principal: { ...mine, roles: [], amr: [], token: null, via: 'bearer' } },
+      get: (name: string) => (name.toLowerCase() === 'x-verification-token' ? header : ''),
+    });
     const next = jest.fn(async () => undefined);
     await middleware(ctxWith(token) as never, next);
     expect(next).toHaveBeenCalledTimes(1);
@@ -271,8 +296,12 @@ describe('backup codes and turning MFA off', () => {
 
   test('disable needs the password and a code; then sign-in needs no code, the codes are gone, and a notice is sent', async () => {
     const { user, app, secret, backupCodes } = await enrol();
-    expect((await api('/v1/mfa/totp/disable', { body: { password: 'wrong-password', code: backupCodes[0] }, headers: user.auth })).status).toBe(401);
-    expect((await api('/v1/mfa/totp/disable', { body: { password: user.password, code: wrongCode(secret) }, headers: user.auth })).status).toBe(401);
+    expect(
+      (await api('/v1/mfa/totp/disable', { body: { password: 'wrong-password', code: backupCodes[0] }, headers: user.auth })).status,
+    ).toBe(401);
+    expect(
+      (await api('/v1/mfa/totp/disable', { body: { password: user.password, code: wrongCode(secret) }, headers: user.auth })).status,
+    ).toBe(401);
     expect((await t.context.db('users').where({ id: user.id }).first()).mfa_enabled).toBe(true);
     const r = await api('/v1/mfa/totp/disable', { body: { password: user.password, code: await app.code() }, headers: user.auth });
     expect(r.status).toBe(204);
@@ -281,26 +310,36 @@ describe('backup codes and turning MFA off', () => {
     const login = await api('/v1/auth/login', { body: { email: user.email, password: user.password } });
     expect(login.status).toBe(200);
     expect(login.body.access_token).toEqual(expect.any(String));
-    expect((await api('/v1/mfa/totp/disable', { body: { password: user.password, code: backupCodes[1] }, headers: user.auth })).status).toBe(409);
+    expect(
+      (await api('/v1/mfa/totp/disable', { body: { password: user.password, code: backupCodes[1] }, headers: user.auth })).status,
+    ).toBe(409);
     await smtp.waitFor((m) => m.to.includes(user.email) && m.subject === 'Two-factor authentication is off');
   });
 
   test('a backup code can turn MFA off (a lost phone)', async () => {
     const { user, backupCodes } = await enrol();
-    expect((await api('/v1/mfa/totp/disable', { body: { password: user.password, code: backupCodes[3] }, headers: user.auth })).status).toBe(204);
+    expect(
+      (await api('/v1/mfa/totp/disable', { body: { password: user.password, code: backupCodes[3] }, headers: user.auth })).status,
+    ).toBe(204);
   });
 });
 
 describe('events and secrecy', () => {
   test('mfa.enabled and mfa.disabled land on the stream once each, with empty data', async () => {
     const { user, app } = await enrol();
-    expect((await api('/v1/mfa/totp/disable', { body: { password: user.password, code: await app.code() }, headers: user.auth })).status).toBe(204);
+    expect(
+      (await api('/v1/mfa/totp/disable', { body: { password: user.password, code: await app.code() }, headers: user.auth })).status,
+    ).toBe(204);
     const mine = await eventually(async () => {
-      const events = (await streamEvents(t.context.redis, t.config.events.streamName)).filter((e) => e.payload.user_id === user.id && e.type.startsWith('mfa.'));
+      const events = (await streamEvents(t.context.redis, t.config.events.streamName)).filter(
+        (e) => e.payload.user_id === user.id && e.type.startsWith('mfa.'),
+      );
       return events.length >= 2 && events;
     });
     await new Promise((r) => setTimeout(r, 300));
-    const settled = (await streamEvents(t.context.redis, t.config.events.streamName)).filter((e) => e.payload.user_id === user.id && e.type.startsWith('mfa.'));
+    const settled = (await streamEvents(t.context.redis, t.config.events.streamName)).filter(
+      (e) => e.payload.user_id === user.id && e.type.startsWith('mfa.'),
+    );
     expect(settled.map((e) => e.type)).toEqual(['mfa.enabled', 'mfa.disabled']);
     expect(settled.map((e) => e.payload.data)).toEqual([{}, {}]);
     expect(mine.map((e) => e.payload.actor_id)).toEqual([user.id, user.id]);
@@ -330,9 +369,16 @@ describe('events and secrecy', () => {
 
 test('TOTP set-up needs a sign-in less than 5 minutes old: a stolen access token cannot enrol an authenticator', async () => {
   const user = await signedInUser(t.context.db, t.url);
-  await t.context.db('sessions').where({ id: user.sessionId }).update({ auth_time: t.context.db.raw(`now() - interval '10 minutes'`) });
+  await t.context
+    .db('sessions')
+    .where({ id: user.sessionId })
+    .update({ auth_time: t.context.db.raw(`now() - interval '10 minutes'`) });
   const refreshed = await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: user.refreshToken } });
-  const r = await call(`${t.url}/v1/mfa/totp/setup`, { method: 'POST', body: {}, headers: { Authorization: `Bearer ${refreshed.body.access_token}` } });
+  const r = await call(`${t.url}/v1/mfa/totp/setup`, {
+    method: 'POST',
+    body: {},
+    headers: { Authorization: `Bearer ${refreshed.body.access_token}` },
+  });
   expect(r.status).toBe(403);
   expect(r.body.type).toMatch(/reauthentication_required$/);
 });

@@ -14,25 +14,69 @@ afterAll(() => t.close());
 
 test('GET /v1/users/me has the profile, roles, effective permissions and masked trading accounts', async () => {
   const me = await signedInUser(t.context.db, t.url);
-  await t.context.db('trading_accounts').insert({ user_id: me.id, broker: 'kite', status: 'active', api_key_fingerprint: 'fp', api_key_masked: 'ab12****', credentials_encrypted: 'v1.secret-envelope.x.y', nickname: 'Main' });
+  await t.context
+    .db('trading_accounts')
+    .insert({
+      user_id: me.id,
+      broker: 'kite',
+      status: 'active',
+      api_key_fingerprint: 'fp',
+      api_key_masked: 'ab12****',
+      credentials_encrypted: 'v1.secret-envelope.x.y',
+      nickname: 'Main',
+    });
   const r = await call(`${t.url}/v1/users/me`, { headers: me.auth });
   expect(r.status).toBe(200);
-  expect(r.body).toMatchObject({ id: me.id, email: me.email, email_verified: true, name: 'Test User', phone: null, timezone: 'UTC', locale: 'en', avatar_url: null, status: 'active', mfa_enabled: false, roles: ['trader'] });
+  expect(r.body).toMatchObject({
+    id: me.id,
+    email: me.email,
+    email_verified: true,
+    name: 'Test User',
+    phone: null,
+    timezone: 'UTC',
+    locale: 'en',
+    avatar_url: null,
+    status: 'active',
+    mfa_enabled: false,
+    roles: ['trader'],
+  });
   expect(r.body.permissions).toEqual(expect.arrayContaining(['orders:write', 'profile:read', 'trading_accounts:write']));
   expect(r.body.permissions).not.toContain('queues:admin');
-  expect(r.body.trading_accounts).toEqual([expect.objectContaining({ broker: 'kite', nickname: 'Main', status: 'active', api_key_masked: 'ab12****' })]);
+  expect(r.body.trading_accounts).toEqual([
+    expect.objectContaining({ broker: 'kite', nickname: 'Main', status: 'active', api_key_masked: 'ab12****' }),
+  ]);
   expect(r.text).not.toContain('secret-envelope');
 });
 
 describe('PATCH /v1/users/me', () => {
   test('changes the allowed fields and emits user.updated with field names only', async () => {
     const me = await signedInUser(t.context.db, t.url);
-    const r = await call(`${t.url}/v1/users/me`, { method: 'PATCH', body: { name: 'Priya Nair', phone: '+919812345678', timezone: 'Asia/Kolkata', locale: 'hi-IN', avatar_url: 'https://cdn.example/p.png' }, headers: me.auth });
+    const r = await call(`${t.url}/v1/users/me`, {
+      method: 'PATCH',
+      body: {
+        name: 'Priya Nair',
+        phone: '+919812345678',
+        timezone: 'Asia/Kolkata',
+        locale: 'hi-IN',
+        avatar_url: 'https://cdn.example/p.png',
+      },
+      headers: me.auth,
+    });
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ name: 'Priya Nair', phone: '+919812345678', timezone: 'Asia/Kolkata', locale: 'hi-IN', avatar_url: 'https://cdn.example/p.png' });
+    expect(r.body).toMatchObject({
+      name: 'Priya Nair',
+      phone: '+919812345678',
+      timezone: 'Asia/Kolkata',
+      locale: 'hi-IN',
+      avatar_url: 'https://cdn.example/p.png',
+    });
     const cleared = await call(`${t.url}/v1/users/me`, { method: 'PATCH', body: { phone: null }, headers: me.auth });
     expect(cleared.body.phone).toBeNull();
-    const event = await eventually(async () => (await streamEvents(t.context.redis, t.config.events.streamName)).find((e) => e.type === 'user.updated' && e.payload.user_id === me.id));
+    const event = await eventually(async () =>
+      (await streamEvents(t.context.redis, t.config.events.streamName)).find(
+        (e) => e.type === 'user.updated' && e.payload.user_id === me.id,
+      ),
+    );
     expect(event.payload.data).toEqual({ fields: ['avatar_url', 'locale', 'name', 'phone', 'timezone'] });
     expect(event.raw).not.toContain('Priya');
     expect(event.raw).not.toContain('+919812345678');
@@ -81,7 +125,9 @@ test('public profiles show public fields only; 404 for unknown and deleted users
 describe('DELETE /v1/users/me', () => {
   test('needs the password', async () => {
     const me = await signedInUser(t.context.db, t.url);
-    expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: { password: 'Wrong-Password-1!' }, headers: me.auth })).status).toBe(401);
+    expect(
+      (await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: { password: 'Wrong-Password-1!' }, headers: me.auth })).status,
+    ).toBe(401);
     expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: me.auth })).status).toBe(401);
     expect((await t.context.db('users').where({ id: me.id }).first()).status).toBe('active');
   });
@@ -89,7 +135,9 @@ describe('DELETE /v1/users/me', () => {
   test('wrong passwords are throttled per user like sign-ins: a stolen token is no password oracle', async () => {
     const me = await signedInUser(t.context.db, t.url);
     for (let i = 0; i < 5; i += 1) {
-      expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: { password: `Wrong-Password-${i}!` }, headers: me.auth })).status).toBe(401);
+      expect(
+        (await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: { password: `Wrong-Password-${i}!` }, headers: me.auth })).status,
+      ).toBe(401);
     }
     expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: { password: me.password }, headers: me.auth })).status).toBe(429);
   });
@@ -98,8 +146,17 @@ describe('DELETE /v1/users/me', () => {
     const user = await createUser(t.context.db);
     const a = await login(t.url, user);
     const b = await login(t.url, user);
-    const [account] = await t.context.db('trading_accounts')
-      .insert({ user_id: user.id, broker: 'kite', status: 'active', api_key_fingerprint: 'fp2', api_key_masked: 'cd34****', credentials_encrypted: 'v1.k.wrapped.body' }).returning('id');
+    const [account] = await t.context
+      .db('trading_accounts')
+      .insert({
+        user_id: user.id,
+        broker: 'kite',
+        status: 'active',
+        api_key_fingerprint: 'fp2',
+        api_key_masked: 'cd34****',
+        credentials_encrypted: 'v1.k.wrapped.body',
+      })
+      .returning('id');
 
     const r = await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: { password: user.password }, headers: a.auth });
     expect(r.status).toBe(204);
@@ -113,7 +170,9 @@ describe('DELETE /v1/users/me', () => {
     expect(gone).toMatchObject({ status: 'deleted', name: 'Deleted user', password_hash: null, phone: null });
     expect(gone.email).not.toBe(user.email);
     expect((await call(`${t.url}/v1/auth/login`, { body: { email: user.email, password: user.password } })).status).toBe(401);
-    const again = await call(`${t.url}/v1/auth/register`, { body: { email: user.email, password: 'Brand-New-Account-77', name: 'Back Again' } });
+    const again = await call(`${t.url}/v1/auth/register`, {
+      body: { email: user.email, password: 'Brand-New-Account-77', name: 'Back Again' },
+    });
     expect(again.status).toBe(201);
     expect(again.body.user_id).not.toBe(user.id);
 
@@ -122,7 +181,10 @@ describe('DELETE /v1/users/me', () => {
       return mine.some((e) => e.type === 'user.deleted') ? mine : null;
     });
     expect(events.filter((e) => e.type === 'user.deleted')).toHaveLength(1);
-    expect(events.filter((e) => e.type === 'session.revoked').map((e) => e.payload.data.reason)).toEqual(['account_deleted', 'account_deleted']);
+    expect(events.filter((e) => e.type === 'session.revoked').map((e) => e.payload.data.reason)).toEqual([
+      'account_deleted',
+      'account_deleted',
+    ]);
     expect(events.find((e) => e.type === 'trading_account.unlinked')?.payload.data).toEqual({ account_id: account.id, broker: 'kite' });
     for (const e of events) expect(e.raw).not.toContain(user.email);
   });
@@ -148,7 +210,10 @@ describe('deleting an account without a password (Google only)', () => {
     expect(setup.status).toBe(200);
     const authenticator = new Authenticator(setup.body.secret);
     expect((await call(`${t.url}/v1/mfa/totp/enable`, { body: { code: await authenticator.code() }, headers: me.auth })).status).toBe(200);
-    await t.context.db('sessions').where({ id: me.sessionId }).update({ auth_time: t.context.db.raw(`now() - interval '1 hour'`) });
+    await t.context
+      .db('sessions')
+      .where({ id: me.sessionId })
+      .update({ auth_time: t.context.db.raw(`now() - interval '1 hour'`) });
     const refreshed = await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: me.refreshToken } });
     const auth = { Authorization: `Bearer ${refreshed.body.access_token}` };
     const refused = await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: auth });
@@ -156,7 +221,23 @@ describe('deleting an account without a password (Google only)', () => {
     expect(refused.body.type).toMatch(/reauthentication_required$/);
     const stepUp = await call(`${t.url}/v1/mfa/totp/verify`, { body: { code: await authenticator.code() }, headers: auth });
     expect(stepUp.status).toBe(200);
-    expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: { ...auth, 'X-Verification-Token': 'forged-token-value-000000000000' } })).status).toBe(403);
-    expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: { ...auth, 'X-Verification-Token': stepUp.body.verification_token } })).status).toBe(204);
+    expect(
+      (
+        await call(`${t.url}/v1/users/me`, {
+          method: 'DELETE',
+          body: {},
+          headers: { ...auth, 'X-Verification-Token': 'forged-token-value-000000000000' },
+        })
+      ).status,
+    ).toBe(403);
+    expect(
+      (
+        await call(`${t.url}/v1/users/me`, {
+          method: 'DELETE',
+          body: {},
+          headers: { ...auth, 'X-Verification-Token': stepUp.body.verification_token },
+        })
+      ).status,
+    ).toBe(204);
   });
 });

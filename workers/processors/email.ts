@@ -18,7 +18,8 @@ export function emailProcessor(app: Context, mailer: Mailer) {
 }
 
 export async function reconcileEmails(app: Context): Promise<{ requeued: number }> {
-  const rows: { id: string }[] = await app.db('email_messages')
+  const rows: { id: string }[] = await app
+    .db('email_messages')
     .where({ status: 'pending' })
     .where('created_at', '<', app.db.raw(`now() - interval '${RECONCILE_AFTER_SECONDS} seconds'`))
     .orderBy('created_at')
