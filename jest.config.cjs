@@ -12,6 +12,7 @@ module.exports = {
   transformIgnorePatterns: [`/node_modules/(?!(${esm})/)`],
   globalSetup: '<rootDir>/test/global-setup.ts',
   globalTeardown: '<rootDir>/test/global-teardown.ts',
+  setupFilesAfterEnv: ['<rootDir>/test/setup-after-env.ts'],
   testTimeout: 30000,
   maxWorkers: 2,
 };

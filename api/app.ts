@@ -6,6 +6,7 @@ import helmet from 'koa-helmet';
 import { HttpMethodEnum, koaBody } from 'koa-body';
 import type { Context } from '../shared/context';
 import { problemMiddleware } from './http/problem';
+import { responseCheck } from './http/responses';
 import { requestContext } from './http/request-context';
 import { createMetrics } from './http/metrics';
 import { RouteRegistry } from './http/route';
@@ -51,6 +52,8 @@ export function createApp(app: Context): App {
   koa.silent = true;
 
   koa.use(requestContext(logger, metrics));
+  // Outside the error renderer, so problem answers are checked against their declaration too.
+  if (config.validateResponses) koa.use(responseCheck(logger));
   koa.use(problemMiddleware(logger));
   // Pages (docs, Bull Board) get helmet's full set; JSON answers the headers that matter to an
   // API (OWASP REST Security): the rest address HTML and would only add bytes to every response.

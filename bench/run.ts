@@ -355,6 +355,7 @@ async function main(): Promise<void> {
   );
   const serviceEnv: Record<string, string> = {
     ENVIRONMENT: 'development', // creates the keys in the scratch directory; otherwise production-like
+    VALIDATE_RESPONSES: 'off', // as in production: development checks every answer against its schema
     HOST: '127.0.0.1',
     PORT: String(apiPort),
     DATABASE_URL: databaseUrl(DATABASE),

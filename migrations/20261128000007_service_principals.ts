@@ -16,13 +16,15 @@ export async function up(knex: Knex): Promise<void> {
   const rows = await knex('permissions')
     .insert(Object.entries(NEW_PERMISSIONS).map(([name, description]) => ({ name, description })))
     .returning(['id', 'name']);
-  const id = (name: string) => rows.find((r: { name: string }) => r.name === name).id;
-  const [service] = await knex('roles').insert({ name: 'service', description: 'Another platform service' }).returning('id');
+  const id = (name: string) => rows.find((r) => r.name === name)!.id;
+  const [service] = (await knex('roles').insert({ name: 'service', description: 'Another platform service' }).returning('id')) as [
+    { id: string },
+  ];
   await knex('role_permissions').insert([
     { role_id: service.id, permission_id: id('authz:check_any') },
     { role_id: service.id, permission_id: id('trading_accounts:credentials:read') },
   ]);
-  const admin = await knex('roles').where({ name: 'admin' }).first('id');
+  const admin = (await knex('roles').where({ name: 'admin' }).first('id'))!;
   await knex('role_permissions').insert({ role_id: admin.id, permission_id: id('authz:check_any') });
 }
 

@@ -5,6 +5,7 @@ import Ajv from 'ajv';
 import fs from 'node:fs';
 import path from 'node:path';
 import dotenv from 'dotenv';
+import { QUEUE_NAMES, type QueueName } from './queues/names';
 
 type Kind = 'string' | 'integer' | 'number' | 'boolean' | 'url' | 'list';
 
@@ -62,6 +63,13 @@ export const VARIABLES = {
     'string',
     '',
     'Trusted header carrying the client country set by your edge (for example `CF-IPCountry`); empty: none.',
+  ),
+  VALIDATE_RESPONSES: v(
+    'Application',
+    'string',
+    'auto',
+    'Check every answer against the schema its route declares and log an error on a mismatch: `on`, `off`, or `auto` (on in development).',
+    { enum: ['auto', 'on', 'off'] },
   ),
   BODY_LIMIT_KB: v('Application', 'integer', '64', 'Largest accepted JSON body, in KiB (413 beyond).', { minimum: 1 }),
   SHUTDOWN_TIMEOUT_SECONDS: v(
@@ -375,6 +383,7 @@ export interface Config {
   trustProxyHops: number;
   clientCountryHeader: string;
   bodyLimitKb: number;
+  validateResponses: boolean;
   shutdownTimeoutMs: number;
   database: { url: string; poolMin: number; poolMax: number; acquireTimeoutMs: number };
   redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
@@ -415,7 +424,7 @@ export interface Config {
   queues: {
     prefix: string;
     workerQueues: string[];
-    concurrency: Record<'email' | 'kite' | 'audit-export' | 'events', number>;
+    concurrency: Record<QueueName, number>;
     attempts: number;
     backoffMs: number;
     reconcileIntervalMs: number;
@@ -431,8 +440,6 @@ export class ConfigError extends Error {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
-
-const QUEUE_NAMES = ['email', 'kite', 'audit-export', 'events'];
 
 function jsonSchemaFor(spec: VariableSpec): Record<string, unknown> {
   switch (spec.kind) {
@@ -492,7 +499,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       problems.push(`${name}: is required`);
       continue;
     }
-    if (name === 'LOG_LEVEL' || name === 'ENVIRONMENT' || name === 'LOG_FORMAT' || name === 'SESSION_COOKIE_SAMESITE')
+    if (['LOG_LEVEL', 'ENVIRONMENT', 'LOG_FORMAT', 'SESSION_COOKIE_SAMESITE', 'VALIDATE_RESPONSES'].includes(name))
       value = value.toLowerCase();
     if (spec.kind === 'boolean') value = value.toLowerCase();
     values[name] = value;
@@ -510,7 +517,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
 
   const workerQueues = splitList(str('WORKER_QUEUES'));
   for (const q of workerQueues)
-    if (!QUEUE_NAMES.includes(q)) problems.push(`WORKER_QUEUES: unknown queue "${q}" (${QUEUE_NAMES.join(', ')})`);
+    if (!(QUEUE_NAMES as readonly string[]).includes(q)) problems.push(`WORKER_QUEUES: unknown queue "${q}" (${QUEUE_NAMES.join(', ')})`);
   const environment = str('ENVIRONMENT') as Config['environment'];
   if (environment !== 'development') {
     if (num('PASSWORD_BCRYPT_COST') < 10) problems.push('PASSWORD_BCRYPT_COST: must be at least 10 outside development');
@@ -542,6 +549,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     trustProxyHops: num('TRUST_PROXY_HOPS'),
     clientCountryHeader: str('CLIENT_COUNTRY_HEADER').toLowerCase(),
     bodyLimitKb: num('BODY_LIMIT_KB'),
+    validateResponses: str('VALIDATE_RESPONSES') === 'on' || (str('VALIDATE_RESPONSES') === 'auto' && environment === 'development'),
     shutdownTimeoutMs: num('SHUTDOWN_TIMEOUT_SECONDS') * 1000,
     database: {
       url: str('DATABASE_URL'),

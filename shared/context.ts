@@ -12,6 +12,7 @@ import { createAccessTokens, type AccessTokens } from './crypto/access-tokens';
 import type { Logger } from './logger';
 import { createPermissionCache, type PermissionCache } from './authz/cache';
 import { limitBcrypt } from './users/passwords';
+import { createLimits, type Limits } from './rate-limit';
 
 export interface Context {
   config: Config;
@@ -25,6 +26,8 @@ export interface Context {
   kms: Kms;
   /** Each user's effective permissions, cached in Redis; invalidate after every change. */
   permissions: PermissionCache;
+  /** Every rate limit, counted in Redis across all processes. */
+  limits: Limits;
   /** Resolves once the Redis connections are up: fail-fast connections refuse commands before that. */
   ready(timeoutMs?: number): Promise<void>;
   /** Prefixes a Redis key with REDIS_KEY_PREFIX. */
@@ -55,6 +58,7 @@ export function createContext(config: Config, logger: Logger): Context {
     },
     key,
     permissions: createPermissionCache(db, redis, key),
+    limits: createLimits(config, redis, key),
     async close() {
       await closeQueues(queues).catch(() => undefined);
       queueConnection.disconnect();

@@ -1,72 +1,74 @@
-// The worker process: runs every queue, or those named in WORKER_QUEUES, each with its configured
-// concurrency. Any number of these can run on any number of machines; BullMQ shares the work.
-// SIGTERM stops taking jobs and lets the running ones finish.
-import { Worker, type Processor } from 'bullmq';
+// The worker process: runs every declared queue (workers/processors/), or those named in
+// WORKER_QUEUES, each with its configured concurrency. Any number of these can run on any number of
+// machines; BullMQ shares the work. SIGTERM stops taking jobs and lets the running ones finish.
+import { Worker, type Job, type Processor } from 'bullmq';
 import { loadConfigOrExit } from '../shared/config';
 import { createLogger } from '../shared/logger';
 import { createContext, type Context } from '../shared/context';
 import { createMissingKeys } from '../shared/crypto/keys';
 import { createRedis, type Redis } from '../shared/redis';
-import { JOB_NAMES, QUEUE_NAMES, type QueueName } from '../shared/queues';
-import { createMailer, type Mailer } from '../shared/email/sender';
+import { JOB_NAMES } from '../shared/queues';
 import { exitUnlessDependencies, onShutdown } from '../shared/process';
-import { emailProcessor, onEmailJobFailed } from './processors/email';
-import { eventsProcessor } from './processors/events';
+import type { QueueDeclaration, RunningProcessor } from './declaration';
+import { DECLARATIONS } from './processors';
 
-/** Queues that have work in this version; kite and audit-export gain processors with their features. */
-function processors(app: Context, mailer: Mailer): Partial<Record<QueueName, Processor>> {
-  return {
-    email: emailProcessor(app, mailer),
-    events: eventsProcessor(app),
-  };
+const SCHEDULED_JOB_OPTIONS = { removeOnComplete: true, removeOnFail: 100 };
+
+/** The declaration's processor, plus its reconciler as the queue's `reconcile` job. */
+function processorOf(app: Context, declaration: QueueDeclaration, running: RunningProcessor): Processor {
+  const { reconcile } = declaration;
+  if (!reconcile) return running.process;
+  return (job, token) => (job.name === JOB_NAMES.reconcile ? reconcile(app) : running.process(job, token));
 }
 
-async function schedule(app: Context, queue: QueueName): Promise<void> {
-  if (queue === 'events') {
-    await app.queues.events.upsertJobScheduler(
-      'relay-events',
-      { every: app.config.events.relayIntervalMs },
-      { name: JOB_NAMES.relayEvents, opts: { removeOnComplete: true, removeOnFail: 100 } },
-    );
+async function schedule(app: Context, declaration: QueueDeclaration): Promise<void> {
+  const queue = app.queues[declaration.name];
+  const schedules = declaration.schedules?.(app) ?? [];
+  if (declaration.reconcile) {
+    schedules.push({ id: `reconcile-${declaration.name}`, everyMs: app.config.queues.reconcileIntervalMs, jobName: JOB_NAMES.reconcile });
   }
-  if (queue === 'email') {
-    await app.queues.email.upsertJobScheduler(
-      'reconcile-emails',
-      { every: app.config.queues.reconcileIntervalMs },
-      { name: JOB_NAMES.reconcile, opts: { removeOnComplete: true, removeOnFail: 100 } },
-    );
+  for (const { id, everyMs, jobName } of schedules) {
+    await queue.upsertJobScheduler(id, { every: everyMs }, { name: jobName, opts: SCHEDULED_JOB_OPTIONS });
   }
+}
+
+async function onFailed(app: Context, declaration: QueueDeclaration, job: Job | undefined, err: Error): Promise<void> {
+  app.logger.warn(
+    { queue: declaration.name, jobId: job?.id, job: job?.name, attempt: job?.attemptsMade, error: err.message },
+    'job failed',
+  );
+  if (!job || !declaration.onFinalFailure || job.name === JOB_NAMES.reconcile) return;
+  if (job.attemptsMade < (job.opts.attempts ?? 1)) return;
+  await declaration
+    .onFinalFailure(app, job, err)
+    .catch((e: unknown) => app.logger.error({ err: e, queue: declaration.name }, 'could not record a final job failure'));
 }
 
 export interface RunningWorkers {
   workers: Worker[];
-  /** Stops taking jobs, waits for the running ones, then closes the workers' connections. */
+  /** Stops taking jobs, waits for the running ones, then releases what the processors opened. */
   close(): Promise<void>;
 }
 
 export async function startWorkers(app: Context): Promise<RunningWorkers> {
-  const mailer = createMailer(app.config);
-  const available = processors(app, mailer);
-  const wanted = app.config.queues.workerQueues.length ? app.config.queues.workerQueues : [...QUEUE_NAMES];
+  const wanted = app.config.queues.workerQueues;
+  const declarations = DECLARATIONS.filter((d) => !wanted.length || wanted.includes(d.name));
   const workers: Worker[] = [];
+  const processors: RunningProcessor[] = [];
   const connections: Redis[] = [];
-  for (const name of wanted as QueueName[]) {
-    const processor = available[name];
-    if (!processor) continue;
-    const connection = createRedis(app.config, 'worker', `worker:${name}`);
+  for (const declaration of declarations) {
+    const running = declaration.start(app);
+    processors.push(running);
+    const connection = createRedis(app.config, 'worker', `worker:${declaration.name}`);
     connections.push(connection);
-    const worker = new Worker(name, processor, {
+    const worker = new Worker(declaration.name, processorOf(app, declaration, running), {
       connection,
       prefix: app.config.queues.prefix,
-      concurrency: app.config.queues.concurrency[name],
+      concurrency: app.config.queues.concurrency[declaration.name],
     });
-    worker.on('failed', (job, err) => {
-      app.logger.warn({ queue: name, jobId: job?.id, job: job?.name, attempt: job?.attemptsMade, error: err.message }, 'job failed');
-      if (name === 'email')
-        void onEmailJobFailed(app, job, err).catch((e) => app.logger.error({ err: e }, 'could not record email failure'));
-    });
-    worker.on('error', (err) => app.logger.error({ queue: name, error: err.message }, 'worker error'));
-    await schedule(app, name);
+    worker.on('failed', (job, err) => void onFailed(app, declaration, job, err));
+    worker.on('error', (err) => app.logger.error({ queue: declaration.name, error: err.message }, 'worker error'));
+    await schedule(app, declaration);
     workers.push(worker);
   }
   app.logger.info({ queues: workers.map((w) => w.name) }, 'worker started');
@@ -74,7 +76,7 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
     workers,
     async close() {
       await Promise.all(workers.map((w) => w.close()));
-      mailer.transport?.close();
+      for (const running of processors) await running.close?.();
       for (const connection of connections) connection.disconnect();
     },
   };

@@ -1,20 +1,15 @@
 // HTTP endpoints of password reset: ask for a link, and set a new password with it.
 import Router from '@koa/router';
 import type { Context } from '../../shared/context';
+import { requestPasswordReset, resetPassword } from '../../shared/auth/password-reset';
 import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
-import { createLimiter } from '../http/rate-limit';
 import * as schemas from './schemas';
-import { requestPasswordReset, resetPassword } from './password-reset-service';
 
 const ACCEPTED = { status: 'accepted' as const, message: 'If an account uses this email, a password reset link is on its way.' };
 
 export function passwordResetRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
-  const { attempts, windowSeconds } = app.config.rateLimits.passwordReset;
-  const perIp = createLimiter(app.redis, app.key('rl', 'password-reset-ip'), attempts, windowSeconds);
-  // Keyed by the address asked for, known or not, so the limit itself tells nothing about accounts.
-  const perAccount = createLimiter(app.redis, app.key('rl', 'password-reset-email'), attempts, windowSeconds);
 
   registry.add(router, {
     method: 'post',
@@ -27,13 +22,6 @@ export function passwordResetRoutes(app: Context, registry: RouteRegistry): Rout
       202: { description: 'Accepted', schema: schemas.Accepted },
       429: { description: 'Too many requests from this IP or for this email' },
     },
-    before: [
-      async (ctx, next) => {
-        await perIp.hit(ctx.state.origin.ip ?? '-');
-        await perAccount.hit((ctx.state.input as { body: { email: string } }).body.email.trim().toLowerCase());
-        await next();
-      },
-    ],
     async handler(ctx, { body }) {
       await requestPasswordReset(app, body.email, eventOrigin(ctx.state));
       ctx.status = 202;

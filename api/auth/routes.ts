@@ -1,53 +1,23 @@
-// HTTP endpoints of authentication: register, verify email, sign in, refresh, sign out, sessions.
+// HTTP endpoints of authentication: register, verify email, sign in, refresh, sign out, sessions,
+// service tokens.
 import Router from '@koa/router';
-import type { Context as KoaContext } from 'koa';
 import type { Context } from '../../shared/context';
-import { ForbiddenError, NotFoundError, UnauthorizedError } from '../../shared/errors';
+import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
+import { register, resendVerification, verifyEmail } from '../../shared/auth/registration';
+import { passwordSignIn } from '../../shared/auth/sign-in';
+import { listSessions, refreshSession, revokeOwnSession, signOut } from '../../shared/auth/sessions';
+import { issueServiceToken } from '../../shared/users/services';
 import type { RouteRegistry } from '../http/route';
-import { eventOrigin, type AppState } from '../http/state';
-import { createLimiter } from '../http/rate-limit';
-import { clientCountry } from '../http/request-context';
+import { actorOf, eventOrigin, type AppState } from '../http/state';
+import { clientInfo } from '../http/request-context';
 import { requireUser } from './authenticate';
+import { clearRefreshCookie, sendSignIn, sendTokens, sessionsBody } from './presenters';
 import * as schemas from './schemas';
-import { issueServiceToken, login, loginLimiters, register, resendVerification, verifyEmail } from './service';
-import { deviceFingerprintOf, listSessions, refreshSession, revokeSessions, type ClientInfo, type TokenPair } from './sessions';
-import { recordEvent } from '../../shared/events/outbox';
 
 const ACCEPTED = { status: 'accepted' as const, message: 'If an account needs it, an email is on its way.' };
 
-function clientOf(app: Context, ctx: KoaContext & { state: AppState }, fingerprint?: string): ClientInfo {
-  const { ip, userAgent } = ctx.state.origin;
-  return { ip, userAgent, country: clientCountry(ctx, app.config), deviceFingerprint: deviceFingerprintOf(fingerprint, userAgent) };
-}
-
-const COOKIE_PATH = '/v1/auth';
-
-/** Sets (or, with an empty value, clears) the refresh cookie; without `expires` it ends with the browser. */
-function setRefreshCookie(app: Context, ctx: KoaContext, value: string, expires?: Date): void {
-  const { name, secure, httpOnly, sameSite } = app.config.cookie;
-  // Koa refuses Secure cookies on what it sees as plain HTTP (TLS usually ends at a proxy).
-  ctx.cookies.secure = ctx.cookies.secure || secure;
-  ctx.cookies.set(name, value, { path: COOKIE_PATH, secure, httpOnly, sameSite, overwrite: true, ...(expires && { expires }) });
-}
-
-/** The refresh cookie rides along with every token response; only persistent sessions outlive the browser. */
-export function sendTokenPair(app: Context, ctx: KoaContext, pair: TokenPair): void {
-  setRefreshCookie(app, ctx, pair.refresh_token, pair.persistent ? new Date(pair.refresh_expires_at) : undefined);
-  const { persistent: _persistent, refresh_expires_at: _expires, ...body } = pair;
-  ctx.body = body;
-}
-
 export function authRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
-  const { rateLimits } = app.config;
-  const limiter = (name: string, points: number, windowSeconds: number) =>
-    createLimiter(app.redis, app.key('rl', name), points, windowSeconds);
-  const registerLimit = limiter('register-ip', rateLimits.register.attempts, rateLimits.register.windowSeconds);
-  const loginLimits = loginLimiters(app);
-  const refreshLimit = limiter('refresh-session', rateLimits.refresh.attempts, rateLimits.refresh.windowSeconds);
-  const emailLimit = limiter('email-address', rateLimits.email.attempts, rateLimits.email.windowSeconds);
-  const emailIpLimit = limiter('email-ip', rateLimits.email.ipAttempts, rateLimits.email.windowSeconds);
-  const serviceTokenLimit = limiter('service-token-ip', rateLimits.login.ipAttempts, rateLimits.login.windowSeconds);
   const authenticated = requireUser(app);
   const trustedOrigins = new Set([...app.config.cors.allowedOrigins, new URL(app.config.publicBaseUrl).origin]);
 
@@ -63,15 +33,10 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       409: { description: 'The email is taken' },
       429: { description: 'Too many registrations from this IP' },
     },
-    before: [
-      async (ctx, next) => {
-        await registerLimit.hit(ctx.state.origin.ip ?? '-');
-        await next();
-      },
-    ],
     async handler(ctx, { body }) {
+      const { userId, email } = await register(app, body, ctx.state.origin);
       ctx.status = 201;
-      ctx.body = await register(app, body, clientOf(app, ctx));
+      ctx.body = { user_id: userId, email, status: 'pending_verification' };
     },
   });
 
@@ -82,9 +47,10 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     tags: ['auth'],
     security: 'none',
     body: schemas.VerifyEmailBody,
-    responses: { 200: { description: 'Verified; the account is active' } },
+    responses: { 200: { description: 'Verified; the account is active', schema: schemas.Verified } },
     async handler(ctx, { body }) {
-      ctx.body = await verifyEmail(app, body.token, clientOf(app, ctx));
+      await verifyEmail(app, body.token, eventOrigin(ctx.state));
+      ctx.body = { status: 'active' };
     },
   });
 
@@ -96,15 +62,8 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     security: 'none',
     body: schemas.ResendBody,
     responses: { 202: { description: 'Accepted', schema: schemas.Accepted }, 429: { description: 'Too many emails requested' } },
-    before: [
-      async (ctx, next) => {
-        await emailIpLimit.hit(ctx.state.origin.ip ?? '-');
-        await emailLimit.hit((ctx.state.input as { body: { email: string } }).body.email.trim().toLowerCase());
-        await next();
-      },
-    ],
     async handler(ctx, { body }) {
-      await resendVerification(app, body.email);
+      await resendVerification(app, body.email, eventOrigin(ctx.state));
       ctx.status = 202;
       ctx.body = ACCEPTED;
     },
@@ -118,14 +77,12 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     security: 'none',
     body: schemas.LoginBody,
     responses: {
-      200: { description: 'A token pair, or an MFA challenge when the account has MFA', schema: schemas.TokenPair },
+      200: { description: 'A token pair, or an MFA challenge when the account has MFA', schema: schemas.SignInResult },
       401: { description: 'Wrong email or password (one answer for every cause)' },
       429: { description: 'Too many failed attempts' },
     },
     async handler(ctx, { body }) {
-      const result = await login(app, body, clientOf(app, ctx, body.device_fingerprint), loginLimits);
-      if ('mfa_required' in result) ctx.body = result;
-      else sendTokenPair(app, ctx, result);
+      sendSignIn(app, ctx, await passwordSignIn(app, body, clientInfo(ctx, app.config, body.device_fingerprint)));
     },
   });
 
@@ -139,6 +96,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     responses: {
       200: { description: 'A rotated token pair', schema: schemas.TokenPair },
       401: { description: 'Invalid, expired, revoked or reused token' },
+      403: { description: 'The cookie was sent from an origin that is not allowed' },
       429: { description: 'Too many refreshes for this session' },
     },
     async handler(ctx, { body }) {
@@ -148,9 +106,10 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       // The cookie rides along on any request the browser sends: beyond SameSite, a browser
       // request from a page of another origin is refused.
       const origin = ctx.get('Origin');
-      if (fromCookie && origin && !trustedOrigins.has(origin))
+      if (fromCookie && origin && !trustedOrigins.has(origin)) {
         throw new ForbiddenError('Refreshing with the cookie is allowed from the configured origins only.', 'origin_not_allowed');
-      sendTokenPair(app, ctx, await refreshSession(app, token, clientOf(app, ctx), refreshLimit));
+      }
+      sendTokens(app, ctx, await refreshSession(app, token, clientInfo(ctx, app.config)));
     },
   });
 
@@ -164,23 +123,8 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.LogoutBody,
     responses: { 204: { description: 'Signed out' } },
     async handler(ctx, { body }) {
-      const principal = ctx.state.principal!;
-      const allDevices = body.all_devices === true;
-      const origin = eventOrigin(ctx.state);
-      await app.db.transaction(async (trx) => {
-        await revokeSessions(app, trx, {
-          userId: principal.userId,
-          ...(!allDevices && { sessionIds: principal.sessionId ? [principal.sessionId] : [] }),
-          reason: allDevices ? 'logout_all' : 'logout',
-          origin,
-        });
-        await recordEvent(
-          trx,
-          { type: 'user.logout', userId: principal.userId, data: { session_id: principal.sessionId, all_devices: allDevices } },
-          origin,
-        );
-      });
-      setRefreshCookie(app, ctx, '', new Date(0));
+      await signOut(app, actorOf(ctx.state), body.all_devices === true, eventOrigin(ctx.state));
+      clearRefreshCookie(app, ctx);
       ctx.status = 204;
     },
   });
@@ -194,8 +138,8 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     guard: authenticated,
     responses: { 200: { description: 'Sessions, newest first', schema: schemas.Sessions } },
     async handler(ctx) {
-      const principal = ctx.state.principal!;
-      ctx.body = { sessions: await listSessions(app, principal.userId, principal.sessionId) };
+      const { userId, sessionId } = actorOf(ctx.state);
+      ctx.body = sessionsBody(await listSessions(app, userId), sessionId);
     },
   });
 
@@ -209,16 +153,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     params: schemas.SessionParams,
     responses: { 204: { description: 'Revoked' }, 404: { description: 'No such live session of mine' } },
     async handler(ctx, { params }) {
-      const principal = ctx.state.principal!;
-      const revoked = await app.db.transaction((trx) =>
-        revokeSessions(app, trx, {
-          userId: principal.userId,
-          sessionIds: [params.session_id],
-          reason: 'revoked_by_user',
-          origin: eventOrigin(ctx.state),
-        }),
-      );
-      if (!revoked.length) throw new NotFoundError('No such session.');
+      await revokeOwnSession(app, actorOf(ctx.state), params.session_id, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });
@@ -233,9 +168,11 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     responses: {
       200: { description: 'An access token (no refresh token, no session)', schema: schemas.ServiceToken },
       401: { description: 'Invalid client credentials' },
+      429: { description: 'Too many attempts from this IP' },
     },
     async handler(ctx, { body }) {
-      ctx.body = await issueServiceToken(app, body.client_id, body.client_secret, ctx.state.origin.ip, serviceTokenLimit);
+      const token = await issueServiceToken(app, body.client_id, body.client_secret, ctx.state.origin.ip);
+      ctx.body = { access_token: token.accessToken, token_type: 'Bearer', expires_in: token.expiresIn };
     },
   });
 

@@ -1,17 +1,23 @@
 // HTTP endpoints of authorization: check, list, grant and revoke permissions.
 import Router from '@koa/router';
+import type { Context as KoaContext } from 'koa';
 import type { Context } from '../../shared/context';
+import { check, grantPermission, listPermissions, revokePermission, type Caller } from '../../shared/authz/service';
 import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
-import { requirePermission, requireUser } from '../auth/authenticate';
+import { callerPermissions, requirePermission, requireUser } from '../auth/authenticate';
+import { grantBody, permissionListBody } from './presenters';
 import * as schemas from './schemas';
-import { check, grantPermission, listPermissions, revokePermission } from './service';
 
 export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   // Most calls check the caller's own permissions: read them with the session.
   const authenticated = requireUser(app, { withPermissions: true });
   const admin = requirePermission(app, 'permissions:admin');
+  const callerOf = async (ctx: KoaContext & { state: AppState }): Promise<Caller> => {
+    const principal = ctx.state.principal!;
+    return { userId: principal.userId, permissions: await callerPermissions(app, principal) };
+  };
 
   registry.add(router, {
     method: 'post',
@@ -23,7 +29,8 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     body: schemas.CheckBody,
     responses: { 200: { description: 'The answer', schema: schemas.CheckResult }, 404: { description: 'No such user' } },
     async handler(ctx, { body }) {
-      ctx.body = await check(app, ctx.state.principal!, body.user_id, body.permission);
+      const { allowed, userId } = await check(app, await callerOf(ctx), body.user_id, body.permission);
+      ctx.body = { allowed, permission: body.permission, user_id: userId };
     },
   });
 
@@ -35,9 +42,9 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     security: 'bearer',
     guard: authenticated,
     query: schemas.PermissionsQuery,
-    responses: { 200: { description: 'Permissions', schema: schemas.PermissionList } },
+    responses: { 200: { description: 'Permissions', schema: schemas.PermissionList }, 404: { description: 'No such user' } },
     async handler(ctx, { query }) {
-      ctx.body = { permissions: await listPermissions(app, ctx.state.principal!, query.user_id) };
+      ctx.body = permissionListBody(await listPermissions(app, await callerOf(ctx), query.user_id));
     },
   });
 
@@ -51,8 +58,9 @@ export function authzRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     body: schemas.GrantBody,
     responses: { 201: { description: 'The grant', schema: schemas.Grant }, 404: { description: 'No such user' } },
     async handler(ctx, { body }) {
+      const input = { userId: body.user_id, permission: body.permission, expiresAt: body.expires_at };
       ctx.status = 201;
-      ctx.body = await grantPermission(app, ctx.state.principal!.userId, body, eventOrigin(ctx.state));
+      ctx.body = grantBody(await grantPermission(app, ctx.state.principal!.userId, input, eventOrigin(ctx.state)));
     },
   });
 

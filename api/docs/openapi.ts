@@ -1,25 +1,16 @@
-// Builds the OpenAPI 3.1 document from the route registry: the same schemas that validate requests.
+// Builds the OpenAPI 3.1 document from the route registry: the same schemas that validate requests
+// and answers (./http/responses.ts says what each route may answer).
 import type { Config } from '../../shared/config';
 import type { RouteRegistry, RouteSpec } from '../http/route';
+import { declaredResponses, Problem, PROBLEM_CONTENT_TYPE } from '../http/responses';
 
 type Json = Record<string, unknown>;
 
-const Problem: Json = {
-  type: 'object',
-  required: ['type', 'title', 'status'],
-  properties: {
-    type: { type: 'string' },
-    title: { type: 'string' },
-    status: { type: 'integer' },
-    detail: { type: 'string' },
-    instance: { type: 'string' },
-    request_id: { type: 'string' },
-    errors: { type: 'array', items: { type: 'object', properties: { field: { type: 'string' }, message: { type: 'string' } } } },
-  },
-};
-
 /** TypeBox schemas carry symbol keys; JSON round-tripping leaves plain JSON Schema. */
-const plain = (schema: unknown): Json => JSON.parse(JSON.stringify(schema));
+const plain = (schema: unknown): Json => JSON.parse(JSON.stringify(schema)) as Json;
+
+/** Operations of these tags come last: what readers of the document look for first is the API. */
+const TRAILING_TAGS = ['docs', 'health'];
 
 function parametersOf(spec: RouteSpec): Json[] {
   const out: Json[] = [];
@@ -44,29 +35,26 @@ function parametersOf(spec: RouteSpec): Json[] {
 
 function responsesOf(spec: RouteSpec): Json {
   const out: Json = {};
-  for (const [status, response] of Object.entries(spec.responses)) {
+  for (const [status, response] of Object.entries(declaredResponses(spec))) {
     const type = response.contentType ?? (response.schema ? 'application/json' : undefined);
-    out[status] = {
-      description: response.description,
-      ...(type && { content: { [type]: response.schema ? { schema: plain(response.schema) } : {} } }),
-    };
-  }
-  const errors: Record<number, string> = {
-    400: 'Invalid input (problem+json naming each field)',
-    500: 'Unexpected error',
-    503: 'A dependency is down; retry later',
-  };
-  if (spec.security && spec.security !== 'none') Object.assign(errors, { 401: 'Missing or invalid credentials', 403: 'Not allowed' });
-  for (const [status, description] of Object.entries(errors)) {
-    if (!out[status])
-      out[status] = { description, content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
+    const schema = response.schema === Problem ? { $ref: '#/components/schemas/Problem' } : response.schema && plain(response.schema);
+    out[status] = { description: response.description, ...(type && { content: { [type]: schema ? { schema } : {} } }) };
   }
   return out;
 }
 
+/** The request body, with its first example where Swagger UI's "Try it out" picks it up. */
+function requestBodyOf(spec: RouteSpec): Json | undefined {
+  if (!spec.body) return undefined;
+  const schema = plain(spec.body);
+  const [example] = (schema.examples as unknown[] | undefined) ?? [];
+  return { required: true, content: { 'application/json': { schema, ...(example !== undefined && { example }) } } };
+}
+
 export function buildOpenApi(config: Config, registry: RouteRegistry): Json {
   const paths: Record<string, Json> = {};
-  for (const spec of registry.routes) {
+  const trailing = (spec: RouteSpec) => (spec.tags.some((tag) => TRAILING_TAGS.includes(tag)) ? 1 : 0);
+  for (const spec of [...registry.routes].sort((a, b) => trailing(a) - trailing(b))) {
     const path = spec.path.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
     const operation: Json = {
       operationId: `${spec.method}${path.replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
@@ -74,11 +62,10 @@ export function buildOpenApi(config: Config, registry: RouteRegistry): Json {
       tags: spec.tags,
       parameters: parametersOf(spec),
       responses: responsesOf(spec),
+      security: spec.security === 'bearer' ? [{ bearer: [] }] : [],
     };
-    if (spec.body) operation.requestBody = { required: true, content: { 'application/json': { schema: plain(spec.body) } } };
-    if (spec.security === 'bearer') operation.security = [{ bearer: [] }];
-    if (spec.security === 'basic-or-bearer') operation.security = [{ basic: [] }, { bearer: [] }];
-    if (spec.security === 'none' || !spec.security) operation.security = [];
+    const requestBody = requestBodyOf(spec);
+    if (requestBody) operation.requestBody = requestBody;
     paths[path] = { ...(paths[path] ?? {}), [spec.method]: operation };
   }
   return {
@@ -86,16 +73,17 @@ export function buildOpenApi(config: Config, registry: RouteRegistry): Json {
     info: {
       title: 'User Service',
       version: config.version,
-      description: 'Identity, authentication and authorization for the trading platform. Errors are application/problem+json (RFC 9457).',
+      description: `Identity, authentication and authorization for the trading platform. Errors are ${PROBLEM_CONTENT_TYPE} (RFC 9457).`,
     },
     servers: [{ url: config.publicBaseUrl }],
     paths,
     components: {
-      schemas: { Problem },
-      securitySchemes: {
-        bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-        basic: { type: 'http', scheme: 'basic', description: "Operators only (Bull Board): an admin's email and password." },
-      },
+      schemas: { Problem: plain(Problem) },
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
     },
+    // Tags in the order the document shows them: the API first, its plumbing last.
+    tags: [...new Set(registry.routes.flatMap((r) => r.tags))]
+      .sort((a, b) => Number(TRAILING_TAGS.includes(a)) - Number(TRAILING_TAGS.includes(b)))
+      .map((name) => ({ name })),
   };
 }

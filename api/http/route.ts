@@ -1,11 +1,12 @@
 // A route is declared once: method, path, schemas, responses and handler. The same declaration
-// validates the request at the edge (ajv), types the handler's input (TypeBox `Static`), and
-// produces the OpenAPI document, so the document cannot drift from the code.
+// validates the request at the edge (ajv), types the handler's input (TypeBox `Static`), checks
+// the answer in development (./responses.ts), and produces the OpenAPI document, so the document
+// cannot drift from the code.
 import Router, { type RouterContext } from '@koa/router';
 import type { Middleware } from 'koa';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import { Type, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
+import { Type, type SchemaOptions, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
 import { AppError, ValidationError, type FieldError } from '../../shared/errors';
 import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import type { AppState } from './state';
@@ -33,21 +34,23 @@ export interface RouteSpec<B extends TSchema = TSchema, Q extends TSchema = TSch
   summary: string;
   tags: string[];
   /** How the caller proves who it is; for the document (the middleware enforces it). */
-  security?: 'bearer' | 'basic-or-bearer' | 'none';
+  security?: 'bearer' | 'none';
   body?: B;
   query?: Q;
   params?: P;
   responses: Record<number, ResponseSpec>;
   /** Runs before validation, so an anonymous caller gets 401 whatever it sent: authentication. */
   guard?: Middleware<AppState> | Middleware<AppState>[];
-  /** Runs after validation, before the handler: rate limits and other checks of the input. */
-  before?: Middleware<AppState>[];
   handler(ctx: AppRouterContext, input: Input<B, Q, P>): Promise<void> | void;
 }
 
 /** An object schema that refuses unknown properties: "anything else in the body is refused". */
-export const Strict = <T extends TProperties>(properties: T, options: { description?: string } = {}): TObject<T> =>
+export const Strict = <T extends TProperties>(properties: T, options: SchemaOptions = {}): TObject<T> =>
   Type.Object(properties, { additionalProperties: false, ...options });
+
+/** Exactly one of several shapes (JSON Schema `oneOf`; TypeBox's Union emits `anyOf`). */
+export const OneOf = <T extends TSchema[]>(schemas: [...T], options: SchemaOptions = {}) =>
+  Type.Unsafe<Static<T[number]>>({ ...options, oneOf: schemas });
 
 function withFormats(ajv: Ajv): Ajv {
   addFormats(ajv);
@@ -124,8 +127,12 @@ export class RouteRegistry {
     const handle: Middleware<AppState> = async (ctx) => {
       await spec.handler(ctx as unknown as AppRouterContext, ctx.state.input as Input<B, Q, P>);
     };
+    const declared: Middleware<AppState> = async (ctx, next) => {
+      ctx.state.route = spec as unknown as RouteSpec;
+      await next();
+    };
     const guards = spec.guard ? [spec.guard].flat() : [];
-    router[spec.method](spec.path, ...guards, validate, ...(spec.before ?? []), handle);
+    router[spec.method](spec.path, declared, ...guards, validate, handle);
     this.routes.push(spec as unknown as RouteSpec);
   }
 }

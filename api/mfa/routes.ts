@@ -4,29 +4,19 @@
 // it off keep working for users who already have it (DESIGN.md, "MFA challenge").
 import Router from '@koa/router';
 import type { Context } from '../../shared/context';
+import { completeMfaChallenge } from '../../shared/auth/sign-in';
+import { disableTotp, enableTotp, regenerateBackupCodes, setupTotp, stepUp } from '../../shared/mfa/service';
 import type { RouteRegistry } from '../http/route';
-import { eventOrigin, type AppState } from '../http/state';
-import { createLimiter } from '../http/rate-limit';
+import { actorOf, eventOrigin, type AppState } from '../http/state';
 import { requireRecentSignIn, requireUser } from '../auth/authenticate';
-import { sendTokenPair } from '../auth/routes';
+import { sendTokens } from '../auth/presenters';
+import { TokenPair } from '../auth/schemas';
 import * as schemas from './schemas';
-import {
-  completeMfaChallenge,
-  disableTotp,
-  enableTotp,
-  MFA_MAX_WRONG_CODES,
-  MFA_WRONG_CODE_WINDOW_SECONDS,
-  regenerateBackupCodes,
-  setupTotp,
-  stepUp,
-} from './service';
 
 export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   const authenticated = requireUser(app);
   const recentSignIn = requireRecentSignIn();
-  // One count per account across challenges and endpoints: a new challenge does not reset it.
-  const wrongCodes = createLimiter(app.redis, app.key('rl', 'mfa-account'), MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS);
 
   registry.add(router, {
     method: 'post',
@@ -36,12 +26,12 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
     security: 'none',
     body: schemas.LoginVerifyBody,
     responses: {
-      200: { description: 'A token pair (amr contains mfa)', schema: schemas.TokenPair },
+      200: { description: 'A token pair (amr contains mfa)', schema: TokenPair },
       401: { description: 'Wrong code, or unknown or expired mfa_token' },
       429: { description: 'Too many wrong codes for the account; the challenge is deleted' },
     },
     async handler(ctx, { body }) {
-      sendTokenPair(app, ctx, await completeMfaChallenge(app, body.mfa_token, body.code, wrongCodes));
+      sendTokens(app, ctx, await completeMfaChallenge(app, body.mfa_token, body.code));
     },
   });
 
@@ -61,7 +51,8 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
         409: { description: 'MFA is already enabled' },
       },
       async handler(ctx) {
-        ctx.body = await setupTotp(app, ctx.state.principal!.userId);
+        const setup = await setupTotp(app, actorOf(ctx.state).userId);
+        ctx.body = { secret: setup.secret, otpauth_uri: setup.otpauthUri, qr_code: setup.qrCode, expires_in: setup.expiresIn };
       },
     });
 
@@ -79,7 +70,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
         409: { description: 'MFA is already enabled' },
       },
       async handler(ctx, { body }) {
-        ctx.body = await enableTotp(app, ctx.state.principal!.userId, body.code, eventOrigin(ctx.state));
+        ctx.body = { enabled: true, backup_codes: await enableTotp(app, actorOf(ctx.state).userId, body.code, eventOrigin(ctx.state)) };
       },
     });
 
@@ -93,12 +84,13 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       body: schemas.CodeBody,
       responses: {
         200: { description: 'A token valid for 5 minutes in this session', schema: schemas.Verification },
-        409: { description: 'MFA is not enabled' },
         401: { description: 'Wrong code' },
+        409: { description: 'MFA is not enabled' },
         429: { description: 'Too many wrong codes for the account' },
       },
       async handler(ctx, { body }) {
-        ctx.body = await stepUp(app, ctx.state.principal!, body.code, wrongCodes);
+        const verification = await stepUp(app, actorOf(ctx.state), body.code);
+        ctx.body = { verification_token: verification.verificationToken, expires_in: verification.expiresIn };
       },
     });
 
@@ -117,7 +109,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
         429: { description: 'Too many wrong codes for the account' },
       },
       async handler(ctx, { body }) {
-        ctx.body = await regenerateBackupCodes(app, ctx.state.principal!.userId, body.code, wrongCodes);
+        ctx.body = { backup_codes: await regenerateBackupCodes(app, actorOf(ctx.state).userId, body.code) };
       },
     });
   }
@@ -137,7 +129,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       429: { description: 'Too many wrong attempts for the account' },
     },
     async handler(ctx, { body }) {
-      await disableTotp(app, ctx.state.principal!.userId, body, eventOrigin(ctx.state), wrongCodes);
+      await disableTotp(app, actorOf(ctx.state).userId, body, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });

@@ -4,18 +4,16 @@
 // session it was issued in, and may be reused within its 5 minutes.
 import type { Middleware } from 'koa';
 import type { Context } from '../../shared/context';
-import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
-import type { AppState } from '../http/state';
-import { checkVerificationToken } from './service';
+import { ForbiddenError } from '../../shared/errors';
+import { checkVerificationToken } from '../../shared/mfa/service';
+import { actorOf, type AppState } from '../http/state';
 
 export const VERIFICATION_HEADER = 'X-Verification-Token';
 
 export function requireVerificationToken(app: Context): Middleware<AppState> {
   return async (ctx, next) => {
-    const principal = ctx.state.principal;
-    if (!principal) throw new UnauthorizedError();
     const token = ctx.get(VERIFICATION_HEADER);
-    if (!(await checkVerificationToken(app, principal, token))) {
+    if (!(await checkVerificationToken(app, actorOf(ctx.state), token))) {
       throw new ForbiddenError(
         token
           ? 'The verification token is invalid, expired or from another session; verify again with POST /v1/mfa/totp/verify.'
@@ -26,5 +24,3 @@ export function requireVerificationToken(app: Context): Middleware<AppState> {
     await next();
   };
 }
-
-export { checkVerificationToken };

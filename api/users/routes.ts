@@ -1,20 +1,17 @@
 // HTTP endpoints of the user's own account and public profiles.
 import Router from '@koa/router';
 import type { Context } from '../../shared/context';
+import { changePassword, deleteAccount, getProfile, publicProfile, updateProfile } from '../../shared/users/account';
 import type { RouteRegistry } from '../http/route';
-import { eventOrigin, type AppState } from '../http/state';
+import { actorOf, eventOrigin, type AppState } from '../http/state';
 import { requireUser } from '../auth/authenticate';
 import { VERIFICATION_HEADER } from '../mfa/step-up';
+import { meBody, publicProfileBody } from './presenters';
 import * as schemas from './schemas';
-import { changePassword, deleteMe, getMe, publicProfile, updateMe, type ProfileChanges } from './service';
-import { createLimiter } from '../http/rate-limit';
 
 export function userRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   const authenticated = requireUser(app);
-  const { attempts, windowSeconds } = app.config.rateLimits.login;
-  // Wrong passwords of signed-in users (change password, delete account) count per user.
-  const wrongPasswords = createLimiter(app.redis, app.key('rl', 'password-check-user'), attempts, windowSeconds);
 
   registry.add(router, {
     method: 'get',
@@ -25,7 +22,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     guard: authenticated,
     responses: { 200: { description: 'The profile', schema: schemas.Me } },
     async handler(ctx) {
-      ctx.body = await getMe(app, ctx.state.principal!.userId);
+      ctx.body = meBody(await getProfile(app, actorOf(ctx.state).userId));
     },
   });
 
@@ -39,7 +36,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.UpdateMeBody,
     responses: { 200: { description: 'The profile after the change', schema: schemas.Me } },
     async handler(ctx, { body }) {
-      ctx.body = await updateMe(app, ctx.state.principal!.userId, body as ProfileChanges, eventOrigin(ctx.state));
+      ctx.body = meBody(await updateProfile(app, actorOf(ctx.state).userId, body, eventOrigin(ctx.state)));
     },
   });
 
@@ -51,15 +48,19 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     security: 'bearer',
     guard: authenticated,
     body: schemas.DeleteMeBody,
-    responses: { 204: { description: 'Deleted' } },
+    responses: {
+      204: { description: 'Deleted' },
+      401: { description: 'Not signed in, or the password is wrong' },
+      403: { description: 'A Google-only account without a recent sign-in or verification token' },
+      429: { description: 'Too many wrong passwords' },
+    },
     async handler(ctx, { body }) {
-      await deleteMe(
-        app,
-        ctx.state.principal!,
-        { password: body.password, verificationToken: ctx.get(VERIFICATION_HEADER) || undefined },
-        eventOrigin(ctx.state),
-        wrongPasswords,
-      );
+      const proof = {
+        password: body.password,
+        verificationToken: ctx.get(VERIFICATION_HEADER) || undefined,
+        authTime: ctx.state.principal!.token?.auth_time,
+      };
+      await deleteAccount(app, actorOf(ctx.state), proof, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });
@@ -74,9 +75,10 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     params: schemas.ProfileParams,
     responses: { 200: { description: 'Public fields only', schema: schemas.PublicProfile }, 404: { description: 'No such user' } },
     async handler(ctx, { params }) {
-      ctx.body = await publicProfile(app, params.user_id);
+      ctx.body = publicProfileBody(await publicProfile(app, params.user_id));
     },
   });
+
   registry.add(router, {
     method: 'post',
     path: '/v1/users/change-password',
@@ -89,10 +91,16 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       204: { description: 'Changed' },
       400: { description: 'The new password breaks the policy or equals the current one' },
       401: { description: 'Not signed in, or the current password is wrong' },
+      409: { description: 'The password was changed meanwhile' },
       429: { description: 'Too many wrong current passwords' },
     },
     async handler(ctx, { body }) {
-      await changePassword(app, ctx.state.principal!, body, eventOrigin(ctx.state), wrongPasswords);
+      const change = {
+        currentPassword: body.current_password,
+        newPassword: body.new_password,
+        revokeOtherSessions: body.revoke_other_sessions === true,
+      };
+      await changePassword(app, actorOf(ctx.state), change, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });

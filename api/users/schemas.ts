@@ -1,36 +1,39 @@
-import { Type } from '@sinclair/typebox';
+// Request and response schemas of the account endpoints.
+import { Type, type Static } from '@sinclair/typebox';
 import { Strict } from '../http/route';
 import { Password } from '../auth/schemas';
 
+const Uuid = Type.String({ format: 'uuid' });
+const DateTime = Type.String({ format: 'date-time' });
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
 
 export const TradingAccountSummary = Type.Object({
-  id: Type.String({ format: 'uuid' }),
+  id: Uuid,
   broker: Type.String(),
-  nickname: Type.Union([Type.String(), Type.Null()]),
+  nickname: Nullable(Type.String()),
   status: Type.String(),
-  broker_user_id: Type.Union([Type.String(), Type.Null()]),
+  broker_user_id: Nullable(Type.String()),
   api_key_masked: Type.String(),
   preferences: Type.Object({}, { additionalProperties: true }),
-  last_verified_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  created_at: Type.String({ format: 'date-time' }),
+  last_verified_at: Nullable(DateTime),
+  created_at: DateTime,
 });
 
 export const Me = Type.Object({
-  id: Type.String({ format: 'uuid' }),
+  id: Uuid,
   email: Type.String(),
   email_verified: Type.Boolean(),
   name: Type.String(),
-  phone: Type.Union([Type.String(), Type.Null()]),
+  phone: Nullable(Type.String()),
   timezone: Type.String(),
   locale: Type.String(),
-  avatar_url: Type.Union([Type.String(), Type.Null()]),
+  avatar_url: Nullable(Type.String()),
   status: Type.String(),
   mfa_enabled: Type.Boolean(),
   roles: Type.Array(Type.String()),
   permissions: Type.Array(Type.String()),
   trading_accounts: Type.Array(TradingAccountSummary),
-  created_at: Type.String({ format: 'date-time' }),
+  created_at: DateTime,
 });
 
 export const UpdateMeBody = Type.Object(
@@ -41,21 +44,28 @@ export const UpdateMeBody = Type.Object(
     locale: Type.Optional(Type.String({ format: 'bcp47-locale', maxLength: 35 })),
     avatar_url: Type.Optional(Nullable(Type.String({ format: 'https-url', maxLength: 2048 }))),
   },
-  { additionalProperties: false, minProperties: 1 },
+  { additionalProperties: false, minProperties: 1, examples: [{ name: 'Asha Rao', timezone: 'Asia/Kolkata', phone: '+919812345678' }] },
 );
 
-export const DeleteMeBody = Strict({ password: Type.Optional(Password) });
+export const DeleteMeBody = Strict(
+  { password: Type.Optional(Password) },
+  {
+    examples: [{ password: 'Correct-Horse-Battery-9' }],
+    description: 'Google-only accounts send {} with X-Verification-Token or a fresh sign-in',
+  },
+);
 
-export const ChangePasswordBody = Strict({
-  current_password: Password,
-  new_password: Password,
-  revoke_other_sessions: Type.Optional(Type.Boolean({ description: 'Sign out every other session (default false)' })),
-});
+export const ChangePasswordBody = Strict(
+  {
+    current_password: Password,
+    new_password: Password,
+    revoke_other_sessions: Type.Optional(Type.Boolean({ description: 'Sign out every other session (default false)' })),
+  },
+  { examples: [{ current_password: 'Correct-Horse-Battery-9', new_password: 'Another-Long-Passphrase-7', revoke_other_sessions: true }] },
+);
 
-export const ProfileParams = Strict({ user_id: Type.String({ format: 'uuid' }) });
-export const PublicProfile = Type.Object({
-  id: Type.String({ format: 'uuid' }),
-  name: Type.String(),
-  avatar_url: Type.Union([Type.String(), Type.Null()]),
-  created_at: Type.String({ format: 'date-time' }),
-});
+export const ProfileParams = Strict({ user_id: Uuid });
+export const PublicProfile = Type.Object({ id: Uuid, name: Type.String(), avatar_url: Nullable(Type.String()), created_at: DateTime });
+
+export type MeBody = Static<typeof Me>;
+export type PublicProfileBody = Static<typeof PublicProfile>;

@@ -4,6 +4,8 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Kms } from '../crypto/kms';
+import type { Context } from '../context';
+import { enqueueAfterCommit, enqueueEmail } from '../queues';
 import type { TemplateName, TemplateParams } from './templates';
 
 /** Associated data binding the encrypted parameters to their row. */
@@ -23,4 +25,9 @@ export async function writeEmail<T extends TemplateName>(
     params_encrypted: kms.encrypt(JSON.stringify(message.params), emailContext(id)),
   });
   return id;
+}
+
+/** Enqueues a committed email; a queue outage leaves it to the reconciler rather than failing the request. */
+export function enqueueEmailAfterCommit(app: Pick<Context, 'logger' | 'queues'>, emailId: string): Promise<void> {
+  return enqueueAfterCommit(app.logger, () => enqueueEmail(app.queues, emailId), { emailId });
 }

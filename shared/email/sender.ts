@@ -56,12 +56,18 @@ export async function sendEmailMessage(deps: SendEmailDeps, emailId: string): Pr
     .increment('attempts', 1)
     .returning(['template', 'to_address', 'params_encrypted']);
   if (!row) return 'skipped';
+  const to = row.to_address;
+  if (!to) {
+    // Only a deleted account's rows lose their address, and its pending mail is cancelled with it.
+    await deps.db('email_messages').where({ id: emailId }).update({ status: 'cancelled' });
+    return 'skipped';
+  }
   const params = JSON.parse(deps.kms.decrypt(row.params_encrypted, emailContext(emailId)));
   const message = renderEmail(deps.appName, row.template as TemplateName, params);
   if (deps.mailer.transport) {
     await deps.mailer.transport.sendMail({
       from: deps.mailer.from,
-      to: row.to_address,
+      to,
       subject: message.subject,
       text: message.text,
       html: message.html,
@@ -69,7 +75,7 @@ export async function sendEmailMessage(deps: SendEmailDeps, emailId: string): Pr
   } else {
     // Development without SMTP: say that the email exists, but not its body (it may hold a token).
     deps.logger.info(
-      { emailId, template: row.template, to: maskEmail(row.to_address), subject: message.subject },
+      { emailId, template: row.template, to: maskEmail(to), subject: message.subject },
       'email not sent: SMTP_HOST is empty (development); body withheld from the log',
     );
   }

@@ -3,6 +3,8 @@
 // relay publishes them to the Redis Stream afterwards.
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
+import type { ModelObject } from 'objection';
+import type { Event } from '../models';
 
 export const EVENT_TYPES = [
   'user.registered',
@@ -45,18 +47,8 @@ export interface NewEvent {
   data?: Record<string, unknown>;
 }
 
-export interface EventRow {
-  id: string;
-  seq: number;
-  type: EventType;
-  user_id: string | null;
-  actor_id: string | null;
-  ip: string | null;
-  user_agent: string | null;
-  data: Record<string, unknown>;
-  occurred_at: Date;
-  published_at: Date | null;
-}
+/** An events row as stored (the model's columns, with its type narrowed to the known ones). */
+export type EventRow = ModelObject<Event>;
 
 export async function recordEvent(trx: Knex.Transaction, event: NewEvent, origin: EventOrigin = {}): Promise<string> {
   const id = crypto.randomUUID();
@@ -67,7 +59,7 @@ export async function recordEvent(trx: Knex.Transaction, event: NewEvent, origin
     actor_id: origin.actorId ?? event.userId ?? null,
     ip: origin.ip ?? null,
     user_agent: origin.userAgent ?? null,
-    data: JSON.stringify(event.data ?? {}),
+    data: event.data ?? {},
   });
   return id;
 }

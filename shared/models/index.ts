@@ -1,6 +1,7 @@
 // Objection models, one per table. Services use them for row-shaped reads and writes; set-based
 // queries (permission resolution, the relay) stay in SQL next to the code that needs them.
 import { Model, type RelationMappings } from 'objection';
+import type { EventType } from '../events/outbox';
 
 export type UserStatus = 'pending_verification' | 'active' | 'suspended' | 'deleted';
 
@@ -222,7 +223,7 @@ export class Event extends Model {
   static tableName = 'events';
   id!: string;
   seq!: number;
-  type!: string;
+  type!: EventType;
   user_id!: string | null;
   actor_id!: string | null;
   ip!: string | null;
@@ -255,3 +256,4 @@ export class EmailVerificationToken extends Model {
   expires_at!: Date;
   used_at!: Date | null;
 }
+import './tables';

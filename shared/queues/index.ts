@@ -1,22 +1,15 @@
-// Queue names, default job options and the enqueue helpers, defined once. Jobs carry ids, never
-// secrets, and use deterministic job ids so that the same work enqueued twice (by a retry, or by
-// the reconciler after a Redis loss) runs once.
+// The queues and their enqueue helpers. Jobs carry ids, never secrets, and use deterministic job
+// ids (./names.ts) so that the same work enqueued twice runs once.
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { UnavailableError } from '../errors';
+import { JOB_NAMES, QUEUE_NAMES, jobIds, type QueueName } from './names';
 
-export const QUEUE_NAMES = ['email', 'kite', 'audit-export', 'events'] as const;
-export type QueueName = (typeof QUEUE_NAMES)[number];
+export { JOB_NAMES, QUEUE_NAMES, jobIds, type QueueName };
 
 export type Queues = Record<QueueName, Queue>;
-
-export const JOB_NAMES = {
-  sendEmail: 'send-email',
-  relayEvents: 'relay-events',
-  reconcile: 'reconcile',
-} as const;
 
 export function defaultJobOptions(config: Pick<Config, 'queues'>): JobsOptions {
   return {
@@ -54,5 +47,17 @@ async function add(queue: Queue, name: string, data: Record<string, unknown>, op
 
 /** Sends the email_messages row `emailId`. */
 export function enqueueEmail(queues: Queues, emailId: string): Promise<void> {
-  return add(queues.email, JOB_NAMES.sendEmail, { emailId }, { jobId: `email-${emailId}` });
+  return add(queues.email, JOB_NAMES.sendEmail, { emailId }, { jobId: jobIds.email(emailId) });
+}
+
+/**
+ * Enqueues the job of a row that is already committed. A queue outage leaves the row to its
+ * queue's reconciler rather than failing a request whose change has happened.
+ */
+export async function enqueueAfterCommit(logger: Logger, enqueue: () => Promise<void>, row: Record<string, string>): Promise<void> {
+  try {
+    await enqueue();
+  } catch (err) {
+    logger.warn({ ...row, error: (err as Error).message }, 'job left for the reconciler');
+  }
 }

@@ -24,15 +24,14 @@ export async function createOrPromoteAdmin(
   return permissions.changing(
     db,
     async (trx) => {
-      const adminRole = await trx('roles').where({ name: 'admin' }).first('id');
-      let user = await trx('users').where({ email }).whereNot({ status: 'deleted' }).forUpdate().first('id');
-      let created = false;
-      if (!user) {
-        const name = input.name?.trim() || email.split('@')[0];
+      const existing = await trx('users').where({ email }).whereNot({ status: 'deleted' }).forUpdate().first('id');
+      let userId = existing?.id;
+      if (!userId) {
+        const name = input.name?.trim() || email.split('@')[0]!;
         if (!input.password) throw new ValidationError([{ field: 'password', message: 'is required to create a new admin' }]);
         assertPasswordPolicy(input.password, 'password', { email, name }, config.password);
         const passwordHash = await hashPassword(input.password, config.password.bcryptCost);
-        [user] = await trx('users')
+        const [created] = await trx('users')
           .insert({
             email,
             name,
@@ -43,16 +42,16 @@ export async function createOrPromoteAdmin(
             email_verified_at: trx.fn.now(),
           })
           .returning('id');
-        await recordEvent(trx, { type: 'user.registered', userId: user.id, data: { method: 'cli' } });
-        created = true;
+        userId = created!.id;
+        await recordEvent(trx, { type: 'user.registered', userId, data: { method: 'cli' } });
       }
       const inserted = await trx('user_roles')
-        .insert({ user_id: user.id, role_id: adminRole.id })
+        .insert({ user_id: userId, role_id: trx.raw(`(SELECT id FROM roles WHERE name = 'admin')`) })
         .onConflict(['user_id', 'role_id'])
         .ignore()
         .returning('user_id');
-      if (inserted.length) await recordEvent(trx, { type: 'role.assigned', userId: user.id, data: { role: 'admin', via: 'cli' } });
-      return { userId: user.id as string, created, promoted: inserted.length > 0 };
+      if (inserted.length) await recordEvent(trx, { type: 'role.assigned', userId, data: { role: 'admin', via: 'cli' } });
+      return { userId, created: !existing, promoted: inserted.length > 0 };
     },
     (result) => result.userId,
   );

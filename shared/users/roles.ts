@@ -1,8 +1,17 @@
-// Role assignment for operators (the CLI); every change invalidates the user's cached permissions.
+// Roles of users: the role a new account gets, and assignment by operators (the CLI); every change
+// of an existing user's roles invalidates their cached permissions.
 import type { Knex } from 'knex';
 import { recordEvent } from '../events/outbox';
 import { NotFoundError } from '../errors';
 import type { PermissionCache } from '../authz/cache';
+
+/** The role of every new person: registered with a password or, later, with Google. */
+export const DEFAULT_ROLE = 'trader';
+
+/** Gives a user a role by its name, inside the caller's transaction (a new user: nothing to invalidate). */
+export async function grantRole(trx: Knex.Transaction, userId: string, role: string): Promise<void> {
+  await trx('user_roles').insert({ user_id: userId, role_id: trx.raw('(SELECT id FROM roles WHERE name = ?)', [role]) });
+}
 
 export async function setRole(
   db: Knex,

@@ -3,8 +3,11 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import { recordEvent } from '../events/outbox';
-import { ValidationError } from '../errors';
-import { hashPassword } from './passwords';
+import { UnauthorizedError, ValidationError } from '../errors';
+import type { Context } from '../context';
+import { listRoleNames } from '../authz/permissions';
+import { dummyHash, hashPassword, verifyPassword } from './passwords';
+import { grantRole } from './roles';
 
 export async function createServicePrincipal(
   db: Knex,
@@ -27,9 +30,27 @@ export async function createServicePrincipal(
         password_hash: secretHash,
       })
       .returning('id');
-    await trx('user_roles').insert({ user_id: user.id, role_id: trx('roles').where({ name: 'service' }).select('id') });
+    await grantRole(trx, user.id, 'service');
     await recordEvent(trx, { type: 'user.registered', userId: user.id, data: { method: 'service' } });
-    return user.id as string;
+    return user.id;
   });
   return { clientId, clientSecret };
+}
+
+/** A 15-minute access token for a service principal (client credentials): no session, no refresh token. */
+export async function issueServiceToken(
+  app: Context,
+  clientId: string,
+  clientSecret: string,
+  ip: string | null,
+): Promise<{ accessToken: string; expiresIn: number }> {
+  const limiter = app.limits.serviceTokenPerIp;
+  const key = ip ?? '-';
+  await limiter.hit(key);
+  const service = await app.db('users').where({ id: clientId, kind: 'service', status: 'active' }).first('id', 'password_hash');
+  const ok = await verifyPassword(clientSecret, service?.password_hash ?? (await dummyHash(app.config.password.bcryptCost)));
+  if (!service || !ok) throw new UnauthorizedError('The client credentials are invalid.', 'invalid_client');
+  await limiter.refund(key);
+  const roles = await listRoleNames(app.db, service.id);
+  return { accessToken: await app.accessTokens.sign({ sub: service.id, roles, amr: ['service'] }), expiresIn: app.accessTokens.ttlSeconds };
 }

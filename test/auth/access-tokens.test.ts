@@ -10,6 +10,7 @@ import { call, startTestApp, type Reply, type TestApp } from '../helpers/app';
 import { KEYS_DIR } from '../helpers/env';
 import { createUser } from '../helpers/users';
 import { login, type SignedIn } from '../helpers/auth';
+import type { UserStatus } from '../../shared/models';
 
 let t: TestApp;
 let privateKey: KeyObject;
@@ -351,7 +352,10 @@ describe('a valid token stops working when its session or user does', () => {
         const { sid: _sid, ...sessionless } = claimsFor(s);
         expect((await strictBearer(s.accessToken)).status).toBe(200);
         expect((await strictBearer(rs256(HEADER, sessionless))).status).toBe(200);
-        await t.context.db('users').where({ id: s.id }).update({ status });
+        await t.context
+          .db('users')
+          .where({ id: s.id })
+          .update({ status: status as UserStatus });
         expectRefused(await strictBearer(s.accessToken));
         expectRefused(await strictBearer(rs256(HEADER, sessionless)));
       }

@@ -39,7 +39,7 @@ async function mailedToken(email: string, nth = 1): Promise<string> {
 
 /** The stream's events of one user, once the relay has published everything. */
 async function eventsOf(app: TestApp, userId: string) {
-  await eventually(async () => Number((await app.context.db('events').whereNull('published_at').count('* as n').first())?.n) === 0);
+  await eventually(async () => Number((await app.context.db('events').whereNull('published_at').count({ n: '*' }).first())?.n) === 0);
   return (await streamEvents(app.context.redis, app.config.events.streamName)).filter((e) => e.payload.user_id === userId);
 }
 
@@ -97,7 +97,7 @@ describe('password reset', () => {
     const next = await call(`${t.url}/v1/auth/login`, { body: { email: user.email, password: NEW_PASSWORD } });
     expect(next.status).toBe(200);
     expect(next.body).toEqual({ mfa_required: true, mfa_token: expect.any(String), expires_in: 300 });
-    expect((await t.context.db('users').where({ id: user.id }).first()).mfa_enabled).toBe(true);
+    expect((await t.context.db('users').where({ id: user.id }).first())!.mfa_enabled).toBe(true);
 
     await smtp.waitFor((m) => m.to.includes(user.email) && m.subject === 'Your password was reset');
     const events = await eventsOf(t, user.id);

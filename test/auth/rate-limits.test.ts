@@ -127,7 +127,7 @@ describe('one api', () => {
       .db('refresh_tokens')
       .where({ token_hash: hashOpaqueToken(token) })
       .first();
-    expect(row.rotated_at).toBeNull();
+    expect(row!.rotated_at).toBeNull();
     expect(await t.context.db('refresh_tokens').where({ session_id: session.sessionId }).count<{ count: string }[]>('* as count')).toEqual(
       tokensBefore,
     );
@@ -137,7 +137,7 @@ describe('one api', () => {
     expect(after.status).toBe(200);
     expect(after.body.session_id).toBe(session.sessionId);
     // Not treated as reuse: the session lives on.
-    expect((await t.context.db('sessions').where({ id: session.sessionId }).first()).revoked_at).toBeNull();
+    expect((await t.context.db('sessions').where({ id: session.sessionId }).first())!.revoked_at).toBeNull();
   });
 
   test('verification resend: the 3rd request for one address is 429 (whatever its case); another address still gets 202', async () => {

@@ -97,7 +97,7 @@ describe('reuse detection (grace window off)', () => {
     );
     expect((await call(`${t.url}/v1/auth/sessions`, { headers: other.auth })).status).toBe(401);
     const sessions = await t.context.db('sessions').where({ user_id: user.id });
-    expect(sessions.map((s: { revoked_reason: string }) => s.revoked_reason)).toEqual(['refresh_token_reuse', 'refresh_token_reuse']);
+    expect(sessions.map((s) => s.revoked_reason)).toEqual(['refresh_token_reuse', 'refresh_token_reuse']);
 
     await t.startWorkers();
     const events = await eventually(async () => {

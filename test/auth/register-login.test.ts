@@ -33,7 +33,7 @@ test('register → verification email → verify once → active', async () => {
   });
   expect(r.status).toBe(201);
   expect(r.body).toEqual({ user_id: expect.any(String), email: 'Asha.Rao@Example.com', status: 'pending_verification' });
-  const user = await t.context.db('users').where({ id: r.body.user_id }).first();
+  const user = (await t.context.db('users').where({ id: r.body.user_id }).first())!;
   expect(user).toMatchObject({ status: 'pending_verification', email_verified: false, timezone: 'Asia/Kolkata', locale: 'en-IN' });
   expect(user.password_hash).toMatch(/^\$2b\$04\$/);
   const roles = await t.context
@@ -130,7 +130,7 @@ describe('login', () => {
     const cookie = r.headers.get('set-cookie') ?? '';
     expect(cookie).toMatch(new RegExp(`^__Secure-refresh_token=${r.body.refresh_token}; path=/v1/auth; samesite=strict; secure; httponly`));
     expect(cookie).not.toMatch(/expires=/);
-    const session = await t.context.db('sessions').where({ id: r.body.session_id }).first();
+    const session = (await t.context.db('sessions').where({ id: r.body.session_id }).first())!;
     expect(session).toMatchObject({
       user_id: user.id,
       device_fingerprint: 'device-A',
@@ -146,7 +146,7 @@ describe('login', () => {
   test('remember_me makes a 90-day session and a lasting cookie', async () => {
     const user = await createUser(t.context.db);
     const r = await call(`${t.url}/v1/auth/login`, { body: { email: user.email, password: user.password, remember_me: true } });
-    const session = await t.context.db('sessions').where({ id: r.body.session_id }).first();
+    const session = (await t.context.db('sessions').where({ id: r.body.session_id }).first())!;
     expect(session.persistent).toBe(true);
     expect(Math.round((session.expires_at.getTime() - session.created_at.getTime()) / 86400e3)).toBe(90);
     expect(r.headers.get('set-cookie')).toMatch(/expires=/);
@@ -184,7 +184,7 @@ describe('login', () => {
     const upgraded = await startTestApp({ PASSWORD_BCRYPT_COST: '5' }, { databaseUrl: t.config.database.url });
     try {
       await login(upgraded.url, user);
-      expect((await t.context.db('users').where({ id: user.id }).first()).password_hash).toMatch(/^\$2b\$05\$/);
+      expect((await t.context.db('users').where({ id: user.id }).first())!.password_hash).toMatch(/^\$2b\$05\$/);
       await login(upgraded.url, user);
     } finally {
       await upgraded.close();
@@ -324,11 +324,11 @@ describe('where a sign-in comes from', () => {
       const fromTable = await login(proxied.url, user, {}, { 'X-Forwarded-For': '8.8.8.8' });
       expect(await t.context.db('sessions').where({ id: fromTable.sessionId }).first()).toMatchObject({ ip: '8.8.8.8', country: 'US' });
       const fromHeader = await login(proxied.url, user, {}, { 'X-Forwarded-For': '8.8.8.8', 'CF-IPCountry': 'in' });
-      expect((await t.context.db('sessions').where({ id: fromHeader.sessionId }).first()).country).toBe('IN');
+      expect((await t.context.db('sessions').where({ id: fromHeader.sessionId }).first())!.country).toBe('IN');
       // A client that writes its own X-Forwarded-For entry does not choose its IP: our one proxy
       // appended the last entry.
       const spoofed = await login(proxied.url, user, {}, { 'X-Forwarded-For': '6.6.6.6, 8.8.4.4' });
-      expect((await t.context.db('sessions').where({ id: spoofed.sessionId }).first()).ip).toBe('8.8.4.4');
+      expect((await t.context.db('sessions').where({ id: spoofed.sessionId }).first())!.ip).toBe('8.8.4.4');
     } finally {
       await proxied.close();
     }

@@ -29,7 +29,7 @@ const adminOnly = (ok: number): Record<Role, number> => ({ viewer: 403, trader: 
 const grantFor = async (userId: string) => {
   const [row] = await t.context
     .db('user_permissions')
-    .insert({ user_id: userId, permission_id: t.context.db('permissions').where({ name: 'alerts:write' }).select('id') })
+    .insert({ user_id: userId, permission_id: t.context.db.raw(`(SELECT id FROM permissions WHERE name = 'alerts:write')`) })
     .returning('id');
   return row.id as string;
 };

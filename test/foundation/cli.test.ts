@@ -35,7 +35,7 @@ test('create-admin creates an active, verified admin whose password came from st
   expect(r.status).toBe(0);
   expect(r.stdout).toMatch(/^created admin: ops@example.com \(user id [0-9a-f-]{36}\)/);
   expect(r.stdout + r.stderr).not.toContain(password);
-  const user = await t.context.db('users').where({ email: 'ops@example.com' }).first();
+  const user = (await t.context.db('users').where({ email: 'ops@example.com' }).first())!;
   expect(user).toMatchObject({ status: 'active', email_verified: true });
   const board = await call(`${t.url}/admin/queues`, {
     headers: { Authorization: basicAuth({ id: user.id, email: 'ops@example.com', password }) },

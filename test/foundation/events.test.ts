@@ -50,7 +50,7 @@ test('an event committed reaches the stream once, with the envelope of DESIGN.md
     user_agent: 'jest',
     data: { fields: ['name'], i: 0 },
   });
-  const row = await t.context.db('events').where({ id }).first();
+  const row = (await t.context.db('events').where({ id }).first())!;
   expect(row.published_at).not.toBeNull();
 });
 

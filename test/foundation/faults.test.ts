@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
 import Router from '@koa/router';
+import { Type } from '@sinclair/typebox';
 import { call, eventually, startTestApp, testEnvironment, type Reply, type TestApp } from '../helpers/app';
 import { startPostgres, startRedis, type OwnPostgres, type OwnServer } from '../helpers/processes';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
@@ -44,7 +45,7 @@ const readyIs = (base: string, status: number) => async () => {
 async function scratchServer(context: Context): Promise<{ url: string; close(): Promise<void> }> {
   const scratch = createApp(context);
   const router = new Router<AppState>();
-  const ok = { 200: { description: 'ok' } };
+  const ok = { 200: { description: 'ok', schema: Type.Record(Type.String(), Type.Unknown()) } };
   scratch.registry.add(router, {
     method: 'post',
     path: '/v1/test/enqueue',
@@ -297,7 +298,7 @@ describe('worker shutdown', () => {
     // The job is running and has reached the send (attempts counts it), the mail not yet accepted.
     const job = await eventually(() => t.context.queues.email.getJob(`email-${emailId}`), { timeoutMs: 10_000 });
     await eventually(async () => (await job.getState()) === 'active', { timeoutMs: 10_000 });
-    await eventually(async () => (await t.context.db('email_messages').where({ id: emailId }).first())?.attempts >= 1, {
+    await eventually(async () => ((await t.context.db('email_messages').where({ id: emailId }).first())?.attempts ?? 0) >= 1, {
       timeoutMs: 10_000,
     });
     expect(smtp.messages.filter((m) => m.to.includes(to))).toHaveLength(0);

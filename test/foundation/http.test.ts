@@ -3,7 +3,10 @@
 import http from 'node:http';
 import Router from '@koa/router';
 import { Type } from '@sinclair/typebox';
-import { call, startTestApp, type TestApp } from '../helpers/app';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
+import { call, failOnResponseMismatches, startTestApp, type TestApp } from '../helpers/app';
+import { declaredResponses, Problem } from '../../api/http/responses';
 import { Strict } from '../../api/http/route';
 import type { AppState } from '../../api/http/state';
 import { createApp } from '../../api/app';
@@ -94,6 +97,78 @@ test('every route of the app is declared with its schemas in the registry', () =
   }
 });
 
+test('every route declares what it answers: a schema for each status with a body, problem+json for every error', () => {
+  for (const spec of t.app.registry.routes) {
+    const responses = Object.entries(declaredResponses(spec)).map(([status, response]) => ({ status: Number(status), ...response }));
+    const route = `${spec.method.toUpperCase()} ${spec.path}`;
+    expect([route, responses.some((r) => r.status < 300)]).toEqual([route, true]);
+    for (const r of responses) {
+      const answer = `${route} → ${r.status}`;
+      if (r.status === 204) expect([answer, r.schema, r.contentType]).toEqual([answer, undefined, undefined]);
+      else if (r.status < 300) expect([answer, !!(r.schema ?? r.contentType)]).toEqual([answer, true]);
+      // Readiness answers 503 with its own report (for probes); every other error is a problem.
+      else if (r.status < 500 || r.schema === Problem)
+        expect([answer, r.schema, r.contentType]).toEqual([answer, Problem, 'application/problem+json']);
+    }
+  }
+});
+
+test('the OpenAPI document: login answers a token pair or an MFA challenge, errors are problem+json, bodies have examples', async () => {
+  const doc = (await call(`${t.url}/openapi.json`)).body;
+  const login = doc.paths['/v1/auth/login'].post;
+  const shapes = login.responses['200'].content['application/json'].schema.oneOf;
+  expect(shapes.map((shape: { required: string[] }) => shape.required)).toEqual([
+    expect.arrayContaining(['access_token', 'refresh_token', 'session_id', 'user']),
+    expect.arrayContaining(['mfa_required', 'mfa_token', 'expires_in']),
+  ]);
+  const ajv = addFormats(new Ajv({ strict: false }));
+  for (const [path, operations] of Object.entries<Record<string, any>>(doc.paths)) {
+    for (const [method, operation] of Object.entries<any>(operations)) {
+      for (const [status, response] of Object.entries<any>(operation.responses)) {
+        if (Number(status) >= 400 && Number(status) < 500)
+          expect([path, method, status, response.content]).toEqual([
+            path,
+            method,
+            status,
+            { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+          ]);
+      }
+      if (!operation.requestBody) continue;
+      const { schema, example } = operation.requestBody.content['application/json'];
+      expect([path, method, example !== undefined]).toEqual([path, method, true]);
+      expect([path, method, ajv.validate(schema, example), ajv.errors]).toEqual([path, method, true, null]);
+    }
+  }
+  expect(doc.components.schemas.Problem.required).toEqual(expect.arrayContaining(['type', 'title', 'status', 'detail']));
+});
+
+test('an answer that does not match its declared schema fails the test that caused it', async () => {
+  const scratch = createApp(t.context);
+  const router = new Router<AppState>();
+  scratch.registry.add(router, {
+    method: 'get',
+    path: '/v1/test/leaky',
+    summary: 'answers more than it declares',
+    tags: ['test'],
+    security: 'none',
+    responses: { 200: { description: 'a name', schema: Type.Object({ name: Type.String() }) } },
+    handler(ctx) {
+      ctx.body = { name: 'Asha', password_hash: '$2b$12$leaked' };
+    },
+  });
+  scratch.koa.use(router.routes());
+  const server = http.createServer(scratch.koa.callback());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await call(`http://127.0.0.1:${(server.address() as { port: number }).port}/v1/test/leaky`);
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  expect(() => failOnResponseMismatches()).toThrow(/\/v1\/test\/leaky.*password_hash/);
+  // Consumed: the check after this test finds nothing left.
+  expect(() => failOnResponseMismatches()).not.toThrow();
+});
+
 describe('validation at the edge', () => {
   // A route declared like any feature's, mounted on a scratch router of the same app.
   const router = new Router<AppState>();
@@ -111,7 +186,9 @@ describe('validation at the edge', () => {
       params: Strict({ id: Type.String({ format: 'uuid' }) }),
       query: Strict({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })) }),
       body: Strict({ email: Type.String({ format: 'email' }), age: Type.Optional(Type.Integer({ minimum: 0 })) }),
-      responses: { 200: { description: 'echo' } },
+      responses: {
+        200: { description: 'echo', schema: Type.Object({ body: Type.Unknown(), query: Type.Unknown(), params: Type.Unknown() }) },
+      },
       handler(ctx, input) {
         handled += 1;
         ctx.body = input;

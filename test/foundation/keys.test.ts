@@ -151,7 +151,7 @@ test('kms:rewrap moves every stored envelope under the new master key, so the ol
     expect(await rewrapAll(t.context.db, rotated)).toEqual({ rewrapped: 1, unchanged: 0 });
     expect(await rewrapAll(t.context.db, rotated)).toEqual({ rewrapped: 0, unchanged: 0 });
     const onlyNew = createLocalKms({ kms: { provider: 'local', keyPath: newKeyPath, previousKeyPaths: [] } });
-    const stored = (await t.context.db('users').where({ id }).first()).mfa_secret_encrypted;
+    const stored = (await t.context.db('users').where({ id }).first())!.mfa_secret_encrypted!;
     expect(onlyNew.decrypt(stored, `users.mfa_secret:${id}`)).toBe('JBSWY3DPEHPK3PXP');
   } finally {
     await t.close();

@@ -59,7 +59,7 @@ test('roles are seeded as a hierarchy: admin has all of trader, trader all of vi
   const [{ id }] = await db('users').insert({ email: 'h@example.com', name: 'H' }).returning('id');
   const permissionsOf = async (role: string) => {
     await db('user_roles').where({ user_id: id }).del();
-    await db('user_roles').insert({ user_id: id, role_id: (await db('roles').where({ name: role }).first()).id });
+    await db('user_roles').insert({ user_id: id, role_id: (await db('roles').where({ name: role }).first())!.id });
     return new Set((await listEffectivePermissions(db, id)).map((p) => p.name));
   };
   const viewer = await permissionsOf('viewer');
@@ -80,16 +80,22 @@ test('emails are unique whatever their case', async () => {
 });
 
 test('status columns accept only their known values', async () => {
-  await expect(db('users').insert({ email: 's@example.com', name: 'S', status: 'banana' })).rejects.toThrow(/users_status_check/);
+  await expect(db('users').insert({ email: 's@example.com', name: 'S', status: 'banana' as never })).rejects.toThrow(/users_status_check/);
   const [{ id }] = await db('users').insert({ email: 't@example.com', name: 'T' }).returning('id');
   await expect(
-    db('trading_accounts').insert({ user_id: id, broker: 'kite', status: 'weird', api_key_fingerprint: 'f', api_key_masked: 'ab***' }),
+    db('trading_accounts').insert({
+      user_id: id,
+      broker: 'kite',
+      status: 'weird' as never,
+      api_key_fingerprint: 'f',
+      api_key_masked: 'ab***',
+    }),
   ).rejects.toThrow(/trading_accounts_status_check/);
   await expect(
-    db('trading_accounts').insert({ user_id: id, broker: 'other', api_key_fingerprint: 'f', api_key_masked: 'ab***' }),
+    db('trading_accounts').insert({ user_id: id, broker: 'other' as never, api_key_fingerprint: 'f', api_key_masked: 'ab***' }),
   ).rejects.toThrow(/trading_accounts_broker_check/);
   await expect(
-    db('sessions').insert({ user_id: id, expires_at: new Date(), revoked_at: new Date(), revoked_reason: 'because' }),
+    db('sessions').insert({ user_id: id, expires_at: new Date(), revoked_at: new Date(), revoked_reason: 'because' as never }),
   ).rejects.toThrow(/sessions_revoked_reason_check/);
   await expect(db('users').where({ id }).update({ mfa_enabled: true })).rejects.toThrow(/users_mfa_secret_check/);
 });

@@ -41,7 +41,7 @@ test('an enqueued email is rendered as text and HTML and delivered over SMTP', a
   expect(mail.subject).toBe('Your password was changed');
   expect(mail.text).toContain('Hello Asha <b>,');
   expect(mail.html).toContain('Hello Asha &lt;b&gt;,');
-  await eventually(async () => (await t.context.db('email_messages').where({ id }).first()).status === 'sent');
+  await eventually(async () => (await t.context.db('email_messages').where({ id }).first())?.status === 'sent');
 });
 
 test('the same email enqueued twice is sent once', async () => {
@@ -49,7 +49,7 @@ test('the same email enqueued twice is sent once', async () => {
   const id = await queueEmail(to);
   await enqueueEmail(t.context.queues, id);
   await smtp.waitFor((m) => m.to.includes(to));
-  await eventually(async () => (await t.context.db('email_messages').where({ id }).first()).status === 'sent');
+  await eventually(async () => (await t.context.db('email_messages').where({ id }).first())?.status === 'sent');
   await new Promise((r) => setTimeout(r, 300));
   expect(smtp.messages.filter((m) => m.to.includes(to))).toHaveLength(1);
 });

@@ -12,6 +12,7 @@ import { createLogger } from '../../shared/logger';
 import { createContext, type Context } from '../../shared/context';
 import { createApp, type App } from '../../api/app';
 import { startWorkers, type RunningWorkers } from '../../workers/worker';
+import { RESPONSE_MISMATCH } from '../../api/http/responses';
 import { databaseUrl, KEYS_DIR, PG_URL, REDIS_URL, TEMPLATE_DB } from './env';
 
 export class LogCapture extends Writable {
@@ -26,6 +27,33 @@ export class LogCapture extends Writable {
   entries(): Record<string, unknown>[] {
     return this.lines.map((l) => JSON.parse(l));
   }
+}
+
+/**
+ * Every answer of a test app is checked against its route's declared responses (VALIDATE_RESPONSES
+ * is on in development); a mismatch is logged. Apps started and not yet closed, and how far their
+ * logs have been searched for mismatches (test/setup-after-env.ts fails the test that caused one).
+ */
+const liveApps = new Map<TestApp, number>();
+
+/** The mismatches logged by live apps (or by `only`) since the last call. */
+function takeResponseMismatches(only?: TestApp): Record<string, unknown>[] {
+  const found: Record<string, unknown>[] = [];
+  for (const [app, seen] of liveApps) {
+    if (only && app !== only) continue;
+    const lines = app.logs.lines;
+    for (const line of lines.slice(seen)) if (line.includes(RESPONSE_MISMATCH)) found.push(JSON.parse(line) as Record<string, unknown>);
+    liveApps.set(app, lines.length);
+  }
+  return found;
+}
+
+/** Throws when a live app answered a request in a way its route does not declare. */
+export function failOnResponseMismatches(only?: TestApp): void {
+  const found = takeResponseMismatches(only);
+  if (!found.length) return;
+  const lines = found.map((m) => JSON.stringify({ method: m.method, route: m.route, status: m.status, problems: m.problems }));
+  throw new Error(`answers that do not match their declared responses:\n${lines.join('\n')}`);
 }
 
 export async function createTestDatabase(): Promise<string> {
@@ -118,7 +146,7 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
   const { port } = server.address() as { port: number };
   const workers: Worker[] = [];
   const running: RunningWorkers[] = [];
-  return {
+  const testApp: TestApp = {
     config,
     context,
     app,
@@ -146,8 +174,15 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
       await deleteKeys(context, own);
       await context.close();
       if (!existing) await dropTestDatabase(database);
+      try {
+        failOnResponseMismatches(testApp);
+      } finally {
+        liveApps.delete(testApp);
+      }
     },
   };
+  liveApps.set(testApp, 0);
+  return testApp;
 }
 
 export interface Reply {

@@ -2,6 +2,7 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import { hashPassword } from '../../shared/users/passwords';
+import type { UserStatus } from '../../shared/models';
 
 export interface TestUser {
   id: string;
@@ -20,12 +21,12 @@ export async function createUser(
       email,
       name: 'Test User',
       password_hash: await hashPassword(password, 4),
-      status: options.status ?? 'active',
+      status: (options.status ?? 'active') as UserStatus,
       email_verified: true,
     })
     .returning('id');
   for (const role of options.roles ?? ['trader']) {
-    const { id: roleId } = await db('roles').where({ name: role }).first('id');
+    const { id: roleId } = (await db('roles').where({ name: role }).first('id'))!;
     await db('user_roles').insert({ user_id: id, role_id: roleId });
   }
   return { id, email, password };

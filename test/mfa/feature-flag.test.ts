@@ -3,8 +3,8 @@
 import { call, startTestApp, type TestApp } from '../helpers/app';
 import { createUser } from '../helpers/users';
 import { signedInUser } from '../helpers/auth';
-import { newTotpSecret } from '../../api/mfa/totp';
-import { mfaSecretContext } from '../../api/mfa/service';
+import { newTotpSecret } from '../../shared/mfa/totp';
+import { mfaSecretContext } from '../../shared/mfa/service';
 import { Authenticator } from './rfc6238';
 
 let t: TestApp;
@@ -49,7 +49,7 @@ test('a user who already has MFA signs in with a code and can still turn MFA off
   const auth = { Authorization: `Bearer ${verified.body.access_token}` };
   const off = await call(`${t.url}/v1/mfa/totp/disable`, { body: { password: user.password, code: await app.code() }, headers: auth });
   expect(off.status).toBe(204);
-  expect((await t.context.db('users').where({ id: user.id }).first()).mfa_enabled).toBe(false);
+  expect((await t.context.db('users').where({ id: user.id }).first())!.mfa_enabled).toBe(false);
 });
 
 test('the hidden endpoints are not in the OpenAPI document; the others are', async () => {

@@ -6,7 +6,7 @@ import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import type { TestUser } from '../helpers/users';
 import { signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
 import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
-import { checkVerificationToken, mfaSecretContext } from '../../api/mfa/service';
+import { checkVerificationToken, mfaSecretContext } from '../../shared/mfa/service';
 import { requireVerificationToken } from '../../api/mfa/step-up';
 import { ForbiddenError } from '../../shared/errors';
 import { Authenticator, base32Decode, wrongCode } from './rfc6238';
@@ -120,13 +120,13 @@ describe('set-up and enable', () => {
     expect(new Set(backupCodes).size).toBe(8);
     for (const code of backupCodes) expect(code).toMatch(/^[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}$/);
 
-    const row = await t.context.db('users').where({ id: user.id }).first();
+    const row = (await t.context.db('users').where({ id: user.id }).first())!;
     expect(row).toMatchObject({ mfa_enabled: true, mfa_enabled_at: expect.any(Date) });
     expect(row.mfa_secret_encrypted).toMatch(/^v1\./);
     expect(JSON.stringify(row)).not.toContain(secret);
     // It is the secret, under envelope encryption bound to this user's row.
-    expect(t.context.kms.decrypt(row.mfa_secret_encrypted, mfaSecretContext(user.id))).toBe(secret);
-    expect(() => t.context.kms.decrypt(row.mfa_secret_encrypted, mfaSecretContext('someone-else'))).toThrow();
+    expect(t.context.kms.decrypt(row.mfa_secret_encrypted!, mfaSecretContext(user.id))).toBe(secret);
+    expect(() => t.context.kms.decrypt(row.mfa_secret_encrypted!, mfaSecretContext('someone-else'))).toThrow();
 
     const stored = await t.context.db('mfa_backup_codes').where({ user_id: user.id }).select();
     expect(stored).toHaveLength(8);
@@ -146,7 +146,7 @@ describe('set-up and enable', () => {
     expect((await api('/v1/mfa/totp/enable', { body: { code: wrongCode(r.body.secret) }, headers: user.auth })).status).toBe(400);
     expect((await api('/v1/mfa/totp/enable', { body: { code: 'abc' }, headers: user.auth })).status).toBe(400);
     expect((await api('/v1/mfa/totp/setup')).status).toBe(401);
-    expect((await t.context.db('users').where({ id: user.id }).first()).mfa_enabled).toBe(false);
+    expect((await t.context.db('users').where({ id: user.id }).first())!.mfa_enabled).toBe(false);
   });
 });
 
@@ -289,7 +289,7 @@ describe('backup codes and turning MFA off', () => {
     expect(r.status).toBe(200);
     expect(r.body.backup_codes).toHaveLength(8);
     expect(r.body.backup_codes.filter((c: string) => backupCodes.includes(c))).toEqual([]);
-    expect(Number((await t.context.db('mfa_backup_codes').where({ user_id: user.id }).count('* as n').first())?.n)).toBe(8);
+    expect(Number((await t.context.db('mfa_backup_codes').where({ user_id: user.id }).count({ n: '*' }).first())?.n)).toBe(8);
     expect((await verifyLogin(await challenge(user), backupCodes[0])).status).toBe(401);
     expect((await verifyLogin(await challenge(user), r.body.backup_codes[0])).status).toBe(200);
   });
@@ -302,7 +302,7 @@ describe('backup codes and turning MFA off', () => {
     expect(
       (await api('/v1/mfa/totp/disable', { body: { password: user.password, code: wrongCode(secret) }, headers: user.auth })).status,
     ).toBe(401);
-    expect((await t.context.db('users').where({ id: user.id }).first()).mfa_enabled).toBe(true);
+    expect((await t.context.db('users').where({ id: user.id }).first())!.mfa_enabled).toBe(true);
     const r = await api('/v1/mfa/totp/disable', { body: { password: user.password, code: await app.code() }, headers: user.auth });
     expect(r.status).toBe(204);
     expect(await t.context.db('users').where({ id: user.id }).first()).toMatchObject({ mfa_enabled: false, mfa_secret_encrypted: null });
@@ -348,7 +348,7 @@ describe('events and secrecy', () => {
   test('no TOTP secret is readable in the database, the logs, the event stream, Redis or any response after set-up', async () => {
     expect(secrets.length).toBeGreaterThan(10);
     // Let the relay and the email worker finish what the tests started.
-    await eventually(async () => Number((await t.context.db('events').whereNull('published_at').count('* as n').first())?.n) === 0);
+    await eventually(async () => Number((await t.context.db('events').whereNull('published_at').count({ n: '*' }).first())?.n) === 0);
     const haystacks: [string, string][] = [
       ['logs', t.logs.text],
       ['stream', (await streamEvents(t.context.redis, t.config.events.streamName)).map((e) => e.raw).join('\n')],

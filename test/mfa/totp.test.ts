@@ -1,6 +1,6 @@
-// The TOTP check itself (api/mfa/totp.ts) against an independent RFC 6238 implementation, which is
+// The TOTP check itself (shared/mfa/totp.ts) against an independent RFC 6238 implementation, which is
 // first checked against the RFC's own SHA-1 test vectors.
-import { matchTotpStep, newTotpSecret } from '../../api/mfa/totp';
+import { matchTotpStep, newTotpSecret } from '../../shared/mfa/totp';
 import { base32Decode, hotp, totpForStep } from './rfc6238';
 
 const RFC_KEY = Buffer.from('12345678901234567890', 'ascii');

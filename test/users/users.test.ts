@@ -14,17 +14,15 @@ afterAll(() => t.close());
 
 test('GET /v1/users/me has the profile, roles, effective permissions and masked trading accounts', async () => {
   const me = await signedInUser(t.context.db, t.url);
-  await t.context
-    .db('trading_accounts')
-    .insert({
-      user_id: me.id,
-      broker: 'kite',
-      status: 'active',
-      api_key_fingerprint: 'fp',
-      api_key_masked: 'ab12****',
-      credentials_encrypted: 'v1.secret-envelope.x.y',
-      nickname: 'Main',
-    });
+  await t.context.db('trading_accounts').insert({
+    user_id: me.id,
+    broker: 'kite',
+    status: 'active',
+    api_key_fingerprint: 'fp',
+    api_key_masked: 'ab12****',
+    credentials_encrypted: 'v1.secret-envelope.x.y',
+    nickname: 'Main',
+  });
   const r = await call(`${t.url}/v1/users/me`, { headers: me.auth });
   expect(r.status).toBe(200);
   expect(r.body).toMatchObject({
@@ -129,7 +127,7 @@ describe('DELETE /v1/users/me', () => {
       (await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: { password: 'Wrong-Password-1!' }, headers: me.auth })).status,
     ).toBe(401);
     expect((await call(`${t.url}/v1/users/me`, { method: 'DELETE', body: {}, headers: me.auth })).status).toBe(401);
-    expect((await t.context.db('users').where({ id: me.id }).first()).status).toBe('active');
+    expect((await t.context.db('users').where({ id: me.id }).first())!.status).toBe('active');
   });
 
   test('wrong passwords are throttled per user like sign-ins: a stolen token is no password oracle', async () => {
@@ -163,10 +161,10 @@ describe('DELETE /v1/users/me', () => {
     expect((await call(`${t.url}/v1/users/me`, { headers: a.auth })).status).toBe(401);
     expect((await call(`${t.url}/v1/users/me`, { headers: b.auth })).status).toBe(401);
     expect((await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: b.refreshToken } })).status).toBe(401);
-    const row = await t.context.db('trading_accounts').where({ id: account.id }).first();
+    const row = (await t.context.db('trading_accounts').where({ id: account.id }).first())!;
     expect(row.credentials_encrypted).toBeNull();
     expect(row.unlinked_at).not.toBeNull();
-    const gone = await t.context.db('users').where({ id: user.id }).first();
+    const gone = (await t.context.db('users').where({ id: user.id }).first())!;
     expect(gone).toMatchObject({ status: 'deleted', name: 'Deleted user', password_hash: null, phone: null });
     expect(gone.email).not.toBe(user.email);
     expect((await call(`${t.url}/v1/auth/login`, { body: { email: user.email, password: user.password } })).status).toBe(401);

@@ -1,45 +1,42 @@
-// The email queue: sends email_messages rows, and reconciles rows whose job was lost (Redis data
-// loss, a crash between commit and enqueue) by enqueueing them again under the same job id.
-import type { Job } from 'bullmq';
+// The email queue: sends email_messages rows (one job per row, its id the row's), marks a row
+// failed once its job has used every attempt, and re-enqueues pending rows whose job was lost.
 import type { Context } from '../../shared/context';
-import { enqueueEmail, JOB_NAMES } from '../../shared/queues';
-import { markEmailFailed, sendEmailMessage, type Mailer } from '../../shared/email/sender';
+import { enqueueEmail, jobIds } from '../../shared/queues';
+import { requeueLostJobs } from '../../shared/queues/reconcile';
+import { createMailer, markEmailFailed, sendEmailMessage } from '../../shared/email/sender';
+import type { QueueDeclaration } from '../declaration';
 
 // A row this old with no job has lost it; younger ones are probably still being enqueued.
 const RECONCILE_AFTER_SECONDS = 60;
 
-export function emailProcessor(app: Context, mailer: Mailer) {
-  const deps = { db: app.db, kms: app.kms, mailer, logger: app.logger, appName: app.config.appName };
-  return async (job: Job): Promise<unknown> => {
-    if (job.name === JOB_NAMES.reconcile) return reconcileEmails(app);
-    const { emailId } = job.data as { emailId: string };
-    return sendEmailMessage(deps, emailId);
-  };
-}
-
 export async function reconcileEmails(app: Context): Promise<{ requeued: number }> {
-  const rows: { id: string }[] = await app
+  const pendingRowIds = await app
     .db('email_messages')
     .where({ status: 'pending' })
-    .where('created_at', '<', app.db.raw(`now() - interval '${RECONCILE_AFTER_SECONDS} seconds'`))
+    .where('created_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [RECONCILE_AFTER_SECONDS]))
     .orderBy('created_at')
     .limit(1000)
-    .select('id');
-  let requeued = 0;
-  for (const { id } of rows) {
-    const job = await app.queues.email.getJob(`email-${id}`);
-    if (job && !(await job.isCompleted())) continue;
-    // A completed job whose row is still pending died between sending and recording: the job id
-    // must be freed before the retry can be added.
-    if (job) await job.remove();
-    await enqueueEmail(app.queues, id);
-    requeued += 1;
-  }
-  return { requeued };
+    .pluck('id');
+  return requeueLostJobs({
+    queue: app.queues.email,
+    pendingRowIds,
+    jobId: jobIds.email,
+    enqueue: (id) => enqueueEmail(app.queues, id),
+  });
 }
 
-export async function onEmailJobFailed(app: Context, job: Job | undefined, err: Error): Promise<void> {
-  if (!job || job.name !== JOB_NAMES.sendEmail) return;
-  if (job.attemptsMade < (job.opts.attempts ?? 1)) return;
-  await markEmailFailed(app.db, (job.data as { emailId: string }).emailId, err.message);
-}
+export const email: QueueDeclaration = {
+  name: 'email',
+  start(app) {
+    const mailer = createMailer(app.config);
+    const deps = { db: app.db, kms: app.kms, mailer, logger: app.logger, appName: app.config.appName };
+    return {
+      process: (job) => sendEmailMessage(deps, (job.data as { emailId: string }).emailId),
+      close: () => mailer.transport?.close(),
+    };
+  },
+  async onFinalFailure(app, job, err) {
+    await markEmailFailed(app.db, (job.data as { emailId: string }).emailId, err.message);
+  },
+  reconcile: reconcileEmails,
+};

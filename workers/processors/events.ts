@@ -1,8 +1,13 @@
-// The events queue: the outbox relay, run on a schedule (and on demand when the api nudges it).
-import type { Context } from '../../shared/context';
+// The events queue: the outbox relay (shared/events/relay.ts), run on a schedule.
 import { relayAll } from '../../shared/events/relay';
+import { JOB_NAMES } from '../../shared/queues';
+import type { QueueDeclaration } from '../declaration';
 
-export function eventsProcessor(app: Context) {
-  const settings = { ...app.config.events, markerPrefix: app.key('event-published', '') };
-  return async (): Promise<{ published: number }> => ({ published: await relayAll(app.db, app.redis, settings) });
-}
+export const events: QueueDeclaration = {
+  name: 'events',
+  start(app) {
+    const settings = { ...app.config.events, markerPrefix: app.key('event-published', '') };
+    return { process: async () => ({ published: await relayAll(app.db, app.redis, settings) }) };
+  },
+  schedules: (app) => [{ id: 'relay-events', everyMs: app.config.events.relayIntervalMs, jobName: JOB_NAMES.relayEvents }],
+};

@@ -1,5 +1,6 @@
-// Rules of multi-factor authentication: TOTP set-up and enabling, backup codes, completing the
-// sign-in challenge, step-up verification tokens, and turning MFA off. Every TOTP check goes
+// Rules of multi-factor authentication: TOTP set-up and enabling, backup codes, the second-factor
+// check (used by sign-in's challenge too, shared/auth/sign-in.ts), step-up verification tokens,
+// and turning MFA off. Every TOTP check goes
 // through `verifyTotp` (./totp.ts); every second-factor check (TOTP or backup code) through
 // `checkSecondFactor` below. Wrong codes count per account (5 per 15 minutes, DESIGN.md "Login
 // throttling"): each attempt reserves its count before the code is checked and a success gives
@@ -7,26 +8,21 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import QRCode from 'qrcode';
-import type { Context } from '../../shared/context';
-import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
-import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
-import { writeEmail } from '../../shared/email/outbox';
-import { BadRequestError, ConflictError, ForbiddenError, RateLimitedError, UnauthorizedError } from '../../shared/errors';
-import { User } from '../../shared/models';
-import { verifyPassword } from '../../shared/users/passwords';
-import type { Limiter } from '../http/rate-limit';
-import { mfaChallengeKey } from '../auth/service';
-import { enqueueAfterCommit, startSession, type ClientInfo, type TokenPair } from '../auth/sessions';
+import type { Context } from '../context';
+import { hashOpaqueToken } from '../crypto/access-tokens';
+import { recordEvent, type EventOrigin } from '../events/outbox';
+import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
+import { BadRequestError, ConflictError, ForbiddenError, UnauthorizedError } from '../errors';
+import { User } from '../models';
+import { verifyPassword } from '../users/passwords';
+import type { Actor } from '../auth/actor';
 import { newTotpSecret, totpUri, verifyTotp } from './totp';
 
-export const MFA_MAX_WRONG_CODES = 5;
-export const MFA_WRONG_CODE_WINDOW_SECONDS = 15 * 60;
 export const SETUP_TTL_SECONDS = 15 * 60;
 export const VERIFICATION_TTL_SECONDS = 5 * 60;
 export const BACKUP_CODE_COUNT = 8;
 
-const INVALID_CODE = 'The code is incorrect or was already used.';
-const INVALID_CHALLENGE = 'The MFA token is invalid or expired; sign in again.';
+export const INVALID_CODE = 'The code is incorrect or was already used.';
 
 /** Associated data of the stored secret: a ciphertext copied to another user's row does not decrypt. */
 export const mfaSecretContext = (userId: string) => `users.mfa_secret:${userId}`;
@@ -94,7 +90,8 @@ export async function checkSecondFactor(app: Context, db: Knex, user: MfaUser, c
 }
 
 /** Runs `attempt` with one reserved wrong-code count of the account, given back when it succeeds. */
-async function throttled<T>(limiter: Limiter, userId: string, attempt: () => Promise<T>): Promise<T> {
+async function throttled<T>(app: Context, userId: string, attempt: () => Promise<T>): Promise<T> {
+  const limiter = app.limits.mfaPerAccount;
   await limiter.hit(userId);
   const result = await attempt();
   await limiter.refund(userId);
@@ -113,7 +110,7 @@ async function findUser(app: Context, userId: string): Promise<User> {
 export async function setupTotp(
   app: Context,
   userId: string,
-): Promise<{ secret: string; otpauth_uri: string; qr_code: string; expires_in: number }> {
+): Promise<{ secret: string; otpauthUri: string; qrCode: string; expiresIn: number }> {
   const user = await findUser(app, userId);
   if (user.mfa_enabled)
     throw new ConflictError('MFA is already enabled; disable it before setting up a new secret.', 'mfa_already_enabled');
@@ -121,15 +118,10 @@ export async function setupTotp(
   const uri = totpUri(secret, { issuer: app.config.appName, account: user.email, stepSeconds: app.config.mfa.totpStepSeconds });
   // A new set-up replaces any pending one: only the latest QR code can be confirmed.
   await app.redis.set(setupKey(app, userId), app.kms.encrypt(secret, setupContext(userId)), 'EX', SETUP_TTL_SECONDS);
-  return { secret, otpauth_uri: uri, qr_code: await QRCode.toDataURL(uri), expires_in: SETUP_TTL_SECONDS };
+  return { secret, otpauthUri: uri, qrCode: await QRCode.toDataURL(uri), expiresIn: SETUP_TTL_SECONDS };
 }
 
-export async function enableTotp(
-  app: Context,
-  userId: string,
-  code: string,
-  origin: EventOrigin,
-): Promise<{ enabled: true; backup_codes: string[] }> {
+export async function enableTotp(app: Context, userId: string, code: string, origin: EventOrigin): Promise<string[]> {
   const user = await findUser(app, userId);
   if (user.mfa_enabled) throw new ConflictError('MFA is already enabled.', 'mfa_already_enabled');
   const pending = await app.redis.get(setupKey(app, userId));
@@ -165,51 +157,8 @@ export async function enableTotp(
     return { codes, emailId };
   });
   await app.redis.del(setupKey(app, userId));
-  await enqueueAfterCommit(app, emailId);
-  return { enabled: true, backup_codes: codes };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sign-in challenge.
-
-interface StoredChallenge {
-  userId: string;
-  persistent: boolean;
-  method: 'password' | 'google';
-  client: ClientInfo;
-}
-
-/**
- * Completes the sign-in challenge of `createMfaChallenge` (api/auth/service.ts) with a TOTP or
- * backup code. Over the account's wrong-code limit the challenge is deleted and the answer is
- * 429, even for a right code. The challenge is taken with GETDEL only once the code is right, so
- * it is single use even when two right codes arrive at once.
- */
-export async function completeMfaChallenge(app: Context, token: string, code: string, limiter: Limiter): Promise<TokenPair> {
-  const key = mfaChallengeKey(app, token);
-  const stored = await app.redis.get(key);
-  if (!stored) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
-  const challenge = JSON.parse(stored) as StoredChallenge;
-  try {
-    await limiter.hit(challenge.userId);
-  } catch (err) {
-    if (err instanceof RateLimitedError) await app.redis.del(key);
-    throw err;
-  }
-  const user = await User.query(app.db).findById(challenge.userId);
-  if (!user || !['active', 'pending_verification'].includes(user.status) || !user.mfa_enabled) {
-    await app.redis.del(key);
-    throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
-  }
-  if (!(await checkSecondFactor(app, app.db, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
-  if (!(await app.redis.getdel(key))) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
-  await limiter.refund(challenge.userId);
-  const method = challenge.method === 'google' ? 'google' : 'password';
-  return startSession(app, user, challenge.client, {
-    persistent: challenge.persistent,
-    amr: [method === 'google' ? 'google' : 'pwd', 'mfa'],
-    method,
-  });
+  await enqueueEmailAfterCommit(app, emailId);
+  return codes;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,35 +170,26 @@ interface StoredVerification {
 }
 
 /** Proves a fresh second factor within a session: a token reusable for 5 minutes in that session only. */
-export async function stepUp(
-  app: Context,
-  principal: { userId: string; sessionId: string | null },
-  code: string,
-  limiter: Limiter,
-): Promise<{ verification_token: string; expires_in: number }> {
-  if (!principal.sessionId) throw new ForbiddenError('Step-up verification needs a signed-in session.', 'session_required');
-  const user = await findUser(app, principal.userId);
+export async function stepUp(app: Context, actor: Actor, code: string): Promise<{ verificationToken: string; expiresIn: number }> {
+  if (!actor.sessionId) throw new ForbiddenError('Step-up verification needs a signed-in session.', 'session_required');
+  const user = await findUser(app, actor.userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled for this account; set it up first.', 'mfa_not_enabled');
-  await throttled(limiter, user.id, async () => {
+  await throttled(app, user.id, async () => {
     if (!(await checkSecondFactor(app, app.db, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
   });
   const token = crypto.randomBytes(32).toString('base64url');
-  const value: StoredVerification = { userId: user.id, sessionId: principal.sessionId };
+  const value: StoredVerification = { userId: user.id, sessionId: actor.sessionId };
   await app.redis.set(verificationKey(app, token), JSON.stringify(value), 'EX', VERIFICATION_TTL_SECONDS);
-  return { verification_token: token, expires_in: VERIFICATION_TTL_SECONDS };
+  return { verificationToken: token, expiresIn: VERIFICATION_TTL_SECONDS };
 }
 
 /** Whether `token` is a live verification token of this user and this session. */
-export async function checkVerificationToken(
-  app: Context,
-  principal: { userId: string; sessionId: string | null },
-  token: string | undefined | null,
-): Promise<boolean> {
-  if (!token || !principal.sessionId || token.length > 512) return false;
+export async function checkVerificationToken(app: Context, actor: Actor, token: string | undefined | null): Promise<boolean> {
+  if (!token || !actor.sessionId || token.length > 512) return false;
   const stored = await app.redis.get(verificationKey(app, token));
   if (!stored) return false;
   const value = JSON.parse(stored) as StoredVerification;
-  return value.userId === principal.userId && value.sessionId === principal.sessionId;
+  return value.userId === actor.userId && value.sessionId === actor.sessionId;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,48 +200,40 @@ export async function disableTotp(
   userId: string,
   input: { password: string; code: string },
   origin: EventOrigin,
-  limiter: Limiter,
 ): Promise<void> {
   const user = await findUser(app, userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
-  const emailId = await throttled(limiter, userId, async () => {
+  const emailId = await throttled(app, userId, async () => {
     // A wrong password counts like a wrong code: this endpoint must not become a password oracle.
     if (!user.password_hash || !(await verifyPassword(input.password, user.password_hash))) {
       throw new UnauthorizedError('The password is incorrect.', 'invalid_credentials');
     }
     return app.db.transaction(async (trx) => {
       if (!(await checkSecondFactor(app, trx, user, input.code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
-      const disabled = await trx('users')
-        .where({ id: userId, mfa_enabled: true })
-        .update({
-          mfa_enabled: false,
-          mfa_secret_encrypted: null,
-          mfa_enabled_at: null,
-          mfa_last_used_step: null,
-          updated_at: trx.fn.now(),
-        });
+      const disabled = await trx('users').where({ id: userId, mfa_enabled: true }).update({
+        mfa_enabled: false,
+        mfa_secret_encrypted: null,
+        mfa_enabled_at: null,
+        mfa_last_used_step: null,
+        updated_at: trx.fn.now(),
+      });
       if (!disabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
       await trx('mfa_backup_codes').where({ user_id: userId }).del();
       await recordEvent(trx, { type: 'mfa.disabled', userId, data: {} }, origin);
       return writeEmail(trx, app.kms, { template: 'mfa_disabled', to: user.email, userId, params: { name: user.name } });
     });
   });
-  await enqueueAfterCommit(app, emailId);
+  await enqueueEmailAfterCommit(app, emailId);
 }
 
-export async function regenerateBackupCodes(
-  app: Context,
-  userId: string,
-  code: string,
-  limiter: Limiter,
-): Promise<{ backup_codes: string[] }> {
+export async function regenerateBackupCodes(app: Context, userId: string, code: string): Promise<string[]> {
   const user = await findUser(app, userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
-  const codes = await throttled(limiter, userId, () =>
+  const codes = await throttled(app, userId, () =>
     app.db.transaction(async (trx) => {
       if (!(await checkSecondFactor(app, trx, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
       return replaceBackupCodes(trx, userId);
     }),
   );
-  return { backup_codes: codes };
+  return codes;
 }

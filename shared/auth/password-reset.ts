@@ -2,17 +2,17 @@
 // PASSWORD_RESET_TOKEN_TTL_MINUTES and mailed as a link built from EMAIL_LINK_BASE_URL. The
 // request answers the same, in body and (as far as we can) in time, whether or not the email
 // belongs to an account. Completing the reset revokes every session and never signs in.
-import type { Context } from '../../shared/context';
-import { hashOpaqueToken, newOpaqueToken } from '../../shared/crypto/access-tokens';
-import { recordEvent, type EventOrigin } from '../../shared/events/outbox';
-import { writeEmail } from '../../shared/email/outbox';
-import { BadRequestError } from '../../shared/errors';
-import { hashPassword } from '../../shared/users/passwords';
-import { assertPasswordPolicy } from '../../shared/users/password-policy';
-import { enqueueAfterCommit, revokeSessions } from './sessions';
+import type { Context } from '../context';
+import { hashOpaqueToken, newOpaqueToken } from '../crypto/access-tokens';
+import { recordEvent, type EventOrigin } from '../events/outbox';
+import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
+import { BadRequestError } from '../errors';
+import { hashPassword } from '../users/passwords';
+import { assertPasswordPolicy } from '../users/password-policy';
+import { canSignIn, SIGN_IN_STATUSES } from '../users/status';
+import { revokeSessions } from './sessions';
 
 const INVALID_TOKEN = 'The reset link is invalid, used or expired. Ask for a new one.';
-const RESETTABLE = ['active', 'pending_verification'];
 
 /** Redis key of a reset token, by the token's hash (the token itself is never stored). */
 export const passwordResetKey = (app: Context, tokenHash: string) => app.key('password-reset', tokenHash);
@@ -29,13 +29,15 @@ interface StoredReset {
  * not awaited, so the answer does not wait on the queue only when the account exists.
  */
 export async function requestPasswordReset(app: Context, email: string, origin: EventOrigin): Promise<void> {
+  await app.limits.passwordReset.ip.hit(origin.ip ?? '-');
+  await app.limits.passwordReset.address.hit(email.trim().toLowerCase());
   const ttlSeconds = app.config.password.resetTokenTtlSeconds;
   const token = newOpaqueToken();
   const key = passwordResetKey(app, token.hash);
   const emailId = await app.db.transaction(async (trx) => {
     const user = await trx('users')
       .where({ email: email.trim(), kind: 'person' })
-      .whereIn('status', RESETTABLE)
+      .whereIn('status', SIGN_IN_STATUSES)
       .first('id', 'email', 'name', 'password_changed_at');
     if (!user) {
       await app.redis.exists(key);
@@ -64,7 +66,7 @@ export async function requestPasswordReset(app: Context, email: string, origin: 
     });
   });
   // Not awaited: the row is committed, and the reconciler sends it if this enqueue is lost.
-  if (emailId) void enqueueAfterCommit(app, emailId);
+  if (emailId) void enqueueEmailAfterCommit(app, emailId);
 }
 
 /**
@@ -88,8 +90,7 @@ export async function resetPassword(app: Context, token: string, newPassword: st
   const emailId = await app.db.transaction(async (trx) => {
     const row = await trx('users').where({ id: stored.userId }).forUpdate().first('id', 'email', 'name', 'status', 'password_changed_at');
     const changedAt = row?.password_changed_at ? new Date(row.password_changed_at).toISOString() : null;
-    if (!row || !RESETTABLE.includes(row.status) || changedAt !== stored.passwordChangedAt)
-      throw new BadRequestError('invalid_token', INVALID_TOKEN);
+    if (!row || !canSignIn(row.status) || changedAt !== stored.passwordChangedAt) throw new BadRequestError('invalid_token', INVALID_TOKEN);
     await trx('users')
       .where({ id: row.id })
       .update({ password_hash: passwordHash, password_changed_at: trx.fn.now(), updated_at: trx.fn.now() });
@@ -102,5 +103,5 @@ export async function resetPassword(app: Context, token: string, newPassword: st
     );
     return writeEmail(trx, app.kms, { template: 'password_reset_completed', to: row.email, userId: row.id, params: { name: row.name } });
   });
-  await enqueueAfterCommit(app, emailId);
+  await enqueueEmailAfterCommit(app, emailId);
 }

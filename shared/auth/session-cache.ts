@@ -6,7 +6,7 @@
 // entry filled by a request that raced the revocation can never outvote it. A live entry is a
 // hint only: it lasts SESSION_LIVENESS_CACHE_SECONDS, and when it says expired or idle the
 // database decides.
-import type { Context } from '../../shared/context';
+import type { Context } from '../context';
 
 type Deps = Pick<Context, 'redis' | 'key' | 'accessTokens'>;
 

@@ -1,0 +1,132 @@
+// Signing in: checking a password, and `finishSignIn`, which turns any verified identity
+// (password now, Google later) into a session, or into an MFA challenge when the account has MFA;
+// completing that challenge with a TOTP or backup code starts the session.
+import crypto from 'node:crypto';
+import type { Context } from '../context';
+import { hashOpaqueToken, type AuthMethod } from '../crypto/access-tokens';
+import { RateLimitedError, UnauthorizedError } from '../errors';
+import { User } from '../models';
+import { checkSecondFactor } from '../mfa/service';
+import { costOf, dummyHash, hashPassword, verifyPassword } from '../users/passwords';
+import { canSignIn } from '../users/status';
+import { startSession, type ClientInfo, type SessionTokens, type SignInMethod } from './sessions';
+
+/** One body for every failed sign-in, so it never tells which part was wrong. */
+export const INVALID_CREDENTIALS = 'The email or password is incorrect.';
+
+const MFA_CHALLENGE_TTL_SECONDS = 300;
+const INVALID_CHALLENGE = 'The MFA token is invalid or expired; sign in again.';
+const INVALID_CODE = 'The code is incorrect or was already used.';
+
+/** What signing in gives: a session's tokens, or the challenge that stands before them. */
+export type SignInResult = { kind: 'session'; tokens: SessionTokens } | { kind: 'mfa_challenge'; mfaToken: string; expiresIn: number };
+
+/** How the identity was proved, and what the session will be, kept with an MFA challenge. */
+interface SignIn {
+  method: SignInMethod;
+  persistent: boolean;
+  client: ClientInfo;
+}
+
+/** The MFA challenge as stored in Redis (by the hash of its token) until a code completes it. */
+interface StoredChallenge extends SignIn {
+  userId: string;
+}
+
+const challengeKey = (app: Context, token: string) => app.key('mfa-challenge', hashOpaqueToken(token));
+
+const amrOf = (method: SignInMethod): AuthMethod => (method === 'google' ? 'google' : 'pwd');
+
+/**
+ * The end of every sign-in, once the user has proved who they are: a session, or, for an account
+ * with MFA, a challenge; the session, `user.login` and `session.created` then wait for the code
+ * (DESIGN.md, "MFA challenge").
+ */
+export async function finishSignIn(app: Context, user: User, signIn: SignIn): Promise<SignInResult> {
+  if (!user.mfa_enabled) {
+    const tokens = await startSession(app, user, signIn.client, {
+      persistent: signIn.persistent,
+      amr: [amrOf(signIn.method)],
+      method: signIn.method,
+    });
+    return { kind: 'session', tokens };
+  }
+  const token = crypto.randomBytes(32).toString('base64url');
+  const challenge: StoredChallenge = { userId: user.id, ...signIn };
+  await app.redis.set(challengeKey(app, token), JSON.stringify(challenge), 'EX', MFA_CHALLENGE_TTL_SECONDS);
+  return { kind: 'mfa_challenge', mfaToken: token, expiresIn: MFA_CHALLENGE_TTL_SECONDS };
+}
+
+/**
+ * Checks an email and password, for every password sign-in (the login endpoint, operators'
+ * sign-in). Unknown email, wrong password and a suspended or deleted account look the same from
+ * outside, in body and in time (an unknown email still costs one bcrypt comparison). Every
+ * attempt reserves its count before the password is checked, so attempts sent all at once cannot
+ * slip between a check and a count; a success gives the reservations back.
+ */
+export async function checkPasswordSignIn(app: Context, email: string, password: string, ip: string | null): Promise<User> {
+  const limits = app.limits.login;
+  const normalized = email.trim().toLowerCase();
+  const keys = { pair: `${normalized}|${ip ?? '-'}`, ip: ip ?? '-', email: normalized };
+  await Promise.all([limits.pair.hit(keys.pair), limits.ip.hit(keys.ip), limits.email.hit(keys.email)]);
+  // Service principals get tokens from their own endpoint, never by password sign-in.
+  const user = await User.query(app.db).findOne({ email: email.trim(), kind: 'person' });
+  let passwordOk: boolean;
+  try {
+    passwordOk = await verifyPassword(password, user?.password_hash ?? (await dummyHash(app.config.password.bcryptCost)));
+  } catch (err) {
+    // Shed because too many sign-ins are hashing: the attempt was never judged, so it does not count.
+    await Promise.all([limits.pair.refund(keys.pair), limits.ip.refund(keys.ip), limits.email.refund(keys.email)]);
+    throw err;
+  }
+  if (!user || !user.password_hash || !passwordOk || !canSignIn(user.status)) {
+    throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
+  }
+  await Promise.all([limits.pair.reset(keys.pair), limits.ip.refund(keys.ip), limits.email.refund(keys.email)]);
+  return user;
+}
+
+/** Password sign-in: a session, or the MFA challenge when the account has MFA. */
+export async function passwordSignIn(
+  app: Context,
+  input: { email: string; password: string; remember_me?: boolean },
+  client: ClientInfo,
+): Promise<SignInResult> {
+  const user = await checkPasswordSignIn(app, input.email, input.password, client.ip);
+  const cost = app.config.password.bcryptCost;
+  if (costOf(user.password_hash!) < cost) {
+    // A hash from a cheaper time: upgrade it while we hold the password.
+    const upgraded = await hashPassword(input.password, cost);
+    await app.db('users').where({ id: user.id, password_hash: user.password_hash }).update({ password_hash: upgraded });
+  }
+  return finishSignIn(app, user, { method: 'password', persistent: input.remember_me === true, client });
+}
+
+/**
+ * Completes an MFA challenge with a TOTP or backup code. Over the account's wrong-code limit the
+ * challenge is deleted and the answer is 429, even for a right code. The challenge is taken with
+ * GETDEL only once the code is right, so it is single use even when two right codes arrive at once.
+ */
+export async function completeMfaChallenge(app: Context, token: string, code: string): Promise<SessionTokens> {
+  const key = challengeKey(app, token);
+  const stored = await app.redis.get(key);
+  if (!stored) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
+  const challenge = JSON.parse(stored) as StoredChallenge;
+  const wrongCodes = app.limits.mfaPerAccount;
+  try {
+    await wrongCodes.hit(challenge.userId);
+  } catch (err) {
+    if (err instanceof RateLimitedError) await app.redis.del(key);
+    throw err;
+  }
+  const user = await User.query(app.db).findById(challenge.userId);
+  if (!user || !canSignIn(user.status) || !user.mfa_enabled) {
+    await app.redis.del(key);
+    throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
+  }
+  if (!(await checkSecondFactor(app, app.db, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
+  if (!(await app.redis.getdel(key))) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
+  await wrongCodes.refund(challenge.userId);
+  const { method, persistent, client } = challenge;
+  return startSession(app, user, client, { persistent, amr: [amrOf(method), 'mfa'], method });
+}

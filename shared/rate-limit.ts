@@ -1,0 +1,111 @@
+// Rate limits in Redis (rate-limiter-flexible), so they hold across any number of api copies, and
+// the catalogue of every limit the service applies. A limit that trips answers 429 problem+json
+// with Retry-After and the RateLimit-* headers; a Redis that cannot be reached answers 503
+// (never "let everyone through").
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
+import type { Config } from './config';
+import { RateLimitedError, UnavailableError } from './errors';
+
+export interface Limiter {
+  readonly points: number;
+  readonly windowSeconds: number;
+  /** Counts one hit; throws RateLimitedError when that goes over the limit. */
+  hit(key: string): Promise<RateLimiterRes>;
+  reset(key: string): Promise<void>;
+  /** Gives back one hit (a reservation that turned out not to count). */
+  refund(key: string): Promise<void>;
+}
+
+export function rateLimitHeaders(res: RateLimiterRes, points: number): Record<string, string> {
+  return {
+    'RateLimit-Limit': String(points),
+    'RateLimit-Remaining': String(Math.max(0, res.remainingPoints)),
+    'RateLimit-Reset': String(Math.max(1, Math.ceil(res.msBeforeNext / 1000))),
+  };
+}
+
+function tooMany(res: RateLimiterRes, points: number): RateLimitedError {
+  return new RateLimitedError(res.msBeforeNext / 1000, rateLimitHeaders(res, points));
+}
+
+export function createLimiter(redis: Redis, keyPrefix: string, points: number, windowSeconds: number): Limiter {
+  const limiter = new RateLimiterRedis({ storeClient: redis, keyPrefix, points, duration: windowSeconds, rejectIfRedisNotReady: true });
+  const failure = (err: unknown) => (err instanceof RateLimiterRes ? tooMany(err, points) : new UnavailableError(undefined, err));
+  return {
+    points,
+    windowSeconds,
+    async hit(key) {
+      try {
+        return await limiter.consume(key);
+      } catch (err) {
+        throw failure(err);
+      }
+    },
+    async reset(key) {
+      try {
+        await limiter.delete(key);
+      } catch (err) {
+        throw failure(err);
+      }
+    },
+    async refund(key) {
+      try {
+        await limiter.reward(key, 1);
+      } catch (err) {
+        throw failure(err);
+      }
+    },
+  };
+}
+
+/** Wrong MFA codes per account (DESIGN.md, "Login throttling"). */
+export const MFA_MAX_WRONG_CODES = 5;
+export const MFA_WRONG_CODE_WINDOW_SECONDS = 15 * 60;
+
+/**
+ * Every limit, built once per process from the configuration. Keys of one limit are shared by
+ * every flow that counts against it (the login endpoint and operators' sign-in, say).
+ */
+export interface Limits {
+  /** Failed password sign-ins per (email, IP), per IP and per email. */
+  login: { pair: Limiter; ip: Limiter; email: Limiter };
+  registerPerIp: Limiter;
+  refreshPerSession: Limiter;
+  /** Verification emails per address, and requests for them per IP. */
+  verificationEmail: { address: Limiter; ip: Limiter };
+  passwordReset: { address: Limiter; ip: Limiter };
+  serviceTokenPerIp: Limiter;
+  /** Wrong MFA codes per account, across challenges and endpoints. */
+  mfaPerAccount: Limiter;
+  /** Wrong passwords of signed-in users (change password, delete account) per user. */
+  passwordCheckPerUser: Limiter;
+}
+
+export function createLimits(config: Pick<Config, 'rateLimits'>, redis: Redis, key: (...parts: string[]) => string): Limits {
+  const { login, register, refresh, email, passwordReset } = config.rateLimits;
+  const limiter = (name: string, points: number, windowSeconds: number) => createLimiter(redis, key('rl', name), points, windowSeconds);
+  return {
+    login: {
+      pair: limiter('login-pair', login.attempts, login.windowSeconds),
+      ip: limiter('login-ip', login.ipAttempts, login.windowSeconds),
+      email: limiter('login-email', login.emailAttempts, login.windowSeconds),
+    },
+    registerPerIp: limiter('register-ip', register.attempts, register.windowSeconds),
+    refreshPerSession: limiter('refresh-session', refresh.attempts, refresh.windowSeconds),
+    verificationEmail: {
+      address: limiter('email-address', email.attempts, email.windowSeconds),
+      ip: limiter('email-ip', email.ipAttempts, email.windowSeconds),
+    },
+    // Keyed by the address asked for, known or not, so the limit itself tells nothing about accounts.
+    passwordReset: {
+      address: limiter('password-reset-email', passwordReset.attempts, passwordReset.windowSeconds),
+      ip: limiter('password-reset-ip', passwordReset.attempts, passwordReset.windowSeconds),
+    },
+    // Per IP, not per client: client ids are not secret, and a 256-bit secret needs no lockout
+    // that anyone could trigger against a service.
+    serviceTokenPerIp: limiter('service-token-ip', login.ipAttempts, login.windowSeconds),
+    mfaPerAccount: limiter('mfa-account', MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS),
+    passwordCheckPerUser: limiter('password-check-user', login.attempts, login.windowSeconds),
+  };
+}

@@ -1,0 +1,207 @@
+// The user's own account: profile, changes to it, password change, and deletion.
+import type { Context } from '../context';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../errors';
+import { recordEvent, type EventOrigin } from '../events/outbox';
+import { listRoleNames } from '../authz/permissions';
+import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
+import type { User } from '../models';
+import { signedInRecently, type Actor } from '../auth/actor';
+import { revokeSessions } from '../auth/sessions';
+import { checkVerificationToken } from '../mfa/service';
+import { listLinkedAccounts, unlinkAllAccounts, type MaskedTradingAccount } from '../trading-accounts/accounts';
+import { hashPassword, verifyPassword } from './passwords';
+import { assertPasswordPolicy } from './password-policy';
+
+export type ProfileUser = Pick<
+  User,
+  'id' | 'email' | 'email_verified' | 'name' | 'phone' | 'timezone' | 'locale' | 'avatar_url' | 'status' | 'mfa_enabled' | 'created_at'
+>;
+
+/** A user's own view of their account. */
+export interface Profile {
+  user: ProfileUser;
+  roles: string[];
+  /** Names of the effective permissions, each once, sorted. */
+  permissions: string[];
+  tradingAccounts: MaskedTradingAccount[];
+}
+
+export async function getProfile(app: Context, userId: string): Promise<Profile> {
+  const user = await app
+    .db('users')
+    .where({ id: userId })
+    .first('id', 'email', 'email_verified', 'name', 'phone', 'timezone', 'locale', 'avatar_url', 'status', 'mfa_enabled', 'created_at');
+  if (!user) throw new NotFoundError('No such user.');
+  const [roles, permissions, tradingAccounts] = await Promise.all([
+    listRoleNames(app.db, userId),
+    app.permissions.get(userId),
+    listLinkedAccounts(app.db, userId),
+  ]);
+  return { user, roles, permissions: [...new Set(permissions.map((p) => p.name))].sort(), tradingAccounts };
+}
+
+export type ProfileChanges = Partial<Pick<User, 'name' | 'timezone' | 'locale'> & Pick<User, 'phone' | 'avatar_url'>>;
+
+export async function updateProfile(app: Context, userId: string, changes: ProfileChanges, origin: EventOrigin): Promise<Profile> {
+  const fields = Object.keys(changes).sort();
+  const values = { ...changes, ...(changes.name && { name: changes.name.trim() }) };
+  await app.db.transaction(async (trx) => {
+    await trx('users')
+      .where({ id: userId })
+      .update({ ...values, updated_at: trx.fn.now() });
+    // Field names only: the values are personal data.
+    await recordEvent(trx, { type: 'user.updated', userId, data: { fields } }, origin);
+  });
+  return getProfile(app, userId);
+}
+
+/**
+ * Checks the account's password for an act of a signed-in user. Wrong passwords count per user
+ * (the login limit), reserved before bcrypt runs and given back on success, so a stolen access
+ * token is no faster a password oracle than the login endpoint.
+ */
+async function confirmPassword(
+  app: Context,
+  user: { id: string; password_hash: string },
+  password: string | undefined,
+  code: string,
+  detail: string,
+): Promise<void> {
+  const limiter = app.limits.passwordCheckPerUser;
+  await limiter.hit(user.id);
+  if (!password || !(await verifyPassword(password, user.password_hash))) throw new UnauthorizedError(detail, code);
+  await limiter.refund(user.id);
+}
+
+/** How the owner confirms deleting their account. */
+export interface DeletionProof {
+  password?: string;
+  /** A step-up token of the actor's session. */
+  verificationToken?: string;
+  /** `auth_time` of the actor's sign-in, in seconds since the epoch. */
+  authTime?: number | null;
+}
+
+/**
+ * Soft delete: the row stays (anonymised) for the audit trail, the email is freed, every session
+ * ends, trading accounts are unlinked and their credentials destroyed, MFA and Google links go.
+ */
+export async function deleteAccount(app: Context, actor: Actor, proof: DeletionProof, origin: EventOrigin): Promise<void> {
+  const user = await app.db('users').where({ id: actor.userId }).first('id', 'password_hash');
+  if (!user) throw new NotFoundError('No such user.');
+  if (user.password_hash) {
+    await confirmPassword(
+      app,
+      { id: user.id, password_hash: user.password_hash },
+      proof.password,
+      'invalid_credentials',
+      'The password is incorrect.',
+    );
+  } else if (!signedInRecently(proof.authTime) && !(await checkVerificationToken(app, actor, proof.verificationToken))) {
+    // Users without a password (Google only) confirm with a step-up token or a recent sign-in.
+    throw new ForbiddenError(
+      'Confirm with an X-Verification-Token, or sign in again (within the last 5 minutes), to delete your account.',
+      'reauthentication_required',
+    );
+  }
+  await app.permissions.changing(
+    app.db,
+    async (trx) => {
+      await revokeSessions(app, trx, { userId: user.id, reason: 'account_deleted', origin });
+      await unlinkAllAccounts(trx, user.id, origin);
+      await trx('mfa_backup_codes').where({ user_id: user.id }).del();
+      await trx('auth_providers').where({ user_id: user.id }).del();
+      await trx('email_verification_tokens').where({ user_id: user.id }).del();
+      await trx('email_messages').where({ user_id: user.id, status: 'pending' }).update({ status: 'cancelled' });
+      await trx('email_messages').where({ user_id: user.id }).update({ to_address: null });
+      await trx('users')
+        .where({ id: user.id })
+        .update({
+          status: 'deleted',
+          deleted_at: trx.fn.now(),
+          updated_at: trx.fn.now(),
+          email: `deleted+${user.id}@deleted.invalid`,
+          email_verified: false,
+          name: 'Deleted user',
+          phone: null,
+          avatar_url: null,
+          password_hash: null,
+          mfa_enabled: false,
+          mfa_secret_encrypted: null,
+          mfa_last_used_step: null,
+        });
+      await recordEvent(trx, { type: 'user.deleted', userId: user.id, data: {} }, origin);
+    },
+    () => user.id,
+  );
+}
+
+export type PublicProfile = Pick<User, 'id' | 'name' | 'avatar_url' | 'created_at'>;
+
+export async function publicProfile(app: Context, userId: string): Promise<PublicProfile> {
+  const user = await app
+    .db('users')
+    .where({ id: userId, kind: 'person' })
+    .whereNot({ status: 'deleted' })
+    .first('id', 'name', 'avatar_url', 'created_at');
+  if (!user) throw new NotFoundError('No such user.');
+  return user;
+}
+
+export interface PasswordChange {
+  currentPassword: string;
+  newPassword: string;
+  revokeOtherSessions: boolean;
+}
+
+/** Changing the password while signed in: other sessions stay unless the caller asks to end them. */
+export async function changePassword(app: Context, actor: Actor, input: PasswordChange, origin: EventOrigin): Promise<void> {
+  const user = await app.db('users').where({ id: actor.userId }).first('id', 'email', 'name', 'password_hash');
+  if (!user) throw new UnauthorizedError();
+  if (!user.password_hash) {
+    throw new BadRequestError(
+      'no_password',
+      'This account signs in with Google and has no password; set one with the password reset flow.',
+    );
+  }
+  const currentHash = user.password_hash;
+  await confirmPassword(
+    app,
+    { id: user.id, password_hash: currentHash },
+    input.currentPassword,
+    'invalid_current_password',
+    'The current password is incorrect.',
+  );
+  if (input.newPassword === input.currentPassword) {
+    throw new ValidationError(
+      [{ field: 'new_password', message: 'must differ from the current password' }],
+      'The new password must differ from the current one.',
+    );
+  }
+  assertPasswordPolicy(input.newPassword, 'new_password', { email: user.email, name: user.name }, app.config.password);
+  const passwordHash = await hashPassword(input.newPassword, app.config.password.bcryptCost);
+
+  const emailId = await app.db.transaction(async (trx) => {
+    // Only over the hash we checked: a concurrent change wins once, the other is told so.
+    const changed = await trx('users')
+      .where({ id: user.id, password_hash: currentHash })
+      .update({ password_hash: passwordHash, password_changed_at: trx.fn.now(), updated_at: trx.fn.now() });
+    if (!changed) throw new ConflictError('The password was changed meanwhile; sign in again.', 'password_changed_concurrently');
+    let revoked: string[] = [];
+    if (input.revokeOtherSessions) {
+      const others = await trx('sessions')
+        .where({ user_id: user.id })
+        .whereNull('revoked_at')
+        .modify((q) => {
+          if (actor.sessionId) q.whereNot('id', actor.sessionId);
+        })
+        .pluck('id');
+      revoked = others.length
+        ? await revokeSessions(app, trx, { userId: user.id, sessionIds: others, reason: 'password_change', origin })
+        : [];
+    }
+    await recordEvent(trx, { type: 'password.changed', userId: user.id, data: { other_sessions_revoked: revoked.length > 0 } }, origin);
+    return writeEmail(trx, app.kms, { template: 'password_changed', to: user.email, userId: user.id, params: { name: user.name } });
+  });
+  await enqueueEmailAfterCommit(app, emailId);
+}

@@ -1,0 +1,6 @@
+// Every queue that has work in this version; kite and audit-export join with their features.
+import type { QueueDeclaration } from '../declaration';
+import { email } from './email';
+import { events } from './events';
+
+export const DECLARATIONS: QueueDeclaration[] = [email, events];
