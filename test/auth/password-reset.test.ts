@@ -1,7 +1,8 @@
 // Password reset (request a link, set a new password with it) and changing one's password while
 // signed in, as a client sees them: answers, emails, sessions, events.
-import { call, eventually, startTestApp, type TestApp } from '../helpers/app';
-import { startSmtp, type TestSmtp } from '../helpers/smtp';
+import { call, eventually, type TestApp } from '../helpers/app';
+import type { TestSmtp } from '../helpers/smtp';
+import { startStack, type TestStack } from '../helpers/stack';
 import { createUser, type TestUser } from '../helpers/users';
 import { login, streamEvents } from '../helpers/auth';
 import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
@@ -9,17 +10,14 @@ import { Authenticator } from '../mfa/rfc6238';
 
 jest.setTimeout(60_000);
 
+let stack: TestStack;
 let t: TestApp;
 let smtp: TestSmtp;
 beforeAll(async () => {
-  smtp = await startSmtp();
-  t = await startTestApp({ ...smtp.env(), EMAIL_LINK_BASE_URL: 'https://app.example', RATELIMIT_PASSWORD_RESET_ATTEMPTS: '100' });
-  await t.startWorkers();
+  stack = await startStack({ EMAIL_LINK_BASE_URL: 'https://app.example', RATELIMIT_PASSWORD_RESET_ATTEMPTS: '100' });
+  ({ app: t, smtp } = stack);
 });
-afterAll(async () => {
-  await t.close();
-  await smtp.close();
-});
+afterAll(() => stack.close());
 
 const NEW_PASSWORD = 'Brand-New-Passw0rd-42!';
 
@@ -138,19 +136,14 @@ describe('password reset', () => {
 });
 
 describe('password reset with a short lifetime and the default limits', () => {
+  let shortStack: TestStack;
   let short: TestApp;
   beforeAll(async () => {
-    short = await startTestApp({
-      ...smtp.env(),
-      EMAIL_LINK_BASE_URL: 'https://app.example',
-      PASSWORD_RESET_TOKEN_TTL_MINUTES: '0.02',
-      TRUST_PROXY: 'true',
-    });
-    await short.startWorkers();
+    const env = { EMAIL_LINK_BASE_URL: 'https://app.example', PASSWORD_RESET_TOKEN_TTL_MINUTES: '0.02', TRUST_PROXY: 'true' };
+    shortStack = await startStack(env, { smtp });
+    short = shortStack.app;
   });
-  afterAll(async () => {
-    await short.close();
-  });
+  afterAll(() => shortStack.close());
 
   test('an expired token is refused', async () => {
     const user: TestUser = await createUser(short.context.db);

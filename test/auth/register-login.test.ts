@@ -1,22 +1,20 @@
 // Registration, email verification, sign-in and sign-out, as a client sees them.
 import { call, eventually, startTestApp, type TestApp } from '../helpers/app';
-import { startSmtp, type TestSmtp } from '../helpers/smtp';
+import type { TestSmtp } from '../helpers/smtp';
+import { startStack, type TestStack } from '../helpers/stack';
 import { createUser } from '../helpers/users';
 import { login, streamEvents } from '../helpers/auth';
 import bcrypt from 'bcrypt';
 import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
 
+let stack: TestStack;
 let t: TestApp;
 let smtp: TestSmtp;
 beforeAll(async () => {
-  smtp = await startSmtp();
-  t = await startTestApp({ ...smtp.env(), EMAIL_LINK_BASE_URL: 'https://app.example', RATELIMIT_REGISTER_ATTEMPTS: '100' });
-  await t.startWorkers();
+  stack = await startStack({ EMAIL_LINK_BASE_URL: 'https://app.example', RATELIMIT_REGISTER_ATTEMPTS: '100' });
+  ({ app: t, smtp } = stack);
 });
-afterAll(async () => {
-  await t.close();
-  await smtp.close();
-});
+afterAll(() => stack.close());
 
 const PASSWORD = 'Correct-Horse-42-Battery';
 

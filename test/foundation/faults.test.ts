@@ -10,7 +10,8 @@ import Router from '@koa/router';
 import { Type } from '@sinclair/typebox';
 import { call, eventually, startTestApp, testEnvironment, type Reply, type TestApp } from '../helpers/app';
 import { startPostgres, startRedis, type OwnPostgres, type OwnServer } from '../helpers/processes';
-import { startSmtp, type TestSmtp } from '../helpers/smtp';
+import type { TestSmtp } from '../helpers/smtp';
+import { startStack, type TestStack } from '../helpers/stack';
 import { ROOT } from '../helpers/env';
 import { createApp } from '../../api/app';
 import type { AppState } from '../../api/http/state';
@@ -225,13 +226,15 @@ describe('PostgreSQL goes away', () => {
 });
 
 describe('worker shutdown', () => {
+  let stack: TestStack | undefined;
   let smtp: TestSmtp;
   let t: TestApp;
   let worker: ChildProcess | undefined;
 
   beforeAll(async () => {
-    smtp = await startSmtp();
-    t = await startTestApp();
+    // The worker under test is a process of its own, started by the test.
+    stack = await startStack({}, { workers: false });
+    ({ app: t, smtp } = stack);
   });
   afterAll(async () => {
     if (worker && worker.exitCode === null && worker.signalCode === null) {
@@ -239,8 +242,7 @@ describe('worker shutdown', () => {
       worker.kill('SIGKILL');
       await gone;
     }
-    await t?.close();
-    await smtp?.close();
+    await stack?.close();
   });
 
   test('SIGTERM lets the email being sent finish, records it as sent, and exits 0', async () => {

@@ -1,30 +1,28 @@
 // Jobs: an email enqueued is processed; a job that keeps failing is retried with backoff and ends
 // in the failed set, which an admin sees through Bull Board's JSON API (and nobody else does).
 import crypto from 'node:crypto';
-import { call, eventually, startTestApp, type TestApp } from '../helpers/app';
-import { startSmtp, type TestSmtp } from '../helpers/smtp';
+import { call, eventually, type TestApp } from '../helpers/app';
+import type { TestSmtp } from '../helpers/smtp';
+import { startStack, type TestStack } from '../helpers/stack';
 import { basicAuth, createUser, type TestUser } from '../helpers/users';
 import { writeEmail } from '../../shared/email/outbox';
 import { enqueueEmail } from '../../shared/queues';
 import { reconcileEmails } from '../../workers/processors/email';
 import { hashPassword } from '../../shared/users/passwords';
 
+let stack: TestStack;
 let t: TestApp;
 let smtp: TestSmtp;
 let admin: TestUser;
 let trader: TestUser;
 
 beforeAll(async () => {
-  smtp = await startSmtp();
-  t = await startTestApp({ ...smtp.env(), JOB_ATTEMPTS: '3', JOB_BACKOFF_MS: '100' });
-  await t.startWorkers();
+  stack = await startStack({ JOB_ATTEMPTS: '3', JOB_BACKOFF_MS: '100' });
+  ({ app: t, smtp } = stack);
   admin = await createUser(t.context.db, { roles: ['admin'] });
   trader = await createUser(t.context.db, { roles: ['trader'] });
 });
-afterAll(async () => {
-  await t.close();
-  await smtp.close();
-});
+afterAll(() => stack.close());
 
 async function queueEmail(to: string, name = 'Asha'): Promise<string> {
   const id = await t.context.db.transaction((trx) =>

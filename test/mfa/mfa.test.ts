@@ -1,8 +1,9 @@
 // MFA as a client sees it: TOTP set-up and enable, signing in with a code, step-up, backup
 // codes, the wrong-code limit, turning MFA off, and the secret staying secret. Codes come from the
 // independent RFC 6238 implementation in ./rfc6238.ts, never from the service's library.
-import { call, eventually, startTestApp, type Reply, type TestApp } from '../helpers/app';
-import { startSmtp, type TestSmtp } from '../helpers/smtp';
+import { call, eventually, type Reply, type TestApp } from '../helpers/app';
+import type { TestSmtp } from '../helpers/smtp';
+import { startStack, type TestStack } from '../helpers/stack';
 import type { TestUser } from '../helpers/users';
 import { signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
 import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
@@ -13,17 +14,14 @@ import { Authenticator, base32Decode, wrongCode } from './rfc6238';
 
 jest.setTimeout(90_000);
 
+let stack: TestStack;
 let t: TestApp;
 let smtp: TestSmtp;
 beforeAll(async () => {
-  smtp = await startSmtp();
-  t = await startTestApp({ ...smtp.env(), APP_NAME: 'Acme Trading' });
-  await t.startWorkers();
+  stack = await startStack({ APP_NAME: 'Acme Trading' });
+  ({ app: t, smtp } = stack);
 });
-afterAll(async () => {
-  await t.close();
-  await smtp.close();
-});
+afterAll(() => stack.close());
 
 /** Every secret handed out by set-up, and every response given after it, for the secrecy test. */
 const secrets: string[] = [];
