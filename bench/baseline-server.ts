@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     if (route === 'GET /hello') {
       ctx.body = { hello: 'world' };
     } else if (route === 'POST /refresh') {
-      ctx.body = await refresh(String((await readBody(ctx.req)).refresh_token ?? ''));
+      ctx.body = await refresh(String(((await readBody(ctx.req)).refresh_token as string | undefined) ?? ''));
     } else if (route === 'POST /authz/check') {
       const [claims, body] = await Promise.all([verify(ctx.get('authorization')), readBody(ctx.req)]);
       const cached = await redis.get(`${settings.keyPrefix}perms:${claims.sub}`);
@@ -189,7 +189,8 @@ async function main(): Promise<void> {
   }
 
   const workers = settings.workers.map(
-    ({ queue, concurrency }) => new Worker(queue, async () => undefined, { connection: bull, prefix: settings.bullPrefix, concurrency }),
+    ({ queue, concurrency }) =>
+      new Worker(queue, () => Promise.resolve(undefined), { connection: bull, prefix: settings.bullPrefix, concurrency }),
   );
   const server = http.createServer(app.callback());
   server.keepAliveTimeout = 65_000;

@@ -817,7 +817,7 @@ async function main(): Promise<void> {
               })),
             )
             .then(() => undefined),
-        async () => mailsReceived >= before + count,
+        () => Promise.resolve(mailsReceived >= before + count),
         'emails at the SMTP sink',
       );
     };

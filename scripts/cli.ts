@@ -61,17 +61,17 @@ async function main(): Promise<void> {
   try {
     switch (command) {
       case 'migrate': {
-        const [, applied] = await db.migrate.latest(migrationSettings());
+        const [, applied] = (await db.migrate.latest(migrationSettings())) as [number, string[]];
         process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'already up to date\n');
         break;
       }
       case 'migrate:down': {
-        const [, reverted] = await db.migrate.rollback(migrationSettings(), true);
+        const [, reverted] = (await db.migrate.rollback(migrationSettings(), true)) as [number, string[]];
         process.stdout.write(`reverted ${reverted.length} migrations\n`);
         break;
       }
       case 'migrate:status': {
-        const [done, pending] = await db.migrate.list(migrationSettings());
+        const [done, pending] = (await db.migrate.list(migrationSettings())) as [{ name: string }[], { file: string }[]];
         for (const m of done) process.stdout.write(`applied  ${m.name}\n`);
         for (const m of pending) process.stdout.write(`pending  ${m.file}\n`);
         break;

@@ -8,20 +8,20 @@ import type { QueueName } from '../shared/queues/names';
 export interface RunningProcessor {
   process: Processor;
   /** Releases what the processor opened (SMTP connections, say), after its last job. */
-  close?(): void | Promise<void>;
+  close?: () => void | Promise<void>;
 }
 
 export interface QueueDeclaration {
   name: QueueName;
   /** Builds the processor for this process. */
-  start(app: Context): RunningProcessor;
+  start: (app: Context) => RunningProcessor;
   /** Repeating jobs, each upserted once per worker start (BullMQ keeps one scheduler per id). */
-  schedules?(app: Context): Array<{ id: string; everyMs: number; jobName: string }>;
+  schedules?: (app: Context) => Array<{ id: string; everyMs: number; jobName: string }>;
   /** Runs once a job has failed its last attempt (the row it serves records the failure). */
-  onFinalFailure?(app: Context, job: Job, err: Error): Promise<void>;
+  onFinalFailure?: (app: Context, job: Job, err: Error) => Promise<void>;
   /**
    * Re-enqueues rows PostgreSQL says are pending and that have no live job (shared/queues/
    * reconcile.ts); run every RECONCILE_INTERVAL_SECONDS as the queue's `reconcile` job.
    */
-  reconcile?(app: Context): Promise<{ requeued: number }>;
+  reconcile?: (app: Context) => Promise<{ requeued: number }>;
 }

@@ -23,7 +23,10 @@ export function bullBoard(app: Context): Middleware<AppState> {
   const guard = requireOperator(app, 'queues:admin');
   const guarded = compose([guard, board]);
   return async (ctx, next) => {
-    if (ctx.path !== BULL_BOARD_PATH && !ctx.path.startsWith(`${BULL_BOARD_PATH}/`)) return next();
+    if (ctx.path !== BULL_BOARD_PATH && !ctx.path.startsWith(`${BULL_BOARD_PATH}/`)) {
+      await next();
+      return;
+    }
     ctx.state.routePattern = BULL_BOARD_PATH;
     await guarded(ctx, next);
   };

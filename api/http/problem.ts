@@ -71,7 +71,7 @@ export function problemMiddleware(logger: Logger): Middleware<AppState> {
       const log = ctx.state.requestId ? logger.child({ requestId: ctx.state.requestId }) : logger;
       if (error.status >= 500)
         log.error({ err, status: error.status, method: ctx.method, route: ctx.state.routePattern ?? ctx.path }, 'request failed');
-      writeProblem(ctx as unknown as Context, error);
+      writeProblem(ctx, error);
     }
   };
 }

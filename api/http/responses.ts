@@ -47,7 +47,7 @@ export function declaredResponses(spec: RouteSpec): Record<number, ResponseSpec>
   if (spec.body) implied.push(413, 415);
   if (spec.security && spec.security !== 'none') implied.push(401, 403);
   const out: Record<number, ResponseSpec> = {};
-  for (const status of implied) out[status] = { description: IMPLIED[status]! };
+  for (const status of implied) out[status] = { description: IMPLIED[status] };
   for (const [status, response] of Object.entries(spec.responses)) out[Number(status)] = response;
   for (const [status, response] of Object.entries(out)) {
     if (Number(status) >= 400 && !response.schema)

@@ -128,11 +128,11 @@ export class RouteRegistry {
       await spec.handler(ctx as unknown as AppRouterContext, ctx.state.input as Input<B, Q, P>);
     };
     const declared: Middleware<AppState> = async (ctx, next) => {
-      ctx.state.route = spec as unknown as RouteSpec;
+      ctx.state.route = spec;
       await next();
     };
     const guards = spec.guard ? [spec.guard].flat() : [];
     router[spec.method](spec.path, declared, ...guards, validate, handle);
-    this.routes.push(spec as unknown as RouteSpec);
+    this.routes.push(spec);
   }
 }

@@ -28,7 +28,7 @@ export async function markRevoked(app: Deps, sessionIds: string[]): Promise<void
   for (const id of sessionIds) batch.set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id));
   const results = await batch.exec();
   const failed = (results ?? []).find(([err]) => err);
-  if (failed) throw failed[0];
+  if (failed) throw failed[0]!;
 }
 
 /** 'revoked' is final; 'live' came from the database within the last minute; 'unknown' asks it. */

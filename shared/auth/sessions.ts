@@ -15,7 +15,7 @@ import { listRoleNames, namesOf, roleNamesQuery } from '../authz/permissions';
 import type { RevokeReason, Session, User } from '../models';
 import { canSignIn, SIGN_IN_STATUSES } from '../users/status';
 import type { Actor } from './actor';
-import { cachedLiveness, markRevoked, rememberLive } from './session-cache';
+import { cachedLiveness, markRevoked, rememberLive, type LiveSession } from './session-cache';
 
 /** Where a sign-in comes from, recorded with its session. */
 export interface ClientInfo {
@@ -67,10 +67,11 @@ export async function startSession(
   const lifetime = options.persistent ? sessions.persistentTtlSeconds : sessions.ttlSeconds;
   const refresh = newOpaqueToken();
   const { session, newDevice, noticeEmailId, roles } = await app.db.transaction(async (trx) => {
-    const seenBefore = (await trx('sessions')
+    const seenBefore = await trx('sessions')
       .where({ user_id: user.id })
-      .first(trx.raw('bool_or(device_fingerprint = ?) AS seen, count(*)::int AS n', [client.deviceFingerprint ?? '']))) as
-      { seen: boolean | null; n: number } | undefined;
+      .first<{ seen: boolean | null; n: number } | undefined>(
+        trx.raw('bool_or(device_fingerprint = ?) AS seen, count(*)::int AS n', [client.deviceFingerprint ?? '']),
+      );
     const newDevice = !seenBefore?.seen;
     const [session] = await trx('sessions')
       .insert({
@@ -205,12 +206,12 @@ export async function refreshSession(app: Context, presented: string, client: Cl
   const hash = hashOpaqueToken(presented);
   const graceSeconds = app.config.refreshReuseIntervalSeconds;
   const outcome = await app.db.transaction(async (trx): Promise<Refreshed> => {
-    const row = (await trx('refresh_tokens as rt')
+    const row = await trx('refresh_tokens as rt')
       .join('sessions as s', 's.id', 'rt.session_id')
       .join('users as u', 'u.id', 's.user_id')
       .where('rt.token_hash', hash)
       .forUpdate('rt')
-      .first(
+      .first<RefreshRow | undefined>(
         'rt.id as token_id',
         'rt.rotated_at',
         's.id as session_id',
@@ -229,7 +230,7 @@ export async function refreshSession(app: Context, presented: string, client: Cl
         'u.email_verified',
         'u.status',
         'u.mfa_enabled',
-      )) as RefreshRow | undefined;
+      );
     if (!row) throw new UnauthorizedError(INVALID_REFRESH, 'invalid_refresh_token');
     if (row.rotated_at) {
       if (graceSeconds > 0 && row.in_grace && !row.revoked_at) {
@@ -332,7 +333,7 @@ export async function isSessionLive(app: Context, sessionId: string, userId: str
     .where('sessions.id', sessionId)
     .where('sessions.user_id', userId)
     .whereIn('users.status', SIGN_IN_STATUSES)
-    .first('sessions.id', 'sessions.user_id', 'sessions.expires_at', 'sessions.last_active_at');
+    .first<LiveSession | undefined>('sessions.id', 'sessions.user_id', 'sessions.expires_at', 'sessions.last_active_at');
   if (!session) return false;
   await rememberLive(app, session);
   return true;
@@ -354,9 +355,9 @@ export interface LiveSessionRow extends Pick<
 /** The user's live sessions, newest first. */
 export async function listSessions(app: Context, userId: string): Promise<LiveSessionRow[]> {
   const idle = app.config.sessions.inactivitySeconds;
-  return (await whereLive(app.db('sessions').where({ user_id: userId }), idle)
+  return whereLive(app.db('sessions').where({ user_id: userId }), idle)
     .orderBy('created_at', 'desc')
-    .select(
+    .select<LiveSessionRow[]>(
       'id',
       'device_fingerprint',
       'user_agent',
@@ -366,5 +367,5 @@ export async function listSessions(app: Context, userId: string): Promise<LiveSe
       'created_at',
       'last_active_at',
       app.db.raw('LEAST(expires_at, last_active_at + make_interval(secs => ?)) AS ends_at', [idle]),
-    )) as LiveSessionRow[];
+    );
 }

@@ -50,7 +50,7 @@ export function createPermissionCache(db: Knex, redis: Redis, key: (...parts: st
   async function get(userId: string): Promise<EffectivePermission[]> {
     // The version and the entry under it in one round trip.
     const [version, hit] = await reader.readPermissions(versionKey(userId), entryKey(userId, ''));
-    if (hit) return live(JSON.parse(hit));
+    if (hit) return live(JSON.parse(hit) as Cached[]);
     const fresh = await listEffectivePermissions(db, userId);
     const list: Cached[] = fresh.map((p) => ({ ...p, expires_at: p.expires_at ? new Date(p.expires_at).toISOString() : null }));
     const nextExpiry = Math.min(...list.filter((p) => p.expires_at).map((p) => Date.parse(p.expires_at!)));

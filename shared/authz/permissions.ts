@@ -2,6 +2,7 @@
 // not expired; none at all for a suspended or deleted user. Always from the database here; the
 // permission cache (./cache.ts) sits in front of this.
 import type { Knex } from 'knex';
+import { SIGN_IN_STATUSES } from '../users/status';
 
 export interface EffectivePermission {
   name: string;
@@ -12,9 +13,9 @@ export interface EffectivePermission {
 }
 
 export async function listEffectivePermissions(db: Knex, userId: string): Promise<EffectivePermission[]> {
-  const { rows } = await db.raw(
+  const { rows } = await db.raw<{ rows: EffectivePermission[] }>(
     `WITH RECURSIVE allowed_user AS (
-       SELECT id FROM users WHERE id = :userId AND status IN ('active', 'pending_verification')
+       SELECT id FROM users WHERE id = :userId AND status = ANY(:statuses)
      ), user_role_tree AS (
        SELECT r.id, r.name, r.inherits_role_id, r.name AS via
          FROM user_roles ur JOIN allowed_user u ON u.id = ur.user_id JOIN roles r ON r.id = ur.role_id
@@ -31,7 +32,7 @@ export async function listEffectivePermissions(db: Knex, userId: string): Promis
        FROM user_permissions up JOIN allowed_user u ON u.id = up.user_id JOIN permissions p ON p.id = up.permission_id
       WHERE (up.expires_at IS NULL OR up.expires_at > now())
      ORDER BY 1, 2`,
-    { userId },
+    { userId, statuses: [...SIGN_IN_STATUSES] },
   );
   return rows;
 }
@@ -46,7 +47,7 @@ export function roleNamesQuery(db: Knex, userId: string): Knex.QueryBuilder {
 }
 
 export async function listRoleNames(db: Knex, userId: string): Promise<string[]> {
-  return namesOf(await roleNamesQuery(db, userId));
+  return namesOf((await roleNamesQuery(db, userId)) as { name: string }[]);
 }
 
 export const namesOf = (rows: { name: string }[]): string[] => rows.map((r) => r.name);

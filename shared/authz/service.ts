@@ -92,7 +92,7 @@ export async function revokePermission(app: Context, grantId: string, origin: Ev
         .join('permissions', 'permissions.id', 'user_permissions.permission_id')
         .where('user_permissions.id', grantId)
         .forUpdate('user_permissions')
-        .first('user_permissions.user_id', 'permissions.name');
+        .first<{ user_id: string; name: string } | undefined>('user_permissions.user_id', 'permissions.name');
       if (!grant) throw new NotFoundError('No such grant.');
       await trx('user_permissions').where({ id: grantId }).del();
       await recordEvent(

@@ -98,7 +98,7 @@ export function createAccessTokens(config: Pick<Config, 'jwt'>, keys: SigningKey
         return claims;
       } catch (err) {
         if (err instanceof InvalidTokenError) throw err;
-        if (err instanceof errors.JOSEError || err instanceof TypeError) throw new InvalidTokenError((err as Error).message);
+        if (err instanceof errors.JOSEError || err instanceof TypeError) throw new InvalidTokenError(err.message);
         throw err;
       }
     },

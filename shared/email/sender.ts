@@ -7,7 +7,7 @@ import type { Config } from '../config';
 import type { Kms } from '../crypto/kms';
 import type { Logger } from '../logger';
 import { emailContext } from './outbox';
-import { renderEmail, type TemplateName } from './templates';
+import { renderEmail, type TemplateName, type TemplateParams } from './templates';
 
 export interface Mailer {
   /** Null when no SMTP host is configured (development): messages go to the log instead. */
@@ -62,7 +62,7 @@ export async function sendEmailMessage(deps: SendEmailDeps, emailId: string): Pr
     await deps.db('email_messages').where({ id: emailId }).update({ status: 'cancelled' });
     return 'skipped';
   }
-  const params = JSON.parse(deps.kms.decrypt(row.params_encrypted, emailContext(emailId)));
+  const params = JSON.parse(deps.kms.decrypt(row.params_encrypted, emailContext(emailId))) as TemplateParams[TemplateName];
   const message = renderEmail(deps.appName, row.template as TemplateName, params);
   if (deps.mailer.transport) {
     await deps.mailer.transport.sendMail({

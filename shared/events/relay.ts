@@ -57,7 +57,7 @@ export async function relayBatch(db: Knex, redis: Redis, settings: RelaySettings
     const pipeline = r.pipeline() as unknown as RedisWithPublish & { exec(): Promise<[Error | null, unknown][]> };
     for (const row of rows) {
       const envelope = envelopeOf(row);
-      pipeline.publishEventOnce(
+      void pipeline.publishEventOnce(
         settings.streamName,
         `${settings.markerPrefix}${row.id}`,
         MARKER_TTL_SECONDS,
@@ -70,7 +70,7 @@ export async function relayBatch(db: Knex, redis: Redis, settings: RelaySettings
     }
     const results = await pipeline.exec();
     const failed = (results ?? []).find(([err]) => err);
-    if (failed) throw failed[0];
+    if (failed) throw failed[0]!;
     await trx('events')
       .whereIn(
         'id',

@@ -7,8 +7,8 @@ export interface LostJobs {
   queue: Queue;
   /** Ids of rows waiting for work, oldest first; young rows are probably still being enqueued. */
   pendingRowIds: string[];
-  jobId(rowId: string): string;
-  enqueue(rowId: string): Promise<void>;
+  jobId: (rowId: string) => string;
+  enqueue: (rowId: string) => Promise<void>;
 }
 
 export async function requeueLostJobs({ queue, pendingRowIds, jobId, enqueue }: LostJobs): Promise<{ requeued: number }> {

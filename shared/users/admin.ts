@@ -27,7 +27,7 @@ export async function createOrPromoteAdmin(
       const existing = await trx('users').where({ email }).whereNot({ status: 'deleted' }).forUpdate().first('id');
       let userId = existing?.id;
       if (!userId) {
-        const name = input.name?.trim() || email.split('@')[0]!;
+        const name = input.name?.trim() || email.split('@')[0];
         if (!input.password) throw new ValidationError([{ field: 'password', message: 'is required to create a new admin' }]);
         assertPasswordPolicy(input.password, 'password', { email, name }, config.password);
         const passwordHash = await hashPassword(input.password, config.password.bcryptCost);
@@ -42,7 +42,7 @@ export async function createOrPromoteAdmin(
             email_verified_at: trx.fn.now(),
           })
           .returning('id');
-        userId = created!.id;
+        userId = created.id;
         await recordEvent(trx, { type: 'user.registered', userId, data: { method: 'cli' } });
       }
       const inserted = await trx('user_roles')

@@ -40,7 +40,7 @@ export async function setRole(
           userId: user.id,
           data: { role: input.role, via: 'cli' },
         });
-      return { userId: user.id as string, changed: changed > 0 };
+      return { userId: user.id, changed: changed > 0 };
     },
     (o) => o.userId,
   );

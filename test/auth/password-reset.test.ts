@@ -28,7 +28,7 @@ const reset = (app: TestApp, token: string, password = NEW_PASSWORD) =>
 
 /** Waits for the n-th reset email to `email` and returns the token of its link. */
 async function mailedToken(email: string, nth = 1): Promise<string> {
-  await eventually(async () => smtp.messages.filter((m) => m.to.includes(email) && m.subject === 'Reset your password').length >= nth);
+  await eventually(() => smtp.messages.filter((m) => m.to.includes(email) && m.subject === 'Reset your password').length >= nth);
   const mail = smtp.messages.filter((m) => m.to.includes(email) && m.subject === 'Reset your password')[nth - 1];
   const token = /https:\/\/app\.example\/reset-password\?token=([A-Za-z0-9_-]+)/.exec(mail.text)?.[1];
   expect(token).toBeDefined();

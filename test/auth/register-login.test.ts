@@ -97,7 +97,7 @@ test('resend answers the same whether or not the email exists, and only a pendin
   expect(known.status).toBe(202);
   expect(unknown.status).toBe(202);
   expect(unknown.body).toEqual(known.body);
-  await eventually(async () => smtp.messages.filter((m) => m.to.includes('pending@example.com')).length === 2);
+  await eventually(() => smtp.messages.filter((m) => m.to.includes('pending@example.com')).length === 2);
   expect(smtp.messages.some((m) => m.to.includes('nobody@example.com'))).toBe(false);
 });
 

@@ -31,7 +31,7 @@ const grantFor = async (userId: string) => {
     .db('user_permissions')
     .insert({ user_id: userId, permission_id: t.context.db.raw(`(SELECT id FROM permissions WHERE name = 'alerts:write')`) })
     .returning('id');
-  return row.id as string;
+  return row.id;
 };
 
 const CELLS: Cell[] = [

@@ -264,8 +264,8 @@ describe('worker shutdown', () => {
     });
     worker = child;
     let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.once('exit', (code, signal) => resolve({ code, signal })),
     );
@@ -284,7 +284,7 @@ describe('worker shutdown', () => {
 
     // Its SIGTERM handler is installed once it says it started.
     await eventually(
-      async () => {
+      () => {
         if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${output}`);
         return messages().some((m) => m.msg === 'worker started');
       },

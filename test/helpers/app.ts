@@ -211,7 +211,7 @@ export async function call(
 }
 
 export async function eventually<T>(
-  probe: () => Promise<T | undefined | null | false>,
+  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
   { timeoutMs = 10_000, intervalMs = 50 } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;

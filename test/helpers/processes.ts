@@ -216,7 +216,7 @@ function runAsPostgres(binary: string, args: string[], options: RunOptions = {})
 function runAsPostgresSync(binary: string, args: string[], cwd: string): void {
   const command = path.join(PG_BIN, binary);
   const [file, argv] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
-  execFileSync(file as string, argv as string[], { cwd, stdio: 'ignore', timeout: 15_000 });
+  execFileSync(file, argv, { cwd, stdio: 'ignore', timeout: 15_000 });
 }
 
 function postgresIds(): { uid: number; gid: number } {
@@ -265,7 +265,7 @@ export async function startPostgres(): Promise<OwnPostgres> {
     } catch (err) {
       // A half-started server must not outlive the failure.
       await pgCtl(['-m', 'immediate', '-w', 'stop']).catch(() => undefined);
-      throw new Error(`${(err as Error).message}\n${logTail()}`);
+      throw new Error(`${(err as Error).message}\n${logTail()}`, { cause: err });
     }
     running = true;
   }

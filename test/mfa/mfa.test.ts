@@ -261,7 +261,7 @@ describe('step-up verification', () => {
       state: { principal: { ...mine, roles: [], amr: [], token: null, via: 'bearer' } },
       get: (name: string) => (name.toLowerCase() === 'x-verification-token' ? header : ''),
     });
-    const next = jest.fn(async () => undefined);
+    const next = jest.fn(() => Promise.resolve(undefined));
     await middleware(ctxWith(token) as never, next);
     expect(next).toHaveBeenCalledTimes(1);
     await expect(middleware(ctxWith('') as never, next)).rejects.toBeInstanceOf(ForbiddenError);
