@@ -25,8 +25,12 @@ export interface ClientInfo {
   deviceFingerprint: string | null;
 }
 
-/** The user fields every token answer carries. */
-export type SignedInUser = Pick<User, 'id' | 'email' | 'name' | 'email_verified' | 'status' | 'mfa_enabled'>;
+/** The user fields every token answer carries, and nothing else (the tokens are kept for the grace window). */
+const SIGNED_IN_USER_FIELDS = ['id', 'email', 'name', 'email_verified', 'status', 'mfa_enabled'] as const;
+export type SignedInUser = Pick<User, (typeof SIGNED_IN_USER_FIELDS)[number]>;
+
+const signedInUser = (user: SignedInUser): SignedInUser =>
+  Object.fromEntries(SIGNED_IN_USER_FIELDS.map((field) => [field, user[field]])) as SignedInUser;
 
 /** A session's tokens, as issued at sign-in and at each refresh. JSON-safe (kept for the grace window). */
 export interface SessionTokens {
@@ -134,14 +138,7 @@ async function tokensFor(
     refreshToken,
     expiresIn: app.accessTokens.ttlSeconds,
     session: { id: session.id, persistent: session.persistent, expiresAt: new Date(session.expires_at).toISOString() },
-    user: {
-      id: user.id,
-      email: user.email,
-      name: user.name,
-      email_verified: user.email_verified,
-      status: user.status,
-      mfa_enabled: user.mfa_enabled,
-    },
+    user: signedInUser(user),
     roles,
   };
 }
