@@ -7,6 +7,7 @@ import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import { call, failOnResponseMismatches, startTestApp, type TestApp } from '../helpers/app';
 import { declaredResponses, Problem } from '../../api/http/responses';
+import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import { Strict } from '../../api/http/route';
 import type { AppState } from '../../api/http/state';
 import { createApp } from '../../api/app';
@@ -122,6 +123,7 @@ test('the OpenAPI document: login answers a token pair or an MFA challenge, erro
     expect.arrayContaining(['mfa_required', 'mfa_token', 'expires_in']),
   ]);
   const ajv = addFormats(new Ajv({ strict: false }));
+  for (const [name, validate] of Object.entries(PROFILE_FORMATS)) ajv.addFormat(name, { type: 'string', validate });
   for (const [path, operations] of Object.entries<Record<string, any>>(doc.paths)) {
     for (const [method, operation] of Object.entries<any>(operations)) {
       for (const [status, response] of Object.entries<any>(operation.responses)) {
