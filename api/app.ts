@@ -1,5 +1,6 @@
 // The Koa application: middleware in the order a request meets it, then the feature routers.
-import Koa from 'koa';
+import Koa, { type Middleware } from 'koa';
+import { AppError } from '../shared/errors';
 import Router from '@koa/router';
 import cors from '@koa/cors';
 import helmet from 'koa-helmet';
@@ -35,6 +36,18 @@ const API_HEADERS = {
 };
 const isPage = (path: string) => /^\/(docs|redoc|admin\/queues)(\/|$)/.test(path);
 
+/**
+ * Any request with a body, chunked or not, must send JSON (DESIGN.md, "Identifiers and strings"):
+ * a form or text body is what a page of another site can send without a CORS preflight.
+ */
+const jsonBodiesOnly: Middleware<AppState> = async (ctx, next) => {
+  const hasBody = (ctx.request.length ?? 0) > 0 || !!ctx.get('Transfer-Encoding');
+  if (hasBody && !ctx.is('application/json')) {
+    throw new AppError(415, 'unsupported_media_type', 'Unsupported media type', 'Send the body as application/json.');
+  }
+  await next();
+};
+
 export interface App {
   koa: Koa<AppState>;
   registry: RouteRegistry;
@@ -58,15 +71,19 @@ export function createApp(app: Context): App {
   // Pages (docs, Bull Board) get helmet's full set; JSON answers the headers that matter to an
   // API (OWASP REST Security): the rest address HTML and would only add bytes to every response.
   const pageHeaders = helmet({ contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
+  // Set before anything runs, so an error answer carries them too; what may be cached (the key
+  // set, the docs' static assets) says so itself.
   koa.use(async (ctx, next) => {
-    if (isPage(ctx.path)) {
-      await pageHeaders(ctx, next);
-      ctx.set('Content-Security-Policy', PAGE_CSP);
+    ctx.set('Cache-Control', 'no-store');
+    if (!isPage(ctx.path)) {
+      ctx.set(API_HEADERS);
+      await next();
       return;
     }
-    ctx.set(API_HEADERS);
-    await next();
-    if (!ctx.response.get('Cache-Control')) ctx.set('Cache-Control', 'no-store');
+    await pageHeaders(ctx, async () => {
+      ctx.set('Content-Security-Policy', PAGE_CSP);
+      await next();
+    });
   });
   koa.use(
     cors({
@@ -77,14 +94,16 @@ export function createApp(app: Context): App {
       maxAge: 600,
     }),
   );
+  koa.use(jsonBodiesOnly);
   // Before the body parser: Bull Board parses its own bodies.
   if (config.bullBoardEnabled) koa.use(bullBoard(app));
   koa.use(
     koaBody({
       jsonLimit: `${config.bodyLimitKb}kb`,
-      formLimit: `${config.bodyLimitKb}kb`,
-      textLimit: `${config.bodyLimitKb}kb`,
+      // JSON only (jsonBodiesOnly refuses anything else before it gets here).
       multipart: false,
+      urlencoded: false,
+      text: false,
       parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH, HttpMethodEnum.DELETE],
     }),
   );

@@ -12,6 +12,8 @@ export const PROBLEM_TYPE_BASE = 'urn:user-service:problem:';
 
 export function writeProblem(ctx: Context, error: AppError): void {
   ctx.status = error.status;
+  // Whatever the handler had said about caching before it failed, an error is never cached.
+  ctx.set('Cache-Control', 'no-store');
   for (const [name, value] of Object.entries(error.headers)) ctx.set(name, value);
   ctx.type = 'application/problem+json';
   const body: {

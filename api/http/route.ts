@@ -7,7 +7,8 @@ import type { Middleware } from 'koa';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type SchemaOptions, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
-import { AppError, ValidationError, type FieldError } from '../../shared/errors';
+import { ValidationError, type FieldError } from '../../shared/errors';
+import { lowerCaseUuids, nulCharacters } from './strings';
 import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import type { AppState } from './state';
 
@@ -88,16 +89,17 @@ function messageOf(err: ErrorObject): string {
   return err.message ?? 'is invalid';
 }
 
+/** The first error of each field: one message a field is enough to fix it. */
+function dedupe(errors: FieldError[]): FieldError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => (seen.has(e.field) ? false : (seen.add(e.field), true)));
+}
+
 function validator(ajv: Ajv, schema: TSchema | undefined, where: 'body' | 'query' | 'params'): (value: unknown) => FieldError[] {
   if (!schema) return () => [];
   const validate: ValidateFunction = ajv.compile(schema);
-  return (value) => {
-    if (validate(value)) return [];
-    const seen = new Set<string>();
-    return (validate.errors ?? [])
-      .map((err) => ({ field: fieldOf(where, err), message: messageOf(err) }))
-      .filter((e) => (seen.has(e.field) ? false : (seen.add(e.field), true)));
-  };
+  return (value) =>
+    validate(value) ? [] : (validate.errors ?? []).map((err) => ({ field: fieldOf(where, err), message: messageOf(err) }));
 }
 
 /** Every route registered through `addRoute`, in order; the OpenAPI document walks this list. */
@@ -110,18 +112,25 @@ export class RouteRegistry {
     const checkParams = validator(queryAjv, spec.params, 'params');
     const validate: Middleware<AppState> = async (ctx, next) => {
       const request = ctx.request as typeof ctx.request & { body?: unknown };
-      // JSON only: a form or text body is what a cross-site page can send without a preflight.
-      if (spec.body && ctx.request.length && !ctx.is('application/json')) {
-        throw new AppError(415, 'unsupported_media_type', 'Unsupported media type', 'Send the body as application/json.');
-      }
       // Routes that take a body declare it (a test checks every POST, PUT and PATCH does); a
       // missing body is validated as {} so the required fields are named.
-      const body = spec.body ? (request.body ?? {}) : undefined;
+      const body: unknown = spec.body ? (request.body ?? {}) : undefined;
       const query = { ...ctx.query };
       const params = { ...(ctx as unknown as AppRouterContext).params };
-      const errors = [...checkParams(params), ...checkQuery(query), ...checkBody(body)];
-      if (errors.length) throw new ValidationError(errors);
-      ctx.state.input = { body, query, params };
+      const errors = [
+        ...nulCharacters(params, 'params'),
+        ...nulCharacters(query, 'query'),
+        ...nulCharacters(body, 'body'),
+        ...checkParams(params),
+        ...checkQuery(query),
+        ...checkBody(body),
+      ];
+      if (errors.length) throw new ValidationError(dedupe(errors));
+      ctx.state.input = {
+        body: lowerCaseUuids(spec.body, body),
+        query: lowerCaseUuids(spec.query, query),
+        params: lowerCaseUuids(spec.params, params),
+      };
       await next();
     };
     const handle: Middleware<AppState> = async (ctx) => {

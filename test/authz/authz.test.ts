@@ -79,6 +79,27 @@ test('a signed-out session gets 401 from the check at once, on every copy, thoug
   }
 });
 
+test('a user id in upper case is the same user: one answer, and a revocation is seen at once (red team #1)', async () => {
+  const viewer = await signedInUser(t.context.db, t.url, { roles: ['viewer'] });
+  const upper = viewer.id.toUpperCase();
+  const r = await grant({ user_id: upper, permission: 'alerts:write' });
+  expect(r.status).toBe(201);
+  expect(r.body.user_id).toBe(viewer.id);
+  expect((await check(t, admin, 'alerts:write', upper)).body).toEqual({ allowed: true, permission: 'alerts:write', user_id: viewer.id });
+  expect((await call(`${t.url}/v1/authz/permissions/${r.body.id.toUpperCase()}`, { method: 'DELETE', headers: admin.auth })).status).toBe(
+    204,
+  );
+  expect((await check(t, admin, 'alerts:write', upper)).body.allowed).toBe(false);
+  expect((await check(copy, admin, 'alerts:write', upper)).body.allowed).toBe(false);
+  // Checking one's own id, however it is written, needs no authz:check_any.
+  const trader = await signedInUser(t.context.db, t.url);
+  expect((await check(t, trader, 'orders:write', trader.id.toUpperCase())).body).toEqual({
+    allowed: true,
+    permission: 'orders:write',
+    user_id: trader.id,
+  });
+});
+
 test('a role change shows at once', async () => {
   const user = await signedInUser(t.context.db, t.url, { roles: ['viewer'] });
   expect((await check(copy, user, 'orders:write')).body.allowed).toBe(false);

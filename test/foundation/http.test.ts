@@ -6,6 +6,7 @@ import { Type } from '@sinclair/typebox';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import { call, failOnResponseMismatches, startTestApp, type TestApp } from '../helpers/app';
+import { createUser } from '../helpers/users';
 import { declaredResponses, Problem } from '../../api/http/responses';
 import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import { Strict } from '../../api/http/route';
@@ -50,6 +51,51 @@ test('an oversized body is a 413 problem', async () => {
   const r = await call(`${t.url}/v1/nothing-here`, { method: 'POST', body: { filler: 'x'.repeat(4096) } });
   expect(r.status).toBe(413);
   isProblem(r, 413);
+});
+
+/** A raw request, so the body can be sent chunked (no Content-Length), as fetch never does. */
+function chunked(url: string, path: string, contentType: string, body: string): Promise<{ status: number; type: string; text: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      `${url}${path}`,
+      { method: 'POST', headers: { 'Content-Type': contentType, 'Transfer-Encoding': 'chunked' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), text }));
+      },
+    );
+    request.on('error', reject);
+    request.write(body.slice(0, 10));
+    request.end(body.slice(10));
+  });
+}
+
+test('a body that is not JSON is 415, chunked or not, and nothing signs in (red team #4)', async () => {
+  const user = await createUser(t.context.db);
+  const form = `email=${encodeURIComponent(user.email)}&password=${encodeURIComponent(user.password)}`;
+  const sent = await chunked(t.url, '/v1/auth/login', 'application/x-www-form-urlencoded', form);
+  expect(sent.status).toBe(415);
+  expect(sent.type).toMatch(/^application\/problem\+json/);
+  expect(sent.text).not.toContain('access_token');
+  const plain = await call(`${t.url}/v1/auth/login`, { method: 'POST', rawBody: form, headers: { 'content-type': 'text/plain' } });
+  expect(plain.status).toBe(415);
+  expect(await t.context.db('sessions').where({ user_id: user.id }).first()).toBeUndefined();
+  // JSON sent chunked is fine.
+  const json = await chunked(t.url, '/v1/auth/login', 'application/json', JSON.stringify({ email: user.email, password: user.password }));
+  expect(json.status).toBe(200);
+});
+
+test('every answer says Cache-Control: no-store, errors and pages included (red team #6)', async () => {
+  for (const path of ['/v1/nothing-here', '/v1/users/me', '/docs', '/redoc', '/health/live']) {
+    const r = await call(`${t.url}${path}`);
+    expect([path, r.headers.get('cache-control')]).toEqual([path, 'no-store']);
+  }
+  const invalid = await call(`${t.url}/v1/auth/login`, { body: { email: 'not an email' } });
+  expect([invalid.status, invalid.headers.get('cache-control')]).toEqual([400, 'no-store']);
+  // What may be cached says so: the key set.
+  expect((await call(`${t.url}/v1/auth/.well-known/jwks.json`)).headers.get('cache-control')).toBe('public, max-age=300');
 });
 
 test('a well-formed X-Request-Id is echoed; a malformed one is replaced', async () => {
@@ -225,5 +271,31 @@ describe('validation at the edge', () => {
     const r = await call(`${url}/v1/test/echo/8d6f1c9e-3f7a-4f4e-9d7b-2a1c3e5f7a9b`, { method: 'POST' });
     expect(r.status).toBe(400);
     expect(r.body.errors).toEqual([{ field: 'email', message: 'is required' }]);
+  });
+});
+
+describe('/metrics is not public (red team #14)', () => {
+  test('with METRICS_PORT it is served on that listener only', async () => {
+    const separate = await startTestApp({ METRICS_PORT: '0' });
+    try {
+      expect((await call(`${separate.url}/metrics`)).status).toBe(404);
+      const scraped = await call(`${separate.metricsUrl!}/metrics`);
+      expect(scraped.status).toBe(200);
+      expect(scraped.text).toContain('http_requests_total');
+      expect((await call(`${separate.metricsUrl!}/v1/auth/.well-known/jwks.json`)).status).toBe(404);
+    } finally {
+      await separate.close();
+    }
+  });
+
+  test('outside development without METRICS_PORT it is not served at all; in development it stays on the api', async () => {
+    const staging = await startTestApp({ ENVIRONMENT: 'staging', SMTP_HOST: '127.0.0.1', PASSWORD_BCRYPT_COST: '10' });
+    try {
+      expect((await call(`${staging.url}/metrics`)).status).toBe(404);
+      expect(staging.metricsUrl).toBeUndefined();
+    } finally {
+      await staging.close();
+    }
+    expect((await call(`${t.url}/metrics`)).status).toBe(200);
   });
 });

@@ -103,6 +103,16 @@ describe('PATCH /v1/users/me', () => {
     expect(await t.context.db('users').where({ id: me.id }).first()).toEqual(before);
   });
 
+  test.each(['name', 'avatar_url'])('a NUL character in %s is a 400 naming the field, and changes nothing (red team #3)', async (field) => {
+    const me = await signedInUser(t.context.db, t.url);
+    const before = await t.context.db('users').where({ id: me.id }).first();
+    const value = field === 'name' ? 'Asha\u0000Rao' : 'https://example.com/a\u0000.png';
+    const r = await call(`${t.url}/v1/users/me`, { method: 'PATCH', body: { [field]: value }, headers: me.auth });
+    expect(r.status).toBe(400);
+    expect(r.body.errors).toEqual([{ field, message: expect.stringMatching(/NUL/) }]);
+    expect(await t.context.db('users').where({ id: me.id }).first()).toEqual(before);
+  });
+
   test('an empty change is refused', async () => {
     const me = await signedInUser(t.context.db, t.url);
     expect((await call(`${t.url}/v1/users/me`, { method: 'PATCH', body: {}, headers: me.auth })).status).toBe(400);
