@@ -39,6 +39,9 @@ export interface AccessTokens {
  */
 const VERIFIED_CACHE_SIZE = 5_000;
 
+/** How far the issuer's clock and ours may disagree. */
+const CLOCK_SKEW_SECONDS = 60;
+
 export function createAccessTokens(config: Pick<Config, 'jwt'>, keys: SigningKeys, now: () => number = Date.now): AccessTokens {
   const { issuer, audience, accessTtlSeconds } = config.jwt;
   // Keyed by the whole token, so a token differing in any byte is verified afresh. Our key set is
@@ -92,6 +95,11 @@ export function createAccessTokens(config: Pick<Config, 'jwt'>, keys: SigningKey
           },
         );
         if (!Array.isArray(payload.roles) || !Array.isArray(payload.amr)) throw new InvalidTokenError('missing claims');
+        // A token our key signed but we would never have issued (a leaked key, a bug elsewhere):
+        // no lifetime beyond ours, no issue time ahead of our clock (DESIGN.md, "Access-token lifetime").
+        const iat = payload.iat!;
+        if (payload.exp! - iat > accessTtlSeconds + CLOCK_SKEW_SECONDS) throw new InvalidTokenError('lifetime too long');
+        if (iat > Math.floor(now() / 1000) + CLOCK_SKEW_SECONDS) throw new InvalidTokenError('issued in the future');
         // Shared by every request that presents this token: nobody may change it.
         const claims = deepFreeze(payload as VerifiedAccessToken);
         remember(token, claims);

@@ -217,6 +217,17 @@ describe('forged and broken tokens get 401 problem+json', () => {
     expectRefused(await bearer(rs256(HEADER, claimsFor(s, { iat, exp: iat + 900 }))));
   });
 
+  test('a lifetime longer than ours, or an issue time in the future, though signed with our key (red team #11)', async () => {
+    // Ten years ahead: a token no key of ours should ever have signed.
+    expectRefused(await bearer(rs256(HEADER, claimsFor(s, { iat: now(), exp: now() + 10 * 365 * 86400 }))));
+    // Just over the configured lifetime plus the 60 s allowance.
+    expectRefused(await bearer(rs256(HEADER, claimsFor(s, { iat: now(), exp: now() + 900 + 61 }))));
+    // Issued five minutes from now.
+    expectRefused(await bearer(rs256(HEADER, claimsFor(s, { iat: now() + 300, exp: now() + 300 + 900 }))));
+    // Within the allowances: a clock 30 s ahead of ours, the full lifetime.
+    expect((await bearer(rs256(HEADER, claimsFor(s, { iat: now() + 30, exp: now() + 30 + 900 })))).status).toBe(200);
+  });
+
   test('wrong or missing audience', async () => {
     for (const aud of ['other_platform', 'trading_platform ', 'TRADING_PLATFORM', ['other_platform'], '']) {
       expectRefused(await bearer(rs256(HEADER, claimsFor(s, { aud }))));
