@@ -2,8 +2,8 @@
 // Google), rotating its refresh token, signing out and revoking sessions, and whether a session is
 // live. A refresh token is opaque, stored as a SHA-256 hash, and rotated on every use; presenting
 // one that was already rotated is reuse, and revokes every session of the user, except within the
-// short grace window where the same successor pair is handed out again (two tabs refreshing at
-// once).
+// short grace window where the immediate parent of the current token gets the same successor pair
+// again (two tabs refreshing at once).
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Context } from '../context';
@@ -189,6 +189,8 @@ interface RefreshRow extends SignedInUser {
   expired: boolean;
   idle: boolean;
   in_grace: boolean;
+  /** Whether the token's successor is still the session's current token. */
+  parent_of_current: boolean;
 }
 
 type Refreshed = { kind: 'rotated' | 'replay'; tokens: SessionTokens } | { kind: 'reuse'; userId: string };
@@ -221,6 +223,9 @@ export async function refreshSession(app: Context, presented: string, client: Cl
         trx.raw('s.expires_at <= now() AS expired'),
         trx.raw('s.last_active_at <= now() - make_interval(secs => ?) AS idle', [app.config.sessions.inactivitySeconds]),
         trx.raw('rt.rotated_at > now() - make_interval(secs => ?) AS in_grace', [graceSeconds]),
+        trx.raw(
+          'NOT EXISTS (SELECT 1 FROM refresh_tokens child WHERE child.parent_id = rt.id AND child.rotated_at IS NOT NULL) AS parent_of_current',
+        ),
         'u.id',
         'u.email',
         'u.name',
@@ -230,7 +235,8 @@ export async function refreshSession(app: Context, presented: string, client: Cl
       );
     if (!row) throw new UnauthorizedError(INVALID_REFRESH, 'invalid_refresh_token');
     if (row.rotated_at) {
-      if (graceSeconds > 0 && row.in_grace && !row.revoked_at) {
+      // Only the immediate parent of the current token (two tabs at once); an older one is a copy.
+      if (graceSeconds > 0 && row.in_grace && row.parent_of_current && !row.revoked_at) {
         const cached = await app.redis.get(successorKey(app, hash));
         if (cached) return { kind: 'replay', tokens: JSON.parse(app.kms.decrypt(cached, successorKey(app, hash))) as SessionTokens };
       }

@@ -66,6 +66,22 @@ describe('with the default grace window (10 s)', () => {
     ).toEqual({ n: 3 });
   });
 
+  test('within the window only the immediate parent of the current token gets the successor; an older one is reuse (red team #10)', async () => {
+    const user = await createUser(t.context.db);
+    const a = await login(t.url, user);
+    const b = await refresh(t, a.refreshToken);
+    const c = await refresh(t, b.body.refresh_token);
+    expect([b.status, c.status]).toEqual([200, 200]);
+    // B is the parent of the current token C: the same pair again.
+    const again = await refresh(t, b.body.refresh_token);
+    expect(again.body.refresh_token).toBe(c.body.refresh_token);
+    // A was rotated to B, which was rotated in turn: A is a stolen copy.
+    const stale = await refresh(t, a.refreshToken);
+    expect(stale.status).toBe(401);
+    expect((await t.context.db('sessions').where({ id: a.sessionId }).first())!.revoked_reason).toBe('refresh_token_reuse');
+    expect((await refresh(t, c.body.refresh_token)).status).toBe(401);
+  });
+
   test('an unknown token is 401 and revokes nothing', async () => {
     const a = await login(t.url, await createUser(t.context.db));
     expect((await refresh(t, 'A'.repeat(43))).status).toBe(401);
