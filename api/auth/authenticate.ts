@@ -5,6 +5,7 @@
 // page and asset requests carry no bearer header.
 import crypto from 'node:crypto';
 import type { Middleware } from 'koa';
+import compose from 'koa-compose';
 import type { Context } from '../../shared/context';
 import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
 import { InvalidTokenError } from '../../shared/crypto/access-tokens';
@@ -110,6 +111,24 @@ export function requireUser(app: Context, options: { withPermissions?: boolean }
     ctx.state.principal = principal;
     await next();
   };
+}
+
+/**
+ * Requires a person signed in to a live session: profile, password, MFA and sessions belong to
+ * people. A service principal (its token has no session) gets 403 and changes nothing.
+ */
+export function requirePerson(app: Context): Middleware<AppState> {
+  const authenticated = requireUser(app);
+  const personOnly: Middleware<AppState> = async (ctx, next) => {
+    if (!ctx.state.principal!.sessionId) {
+      throw new ForbiddenError(
+        'This is for people signed in to a session; service principals have no profile, password, MFA or sessions.',
+        'person_required',
+      );
+    }
+    await next();
+  };
+  return compose([authenticated, personOnly]);
 }
 
 /**

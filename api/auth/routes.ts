@@ -10,7 +10,7 @@ import { issueServiceToken } from '../../shared/users/services';
 import type { RouteRegistry } from '../http/route';
 import { actorOf, eventOrigin, type AppState } from '../http/state';
 import { clientInfo } from '../http/request-context';
-import { requireUser } from './authenticate';
+import { requirePerson } from './authenticate';
 import { clearRefreshCookie, sendSignIn, sendTokens, sessionsBody } from './presenters';
 import * as schemas from './schemas';
 
@@ -18,7 +18,7 @@ const ACCEPTED = { status: 'accepted' as const, message: 'If an account needs it
 
 export function authRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
-  const authenticated = requireUser(app);
+  const person = requirePerson(app);
   const trustedOrigins = new Set([...app.config.cors.allowedOrigins, new URL(app.config.publicBaseUrl).origin]);
 
   registry.add(router, {
@@ -119,7 +119,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     summary: 'Sign out this session, or every session',
     tags: ['auth'],
     security: 'bearer',
-    guard: authenticated,
+    guard: person,
     body: schemas.LogoutBody,
     responses: { 204: { description: 'Signed out' } },
     async handler(ctx, { body }) {
@@ -135,7 +135,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     summary: 'My live sessions, the current one marked',
     tags: ['auth'],
     security: 'bearer',
-    guard: authenticated,
+    guard: person,
     responses: { 200: { description: 'Sessions, newest first', schema: schemas.Sessions } },
     async handler(ctx) {
       const { userId, sessionId } = actorOf(ctx.state);
@@ -149,7 +149,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     summary: 'Revoke one of my sessions',
     tags: ['auth'],
     security: 'bearer',
-    guard: authenticated,
+    guard: person,
     params: schemas.SessionParams,
     responses: { 204: { description: 'Revoked' }, 404: { description: 'No such live session of mine' } },
     async handler(ctx, { params }) {

@@ -8,14 +8,14 @@ import { completeMfaChallenge } from '../../shared/auth/sign-in';
 import { disableTotp, enableTotp, regenerateBackupCodes, setupTotp, stepUp } from '../../shared/mfa/service';
 import type { RouteRegistry } from '../http/route';
 import { actorOf, eventOrigin, type AppState } from '../http/state';
-import { requireRecentSignIn, requireUser } from '../auth/authenticate';
+import { requirePerson, requireRecentSignIn } from '../auth/authenticate';
 import { sendTokens } from '../auth/presenters';
 import { TokenPair } from '../auth/schemas';
 import * as schemas from './schemas';
 
 export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
-  const authenticated = requireUser(app);
+  const person = requirePerson(app);
   const recentSignIn = requireRecentSignIn();
 
   registry.add(router, {
@@ -43,7 +43,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       tags: ['mfa'],
       security: 'bearer',
       // A stolen access token must not be enough to enrol the thief's authenticator.
-      guard: [authenticated, recentSignIn],
+      guard: [person, recentSignIn],
       body: schemas.SetupBody,
       responses: {
         200: { description: 'The pending secret (15 minutes; a new set-up replaces it)', schema: schemas.Setup },
@@ -62,7 +62,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       summary: 'Confirm the pending secret with a code and turn MFA on',
       tags: ['mfa'],
       security: 'bearer',
-      guard: authenticated,
+      guard: person,
       body: schemas.EnableBody,
       responses: {
         200: { description: 'MFA is on; the backup codes are shown this once', schema: schemas.Enabled },
@@ -80,7 +80,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       summary: 'Step-up: a verification token for sensitive operations (X-Verification-Token)',
       tags: ['mfa'],
       security: 'bearer',
-      guard: authenticated,
+      guard: person,
       body: schemas.CodeBody,
       responses: {
         200: { description: 'A token valid for 5 minutes in this session', schema: schemas.Verification },
@@ -100,7 +100,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       summary: 'Replace the backup codes (the old ones stop working)',
       tags: ['mfa'],
       security: 'bearer',
-      guard: authenticated,
+      guard: person,
       body: schemas.CodeBody,
       responses: {
         200: { description: 'The new backup codes, shown this once', schema: schemas.Regenerated },
@@ -120,7 +120,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
     summary: 'Turn MFA off (password and a TOTP or backup code)',
     tags: ['mfa'],
     security: 'bearer',
-    guard: authenticated,
+    guard: person,
     body: schemas.DisableBody,
     responses: {
       204: { description: 'MFA is off and the backup codes are deleted' },

@@ -4,7 +4,7 @@ import type { Context } from '../../shared/context';
 import { changePassword, deleteAccount, getProfile, publicProfile, updateProfile } from '../../shared/users/account';
 import type { RouteRegistry } from '../http/route';
 import { actorOf, eventOrigin, type AppState } from '../http/state';
-import { requireUser } from '../auth/authenticate';
+import { requirePerson, requireUser } from '../auth/authenticate';
 import { VERIFICATION_HEADER } from '../mfa/step-up';
 import { meBody, publicProfileBody } from './presenters';
 import * as schemas from './schemas';
@@ -12,6 +12,7 @@ import * as schemas from './schemas';
 export function userRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
   const authenticated = requireUser(app);
+  const person = requirePerson(app);
 
   registry.add(router, {
     method: 'get',
@@ -19,7 +20,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     summary: 'My profile, roles, effective permissions and trading accounts (masked)',
     tags: ['users'],
     security: 'bearer',
-    guard: authenticated,
+    guard: person,
     responses: { 200: { description: 'The profile', schema: schemas.Me } },
     async handler(ctx) {
       ctx.body = meBody(await getProfile(app, actorOf(ctx.state).userId));
@@ -32,7 +33,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     summary: 'Change my profile',
     tags: ['users'],
     security: 'bearer',
-    guard: authenticated,
+    guard: person,
     body: schemas.UpdateMeBody,
     responses: { 200: { description: 'The profile after the change', schema: schemas.Me } },
     async handler(ctx, { body }) {
@@ -46,7 +47,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     summary: 'Delete my account (password, or a recent sign-in for Google-only accounts)',
     tags: ['users'],
     security: 'bearer',
-    guard: authenticated,
+    guard: person,
     body: schemas.DeleteMeBody,
     responses: {
       204: { description: 'Deleted' },
@@ -85,7 +86,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     summary: 'Change my password (other sessions stay unless asked)',
     tags: ['users'],
     security: 'bearer',
-    guard: authenticated,
+    guard: person,
     body: schemas.ChangePasswordBody,
     responses: {
       204: { description: 'Changed' },

@@ -55,6 +55,31 @@ test("client credentials give a 15-minute token that checks any user's permissio
   ).toBe(403);
 });
 
+test('a service token is refused on the endpoints for people, and changes nothing (red team #8)', async () => {
+  const r = await call(`${t.url}/v1/auth/service-token`, { body: { client_id: clientId, client_secret: clientSecret } });
+  const auth = { Authorization: `Bearer ${r.body.access_token}` };
+  const before = await t.context.db('users').where({ id: clientId }).first();
+  const events = await t.context.db('events').where({ user_id: clientId }).count({ n: '*' });
+  const attempts: Array<[string, string, unknown?]> = [
+    ['GET', '/v1/users/me'],
+    ['PATCH', '/v1/users/me', { name: 'Renamed' }],
+    ['DELETE', '/v1/users/me', { password: clientSecret }],
+    ['POST', '/v1/users/change-password', { current_password: clientSecret, new_password: 'A-Human-Passphrase-2026' }],
+    ['POST', '/v1/auth/logout', {}],
+    ['GET', '/v1/auth/sessions'],
+    ['DELETE', '/v1/auth/sessions/00000000-0000-4000-8000-000000000000'],
+    ['POST', '/v1/mfa/totp/setup', {}],
+    ['POST', '/v1/mfa/totp/verify', { code: '123456' }],
+    ['POST', '/v1/mfa/totp/disable', { password: clientSecret, code: '123456' }],
+  ];
+  for (const [method, path, body] of attempts) {
+    const answer = await call(`${t.url}${path}`, { method, headers: auth, ...(body !== undefined && { body }) });
+    expect([method, path, answer.status, answer.body.type]).toEqual([method, path, 403, 'urn:user-service:problem:person_required']);
+  }
+  expect(await t.context.db('users').where({ id: clientId }).first()).toEqual(before);
+  expect(await t.context.db('events').where({ user_id: clientId }).count({ n: '*' })).toEqual(events);
+});
+
 test('wrong credentials get 401, and a service cannot sign in with a password', async () => {
   expect((await call(`${t.url}/v1/auth/service-token`, { body: { client_id: clientId, client_secret: `${clientSecret}x` } })).status).toBe(
     401,
