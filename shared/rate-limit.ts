@@ -76,8 +76,10 @@ export interface Limits {
   verificationEmail: { address: Limiter; ip: Limiter };
   passwordReset: { address: Limiter; ip: Limiter };
   serviceTokenPerIp: Limiter;
-  /** Wrong MFA codes per account, across challenges and endpoints. */
+  /** Wrong MFA codes completing sign-in challenges, per account. */
   mfaPerAccount: Limiter;
+  /** Wrong codes (or passwords) at step-up endpoints, per session: the last one ends the session. */
+  stepUpPerSession: Limiter;
   /** Wrong passwords of signed-in users (change password, delete account) per user. */
   passwordCheckPerUser: Limiter;
 }
@@ -106,6 +108,7 @@ export function createLimits(config: Pick<Config, 'rateLimits'>, redis: Redis, k
     // that anyone could trigger against a service.
     serviceTokenPerIp: limiter('service-token-ip', login.ipAttempts, login.windowSeconds),
     mfaPerAccount: limiter('mfa-account', MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS),
+    stepUpPerSession: limiter('step-up-session', MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS),
     passwordCheckPerUser: limiter('password-check-user', login.attempts, login.windowSeconds),
   };
 }

@@ -67,10 +67,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       responses: {
         200: { description: 'MFA is on; the backup codes are shown this once', schema: schemas.Enabled },
         400: { description: 'Wrong code, or no pending set-up' },
+        401: { description: 'The fifth wrong code of a session signs it out (session_revoked)' },
         409: { description: 'MFA is already enabled' },
       },
       async handler(ctx, { body }) {
-        ctx.body = { enabled: true, backup_codes: await enableTotp(app, actorOf(ctx.state).userId, body.code, eventOrigin(ctx.state)) };
+        ctx.body = { enabled: true, backup_codes: await enableTotp(app, actorOf(ctx.state), body.code, eventOrigin(ctx.state)) };
       },
     });
 
@@ -84,12 +85,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       body: schemas.CodeBody,
       responses: {
         200: { description: 'A token valid for 5 minutes in this session', schema: schemas.Verification },
-        401: { description: 'Wrong code' },
+        401: { description: 'Wrong code; the fifth wrong code of a session signs it out (session_revoked)' },
         409: { description: 'MFA is not enabled' },
-        429: { description: 'Too many wrong codes for the account' },
       },
       async handler(ctx, { body }) {
-        const verification = await stepUp(app, actorOf(ctx.state), body.code);
+        const verification = await stepUp(app, actorOf(ctx.state), body.code, eventOrigin(ctx.state));
         ctx.body = { verification_token: verification.verificationToken, expires_in: verification.expiresIn };
       },
     });
@@ -104,12 +104,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
       body: schemas.CodeBody,
       responses: {
         200: { description: 'The new backup codes, shown this once', schema: schemas.Regenerated },
-        401: { description: 'Wrong code' },
+        401: { description: 'Wrong code; the fifth wrong code of a session signs it out (session_revoked)' },
         409: { description: 'MFA is not enabled' },
-        429: { description: 'Too many wrong codes for the account' },
       },
       async handler(ctx, { body }) {
-        ctx.body = { backup_codes: await regenerateBackupCodes(app, actorOf(ctx.state).userId, body.code) };
+        ctx.body = { backup_codes: await regenerateBackupCodes(app, actorOf(ctx.state), body.code, eventOrigin(ctx.state)) };
       },
     });
   }
@@ -124,12 +123,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
     body: schemas.DisableBody,
     responses: {
       204: { description: 'MFA is off and the backup codes are deleted' },
-      401: { description: 'Wrong password or code' },
+      401: { description: 'Wrong password or code; the fifth wrong attempt of a session signs it out (session_revoked)' },
       409: { description: 'MFA is not enabled' },
-      429: { description: 'Too many wrong attempts for the account' },
     },
     async handler(ctx, { body }) {
-      await disableTotp(app, actorOf(ctx.state).userId, body, eventOrigin(ctx.state));
+      await disableTotp(app, actorOf(ctx.state), body, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });

@@ -2,9 +2,10 @@
 // check (used by sign-in's challenge too, shared/auth/sign-in.ts), step-up verification tokens,
 // and turning MFA off. Every TOTP check goes
 // through `verifyTotp` (./totp.ts); every second-factor check (TOTP or backup code) through
-// `checkSecondFactor` below. Wrong codes count per account (5 per 15 minutes, DESIGN.md "Login
-// throttling"): each attempt reserves its count before the code is checked and a success gives
-// it back, so parallel guesses get no more verdicts than the limit.
+// `checkSecondFactor` below. Wrong codes at step-up (verify, enable, regenerate, disable) count per
+// session and the fifth ends the session (DESIGN.md, "Step-up lockout"); completing a sign-in
+// challenge counts per account (shared/auth/sign-in.ts). Each attempt reserves its count before
+// the code is checked and a success gives it back, so parallel guesses get no more verdicts.
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import QRCode from 'qrcode';
@@ -12,10 +13,11 @@ import type { Context } from '../context';
 import { hashOpaqueToken } from '../crypto/access-tokens';
 import { recordEvent, type EventOrigin } from '../events/outbox';
 import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
-import { BadRequestError, ConflictError, ForbiddenError, UnauthorizedError } from '../errors';
+import { AppError, BadRequestError, ConflictError, ForbiddenError, RateLimitedError, UnauthorizedError } from '../errors';
 import { User } from '../models';
 import { verifyPassword } from '../users/passwords';
 import type { Actor } from '../auth/actor';
+import { revokeSessions } from '../auth/sessions';
 import { newTotpSecret, totpUri, verifyTotp } from './totp';
 
 export const SETUP_TTL_SECONDS = 15 * 60;
@@ -89,13 +91,41 @@ export async function checkSecondFactor(app: Context, db: Knex, user: MfaUser, c
   return spent.length ? 'backup' : null;
 }
 
-/** Runs `attempt` with one reserved wrong-code count of the account, given back when it succeeds. */
-async function throttled<T>(app: Context, userId: string, attempt: () => Promise<T>): Promise<T> {
-  const limiter = app.limits.mfaPerAccount;
-  await limiter.hit(userId);
-  const result = await attempt();
-  await limiter.refund(userId);
-  return result;
+/**
+ * Runs a step-up `attempt` (a code, or a password and a code) with one wrong-attempt count of the
+ * actor's session reserved, given back when it succeeds. The last allowed wrong attempt revokes
+ * the session (DESIGN.md, "Step-up lockout"): whoever holds a stolen access token loses it, and
+ * the owner's sign-in, which counts per account, is never locked by it.
+ */
+async function countingWrongCodes<T>(app: Context, actor: Actor, origin: EventOrigin, attempt: () => Promise<T>): Promise<T> {
+  const sessionId = actor.sessionId;
+  if (!sessionId) throw new ForbiddenError('Step-up verification needs a signed-in session.', 'session_required');
+  const limiter = app.limits.stepUpPerSession;
+  let consumed: number;
+  try {
+    consumed = (await limiter.hit(sessionId)).consumedPoints;
+  } catch (err) {
+    if (err instanceof RateLimitedError) throw await endSession(app, actor, origin);
+    throw err;
+  }
+  try {
+    const result = await attempt();
+    await limiter.refund(sessionId);
+    return result;
+  } catch (err) {
+    const wrong = err instanceof AppError && (err.status === 400 || err.status === 401);
+    if (!wrong) await limiter.refund(sessionId);
+    if (wrong && consumed >= limiter.points) throw await endSession(app, actor, origin);
+    throw err;
+  }
+}
+
+/** Revokes the actor's session after too many wrong codes; returns the error that says so. */
+async function endSession(app: Context, actor: Actor, origin: EventOrigin): Promise<UnauthorizedError> {
+  await app.db.transaction((trx) =>
+    revokeSessions(app, trx, { userId: actor.userId, sessionIds: [actor.sessionId!], reason: 'mfa_failures', origin }),
+  );
+  return new UnauthorizedError('Too many wrong codes: this session is signed out. Sign in again.', 'session_revoked');
 }
 
 async function findUser(app: Context, userId: string): Promise<User> {
@@ -121,41 +151,44 @@ export async function setupTotp(
   return { secret, otpauthUri: uri, qrCode: await QRCode.toDataURL(uri), expiresIn: SETUP_TTL_SECONDS };
 }
 
-export async function enableTotp(app: Context, userId: string, code: string, origin: EventOrigin): Promise<string[]> {
+export async function enableTotp(app: Context, actor: Actor, code: string, origin: EventOrigin): Promise<string[]> {
+  const { userId } = actor;
   const user = await findUser(app, userId);
   if (user.mfa_enabled) throw new ConflictError('MFA is already enabled.', 'mfa_already_enabled');
   const pending = await app.redis.get(setupKey(app, userId));
   if (!pending)
     throw new BadRequestError('no_pending_setup', 'No set-up is waiting (it lasts 15 minutes); start again with POST /v1/mfa/totp/setup.');
   const secret = app.kms.decrypt(pending, setupContext(userId));
-  const { codes, emailId } = await app.db.transaction(async (trx) => {
-    // In the transaction: a refused enable (409) does not spend the code's time step.
-    const ok = await verifyTotp(trx, {
-      userId,
-      secret,
-      code,
-      stepSeconds: app.config.mfa.totpStepSeconds,
-      lastUsedStep: user.mfa_last_used_step,
-    });
-    if (!ok)
-      throw new BadRequestError(
-        'invalid_code',
-        'The code does not match the secret being set up; check the device clock and try the current code.',
-      );
-    const enabled = await trx('users')
-      .where({ id: userId, mfa_enabled: false })
-      .update({
-        mfa_enabled: true,
-        mfa_secret_encrypted: app.kms.encrypt(secret, mfaSecretContext(userId)),
-        mfa_enabled_at: trx.fn.now(),
-        updated_at: trx.fn.now(),
+  const enable = () =>
+    app.db.transaction(async (trx) => {
+      // In the transaction: a refused enable (409) does not spend the code's time step.
+      const ok = await verifyTotp(trx, {
+        userId,
+        secret,
+        code,
+        stepSeconds: app.config.mfa.totpStepSeconds,
+        lastUsedStep: user.mfa_last_used_step,
       });
-    if (!enabled) throw new ConflictError('MFA is already enabled.', 'mfa_already_enabled');
-    const codes = await replaceBackupCodes(trx, userId);
-    await recordEvent(trx, { type: 'mfa.enabled', userId, data: {} }, origin);
-    const emailId = await writeEmail(trx, app.kms, { template: 'mfa_enabled', to: user.email, userId, params: { name: user.name } });
-    return { codes, emailId };
-  });
+      if (!ok)
+        throw new BadRequestError(
+          'invalid_code',
+          'The code does not match the secret being set up; check the device clock and try the current code.',
+        );
+      const enabled = await trx('users')
+        .where({ id: userId, mfa_enabled: false })
+        .update({
+          mfa_enabled: true,
+          mfa_secret_encrypted: app.kms.encrypt(secret, mfaSecretContext(userId)),
+          mfa_enabled_at: trx.fn.now(),
+          updated_at: trx.fn.now(),
+        });
+      if (!enabled) throw new ConflictError('MFA is already enabled.', 'mfa_already_enabled');
+      const codes = await replaceBackupCodes(trx, userId);
+      await recordEvent(trx, { type: 'mfa.enabled', userId, data: {} }, origin);
+      const emailId = await writeEmail(trx, app.kms, { template: 'mfa_enabled', to: user.email, userId, params: { name: user.name } });
+      return { codes, emailId };
+    });
+  const { codes, emailId } = await countingWrongCodes(app, actor, origin, enable);
   await app.redis.del(setupKey(app, userId));
   await enqueueEmailAfterCommit(app, emailId);
   return codes;
@@ -170,15 +203,19 @@ interface StoredVerification {
 }
 
 /** Proves a fresh second factor within a session: a token reusable for 5 minutes in that session only. */
-export async function stepUp(app: Context, actor: Actor, code: string): Promise<{ verificationToken: string; expiresIn: number }> {
-  if (!actor.sessionId) throw new ForbiddenError('Step-up verification needs a signed-in session.', 'session_required');
+export async function stepUp(
+  app: Context,
+  actor: Actor,
+  code: string,
+  origin: EventOrigin,
+): Promise<{ verificationToken: string; expiresIn: number }> {
   const user = await findUser(app, actor.userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled for this account; set it up first.', 'mfa_not_enabled');
-  await throttled(app, user.id, async () => {
+  await countingWrongCodes(app, actor, origin, async () => {
     if (!(await checkSecondFactor(app, app.db, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
   });
   const token = crypto.randomBytes(32).toString('base64url');
-  const value: StoredVerification = { userId: user.id, sessionId: actor.sessionId };
+  const value: StoredVerification = { userId: user.id, sessionId: actor.sessionId! };
   await app.redis.set(verificationKey(app, token), JSON.stringify(value), 'EX', VERIFICATION_TTL_SECONDS);
   return { verificationToken: token, expiresIn: VERIFICATION_TTL_SECONDS };
 }
@@ -197,13 +234,14 @@ export async function checkVerificationToken(app: Context, actor: Actor, token: 
 
 export async function disableTotp(
   app: Context,
-  userId: string,
+  actor: Actor,
   input: { password: string; code: string },
   origin: EventOrigin,
 ): Promise<void> {
+  const { userId } = actor;
   const user = await findUser(app, userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
-  const emailId = await throttled(app, userId, async () => {
+  const emailId = await countingWrongCodes(app, actor, origin, async () => {
     // A wrong password counts like a wrong code: this endpoint must not become a password oracle.
     if (!user.password_hash || !(await verifyPassword(input.password, user.password_hash))) {
       throw new UnauthorizedError('The password is incorrect.', 'invalid_credentials');
@@ -226,10 +264,11 @@ export async function disableTotp(
   await enqueueEmailAfterCommit(app, emailId);
 }
 
-export async function regenerateBackupCodes(app: Context, userId: string, code: string): Promise<string[]> {
+export async function regenerateBackupCodes(app: Context, actor: Actor, code: string, origin: EventOrigin): Promise<string[]> {
+  const { userId } = actor;
   const user = await findUser(app, userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
-  const codes = await throttled(app, userId, () =>
+  const codes = await countingWrongCodes(app, actor, origin, () =>
     app.db.transaction(async (trx) => {
       if (!(await checkSecondFactor(app, trx, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
       return replaceBackupCodes(trx, userId);

@@ -179,7 +179,8 @@ export type RevokeReason =
   | 'password_change'
   | 'account_deleted'
   | 'admin'
-  | 'expired';
+  | 'expired'
+  | 'mfa_failures';
 
 export class Session extends Model {
   static tableName = 'sessions';

@@ -272,6 +272,38 @@ describe('step-up verification', () => {
     expect((await api('/v1/mfa/totp/verify', { body: { code }, headers: user.auth })).status).toBe(401);
   });
 
+  test('five wrong codes at enable sign that session out, not the account (red team #5)', async () => {
+    const user = await signedInUser(t.context.db, t.url);
+    const r = await setup(user);
+    const wrong = wrongCode(r.body.secret);
+    const answers = [];
+    for (let i = 0; i < 5; i++) answers.push((await api('/v1/mfa/totp/enable', { body: { code: wrong }, headers: user.auth })).status);
+    expect(answers.slice(0, 4)).toEqual([400, 400, 400, 400]);
+    expect(answers[4]).toBe(401);
+    // That session is over, everywhere; the account is not locked: the password signs in again.
+    expect((await call(`${t.url}/v1/auth/sessions`, { headers: user.auth })).status).toBe(401);
+    expect((await t.context.db('sessions').where({ id: user.sessionId }).first())!.revoked_reason).toBe('mfa_failures');
+    expect((await call(`${t.url}/v1/auth/login`, { body: { email: user.email, password: user.password } })).status).toBe(200);
+  });
+
+  test('a stolen access token cannot lock the owner out: five wrong step-up codes end that session only (red team #9)', async () => {
+    const { user, app } = await enrol();
+    for (let i = 0; i < 4; i++)
+      expect((await api('/v1/mfa/totp/verify', { body: { code: '000000' }, headers: user.auth })).status).toBe(401);
+    const fifth = await api('/v1/mfa/totp/verify', { body: { code: '000000' }, headers: user.auth });
+    expect(fifth.status).toBe(401);
+    expect(fifth.body.type).toMatch(/session_revoked$/);
+    expect((await call(`${t.url}/v1/auth/sessions`, { headers: user.auth })).status).toBe(401);
+    const events = await eventually(async () => {
+      const all = await streamEvents(t.context.redis, t.config.events.streamName);
+      return all.find((e) => e.type === 'session.revoked' && e.payload.data.session_id === user.sessionId);
+    });
+    expect(events.payload.data.reason).toBe('mfa_failures');
+    // The owner completes an MFA sign-in at once.
+    const signedIn = await verifyLogin(await challenge(user), await app.code());
+    expect(signedIn.status).toBe(200);
+  });
+
   test('step-up needs MFA to be on', async () => {
     const user = await signedInUser(t.context.db, t.url);
     const r = await api('/v1/mfa/totp/verify', { body: { code: '123456' }, headers: user.auth });
