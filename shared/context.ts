@@ -58,7 +58,8 @@ export function createContext(config: Config, logger: Logger): Context {
     },
     key,
     permissions: createPermissionCache(db, redis, key),
-    limits: createLimits(config, redis, key),
+    // Keyed by the master key: a copy of Redis does not give away which addresses were tried.
+    limits: createLimits(config, redis, key, kms.deriveKey('rate-limit-keys')),
     async close() {
       await closeQueues(queues).catch(() => undefined);
       queueConnection.disconnect();

@@ -2,19 +2,23 @@
 // the catalogue of every limit the service applies. A limit that trips answers 429 problem+json
 // with Retry-After and the RateLimit-* headers; a Redis that cannot be reached answers 503
 // (never "let everyone through").
+import crypto from 'node:crypto';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Redis } from 'ioredis';
 import type { Config } from './config';
 import { RateLimitedError, UnavailableError } from './errors';
 
+/** What a limit counts: one value (an IP, a user id, an address) or several (an address and an IP). */
+export type LimitKey = string | string[];
+
 export interface Limiter {
   readonly points: number;
   readonly windowSeconds: number;
   /** Counts one hit; throws RateLimitedError when that goes over the limit. */
-  hit(key: string): Promise<RateLimiterRes>;
-  reset(key: string): Promise<void>;
+  hit(key: LimitKey): Promise<RateLimiterRes>;
+  reset(key: LimitKey): Promise<void>;
   /** Gives back one hit (a reservation that turned out not to count). */
-  refund(key: string): Promise<void>;
+  refund(key: LimitKey): Promise<void>;
 }
 
 export function rateLimitHeaders(res: RateLimiterRes, points: number): Record<string, string> {
@@ -29,7 +33,23 @@ function tooMany(res: RateLimiterRes, points: number): RateLimitedError {
   return new RateLimitedError(res.msBeforeNext / 1000, rateLimitHeaders(res, points));
 }
 
-export function createLimiter(redis: Redis, keyPrefix: string, points: number, windowSeconds: number): Limiter {
+/**
+ * Redis key names never hold the values counted (addresses, IPs): each part is a keyed hash, so
+ * a dump of Redis tells nothing, and the parts stay apart, so every pair of one address can still
+ * be found by its first part.
+ */
+export function keyHasher(secret: Buffer): (key: LimitKey) => string {
+  const hash = (part: string) => crypto.createHmac('sha256', secret).update(part).digest('hex').slice(0, 32);
+  return (key) => [key].flat().map(hash).join(':');
+}
+
+export function createLimiter(
+  redis: Redis,
+  keyPrefix: string,
+  points: number,
+  windowSeconds: number,
+  hashKey: (key: LimitKey) => string,
+): Limiter {
   const limiter = new RateLimiterRedis({ storeClient: redis, keyPrefix, points, duration: windowSeconds, rejectIfRedisNotReady: true });
   const failure = (err: unknown) => (err instanceof RateLimiterRes ? tooMany(err, points) : new UnavailableError(undefined, err));
   return {
@@ -37,21 +57,21 @@ export function createLimiter(redis: Redis, keyPrefix: string, points: number, w
     windowSeconds,
     async hit(key) {
       try {
-        return await limiter.consume(key);
+        return await limiter.consume(hashKey(key));
       } catch (err) {
         throw failure(err);
       }
     },
     async reset(key) {
       try {
-        await limiter.delete(key);
+        await limiter.delete(hashKey(key));
       } catch (err) {
         throw failure(err);
       }
     },
     async refund(key) {
       try {
-        await limiter.reward(key, 1);
+        await limiter.reward(hashKey(key), 1);
       } catch (err) {
         throw failure(err);
       }
@@ -84,9 +104,16 @@ export interface Limits {
   passwordCheckPerUser: Limiter;
 }
 
-export function createLimits(config: Pick<Config, 'rateLimits'>, redis: Redis, key: (...parts: string[]) => string): Limits {
+export function createLimits(
+  config: Pick<Config, 'rateLimits'>,
+  redis: Redis,
+  key: (...parts: string[]) => string,
+  secret: Buffer,
+): Limits {
   const { login, register, refresh, email, passwordReset } = config.rateLimits;
-  const limiter = (name: string, points: number, windowSeconds: number) => createLimiter(redis, key('rl', name), points, windowSeconds);
+  const hashKey = keyHasher(secret);
+  const limiter = (name: string, points: number, windowSeconds: number) =>
+    createLimiter(redis, key('rl', name), points, windowSeconds, hashKey);
   return {
     login: {
       pair: limiter('login-pair', login.attempts, login.windowSeconds),

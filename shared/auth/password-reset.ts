@@ -10,6 +10,7 @@ import { BadRequestError } from '../errors';
 import { hashPassword } from '../users/passwords';
 import { assertPasswordPolicy } from '../users/password-policy';
 import { canSignIn, SIGN_IN_STATUSES } from '../users/status';
+import { normalizeEmail } from '../users/email';
 import { revokeSessions } from './sessions';
 
 const INVALID_TOKEN = 'The reset link is invalid, used or expired. Ask for a new one.';
@@ -30,13 +31,13 @@ interface StoredReset {
  */
 export async function requestPasswordReset(app: Context, email: string, origin: EventOrigin): Promise<void> {
   await app.limits.passwordReset.ip.hit(origin.ip ?? '-');
-  await app.limits.passwordReset.address.hit(email.trim().toLowerCase());
+  await app.limits.passwordReset.address.hit(normalizeEmail(email));
   const ttlSeconds = app.config.password.resetTokenTtlSeconds;
   const token = newOpaqueToken();
   const key = passwordResetKey(app, token.hash);
   const emailId = await app.db.transaction(async (trx) => {
     const user = await trx('users')
-      .where({ email: email.trim(), kind: 'person' })
+      .where({ email: normalizeEmail(email), kind: 'person' })
       .whereIn('status', SIGN_IN_STATUSES)
       .first('id', 'email', 'name', 'password_changed_at');
     if (!user) {

@@ -9,6 +9,7 @@ import { BadRequestError, ConflictError, ValidationError } from '../errors';
 import { assertPasswordPolicy } from '../users/password-policy';
 import { hashPassword } from '../users/passwords';
 import { DEFAULT_ROLE, grantRole } from '../users/roles';
+import { normalizeEmail } from '../users/email';
 
 const VERIFICATION_TTL_HOURS = 24;
 const INVALID_LINK = 'The verification link is invalid, used or expired. Ask for a new one.';
@@ -33,7 +34,12 @@ export async function register(app: Context, input: Registration, origin: EventO
   // Hash outside the transaction: a quarter of a second that must not hold a connection.
   const passwordHash = await hashPassword(input.password, app.config.password.bcryptCost);
   const { userId, emailId } = await app.db.transaction(async (trx) => {
-    if (await trx('users').where({ email }).first('id')) throw emailTaken();
+    if (
+      await trx('users')
+        .where({ email: normalizeEmail(email) })
+        .first('id')
+    )
+      throw emailTaken();
     let row: { id: string };
     try {
       [row] = await trx('users')
@@ -108,9 +114,12 @@ export async function verifyEmail(app: Context, token: string, origin: EventOrig
 export async function resendVerification(app: Context, email: string, origin: EventOrigin): Promise<void> {
   const limits = app.limits.verificationEmail;
   await limits.ip.hit(origin.ip ?? '-');
-  await limits.address.hit(email.trim().toLowerCase());
+  await limits.address.hit(normalizeEmail(email));
   const emailId = await app.db.transaction(async (trx) => {
-    const user = await trx('users').where({ email: email.trim(), status: 'pending_verification' }).forUpdate().first('id', 'email', 'name');
+    const user = await trx('users')
+      .where({ email: normalizeEmail(email), status: 'pending_verification' })
+      .forUpdate()
+      .first('id', 'email', 'name');
     if (!user) return null;
     await trx('email_verification_tokens').where({ user_id: user.id }).whereNull('used_at').del();
     return writeVerification(app, trx, user);

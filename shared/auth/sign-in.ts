@@ -9,6 +9,7 @@ import { User } from '../models';
 import { checkSecondFactor } from '../mfa/service';
 import { costOf, dummyHash, hashPassword, verifyPassword } from '../users/passwords';
 import { canSignIn } from '../users/status';
+import { normalizeEmail } from '../users/email';
 import { startSession, type ClientInfo, type SessionTokens, type SignInMethod } from './sessions';
 
 /** One body for every failed sign-in, so it never tells which part was wrong. */
@@ -66,11 +67,11 @@ export async function finishSignIn(app: Context, user: User, signIn: SignIn): Pr
  */
 export async function checkPasswordSignIn(app: Context, email: string, password: string, ip: string | null): Promise<User> {
   const limits = app.limits.login;
-  const normalized = email.trim().toLowerCase();
-  const keys = { pair: `${normalized}|${ip ?? '-'}`, ip: ip ?? '-', email: normalized };
+  const address = normalizeEmail(email);
+  const keys = { pair: [address, ip ?? '-'], ip: ip ?? '-', email: address };
   await Promise.all([limits.pair.hit(keys.pair), limits.ip.hit(keys.ip), limits.email.hit(keys.email)]);
   // Service principals get tokens from their own endpoint, never by password sign-in.
-  const user = await User.query(app.db).findOne({ email: email.trim(), kind: 'person' });
+  const user = await User.query(app.db).findOne({ email: address, kind: 'person' });
   let passwordOk: boolean;
   try {
     passwordOk = await verifyPassword(password, user?.password_hash ?? (await dummyHash(app.config.password.bcryptCost)));

@@ -15,6 +15,11 @@ export interface Kms {
   decrypt(envelope: string, context: string): string;
   /** Re-wraps an envelope under the current master key (for rotation); the data key is unchanged. */
   rewrap(envelope: string): string;
+  /**
+   * A 256-bit key for one purpose (HKDF from the current master key), for keyed hashes of values
+   * that must not be stored as such. It changes when the master key rotates.
+   */
+  deriveKey(purpose: string): Buffer;
 }
 
 function keyIdOf(key: Buffer): string {
@@ -74,6 +79,9 @@ export function createLocalKms(config: Pick<Config, 'kms'>): Kms {
       } catch {
         throw new DecryptionError('envelope does not decrypt (wrong key or context, or tampered)');
       }
+    },
+    deriveKey(purpose) {
+      return Buffer.from(crypto.hkdfSync('sha256', current, Buffer.alloc(0), `user-service:${purpose}`, 32));
     },
     rewrap(envelope) {
       const { keyId, master, wrapped, body } = parse(envelope);

@@ -6,6 +6,7 @@ import { recordEvent } from '../events/outbox';
 import { ValidationError } from '../errors';
 import { assertPasswordPolicy } from './password-policy';
 import { hashPassword } from './passwords';
+import { normalizeEmail } from './email';
 
 export interface AdminResult {
   userId: string;
@@ -24,7 +25,11 @@ export async function createOrPromoteAdmin(
   return permissions.changing(
     db,
     async (trx) => {
-      const existing = await trx('users').where({ email }).whereNot({ status: 'deleted' }).forUpdate().first('id');
+      const existing = await trx('users')
+        .where({ email: normalizeEmail(email) })
+        .whereNot({ status: 'deleted' })
+        .forUpdate()
+        .first('id');
       let userId = existing?.id;
       if (!userId) {
         const name = input.name?.trim() || email.split('@')[0];

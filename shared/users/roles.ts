@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import { recordEvent } from '../events/outbox';
 import { NotFoundError } from '../errors';
 import type { PermissionCache } from '../authz/cache';
+import { normalizeEmail } from './email';
 
 /** The role of every new person: registered with a password or, later, with Google. */
 export const DEFAULT_ROLE = 'trader';
@@ -21,7 +22,10 @@ export async function setRole(
   const outcome = await permissions.changing(
     db,
     async (trx) => {
-      const user = await trx('users').where({ email: input.email }).whereNot({ status: 'deleted' }).first('id');
+      const user = await trx('users')
+        .where({ email: normalizeEmail(input.email) })
+        .whereNot({ status: 'deleted' })
+        .first('id');
       if (!user) throw new NotFoundError(`No user with email ${input.email}.`);
       const role = await trx('roles').where({ name: input.role }).first('id');
       if (!role) throw new NotFoundError(`No role "${input.role}" (${(await trx('roles').orderBy('name').pluck('name')).join(', ')}).`);

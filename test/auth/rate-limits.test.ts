@@ -2,10 +2,12 @@
 // (email, IP), per IP across emails and per email across IPs; registrations per IP; refreshes per
 // session; verification emails per address; and all of them across api copies sharing one Redis.
 // A tripped limit answers 429 problem+json with Retry-After and the RateLimit-* headers.
+import crypto from 'node:crypto';
 import { call, startTestApp, type Reply, type TestApp } from '../helpers/app';
 import { createUser } from '../helpers/users';
 import { login } from '../helpers/auth';
 import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
+import { normalizeEmail } from '../../shared/users/email';
 
 /** Every window here is 3 s: 0.05 minutes, or 3/3600 hours. */
 const WINDOW_SECONDS = 3;
@@ -93,6 +95,58 @@ describe('one api', () => {
     const verdicts = answers.filter((r) => r.status !== 429);
     expect(verdicts.length).toBeLessThanOrEqual(3);
     for (const r of answers.filter((a) => a.status === 429)) expectRateLimited(r, 3, [PASSWORD]);
+  });
+
+  test('login: every spelling of one account counts against one counter, İ for i included (red team #2)', async () => {
+    const email = `admin-${crypto.randomBytes(4).toString('hex')}@example.com`;
+    const user = await createUser(t.context.db, { email, roles: ['admin'] });
+    const lookalike = email.replace('i', 'İ');
+    const basic = (address: string, password: string) =>
+      call(`${t.url}/admin/queues/api/queues`, {
+        headers: { Authorization: `Basic ${Buffer.from(`${address}:${password}`).toString('base64')}` },
+      });
+    for (const spelling of [email, email.toUpperCase(), lookalike]) expect((await basic(spelling, 'Wrong-Password-1!')).status).toBe(401);
+    expectRateLimited(await basic(lookalike, user.password), 3, [user.password]);
+    expectRateLimited(await loginWith(t, email.toUpperCase(), user.password), 3, [user.password]);
+  });
+
+  test('the email normaliser lower-cases as this database compares, character by character (red team #2)', async () => {
+    const samples = [
+      'ADMIN@EXAMPLE.COM',
+      'admİn@example.com',
+      'ΣΟΦΙΑΣ@example.com',
+      'STRAẞE@example.com',
+      'ǅ@example.io',
+      '\u212Aelvin@example.io',
+      ' Trim@Me.com ',
+    ];
+    for (const sample of samples) {
+      const { rows } = await t.context.db.raw<{ rows: { lowered: string; same: boolean }[] }>(
+        'SELECT lower(?::text) AS lowered, ?::citext = ?::citext AS same',
+        [sample.trim(), sample.trim(), normalizeEmail(sample)],
+      );
+      expect([sample, normalizeEmail(sample), rows[0].same]).toEqual([sample, rows[0].lowered, true]);
+    }
+  });
+
+  test('rate-limit keys hold no email address, not even a mistyped one (red team #13)', async () => {
+    const known = await createUser(t.context.db, { email: `keyed-${crypto.randomBytes(4).toString('hex')}@example.com` });
+    const typo = `typo-${crypto.randomBytes(4).toString('hex')}@exmaple.com`;
+    for (const email of [known.email, typo]) {
+      expect((await loginWith(t, email, 'Wrong-Password-1!')).status).toBe(401);
+      expect((await resend(t, email)).status).toBe(202);
+    }
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await t.context.redis.scan(cursor, 'MATCH', `${t.config.redis.keyPrefix}*`, 'COUNT', 1000);
+      cursor = next;
+      keys.push(...batch);
+    } while (cursor !== '0');
+    expect(keys.some((key) => key.includes(':rl:'))).toBe(true);
+    for (const address of [known.email, typo]) {
+      expect(keys.filter((key) => key.toLowerCase().includes(address.split('@')[0]))).toEqual([]);
+    }
   });
 
   test('registration: the 3rd from one IP is 429, and registering works again after the window', async () => {
