@@ -1,7 +1,8 @@
 // HTTP endpoints of password reset: ask for a link, and set a new password with it.
 import Router from '@koa/router';
 import type { Context } from '../../shared/context';
-import { requestPasswordReset, resetPassword } from '../../shared/auth/password-reset';
+import { resetPassword } from '../../shared/auth/password-reset';
+import { requestPasswordReset } from '../../shared/auth/address-requests';
 import type { RouteRegistry } from '../http/route';
 import { eventOrigin, type AppState } from '../http/state';
 import * as schemas from './schemas';

@@ -3,7 +3,8 @@
 import Router from '@koa/router';
 import type { Context } from '../../shared/context';
 import { ForbiddenError, UnauthorizedError } from '../../shared/errors';
-import { register, resendVerification, verifyEmail } from '../../shared/auth/registration';
+import { register, verifyEmail } from '../../shared/auth/registration';
+import { requestVerificationEmail } from '../../shared/auth/address-requests';
 import { passwordSignIn } from '../../shared/auth/sign-in';
 import { listSessions, refreshSession, revokeOwnSession, signOut } from '../../shared/auth/sessions';
 import { issueServiceToken } from '../../shared/users/services';
@@ -63,7 +64,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     body: schemas.ResendBody,
     responses: { 202: { description: 'Accepted', schema: schemas.Accepted }, 429: { description: 'Too many emails requested' } },
     async handler(ctx, { body }) {
-      await resendVerification(app, body.email, eventOrigin(ctx.state));
+      await requestVerificationEmail(app, body.email, eventOrigin(ctx.state));
       ctx.status = 202;
       ctx.body = ACCEPTED;
     },

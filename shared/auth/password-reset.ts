@@ -1,7 +1,9 @@
 // Password reset: a 256-bit single-use token, stored hashed in Redis for
-// PASSWORD_RESET_TOKEN_TTL_MINUTES and mailed as a link built from EMAIL_LINK_BASE_URL. The
-// request answers the same, in body and (as far as we can) in time, whether or not the email
-// belongs to an account. Completing the reset revokes every session and never signs in.
+// PASSWORD_RESET_TOKEN_TTL_MINUTES and mailed as a link built from EMAIL_LINK_BASE_URL. Asking for
+// one does the same work for every address (shared/auth/address-requests.ts): the worker looks
+// the address up and writes the email here. Completing the reset revokes every session and never
+// signs in.
+import type { Knex } from 'knex';
 import type { Context } from '../context';
 import { hashOpaqueToken, newOpaqueToken } from '../crypto/access-tokens';
 import { recordEvent, type EventOrigin } from '../events/outbox';
@@ -10,7 +12,6 @@ import { BadRequestError } from '../errors';
 import { hashPassword } from '../users/passwords';
 import { assertPasswordPolicy } from '../users/password-policy';
 import { canSignIn, SIGN_IN_STATUSES } from '../users/status';
-import { normalizeEmail } from '../users/email';
 import { revokeSessions } from './sessions';
 
 const INVALID_TOKEN = 'The reset link is invalid, used or expired. Ask for a new one.';
@@ -25,49 +26,40 @@ interface StoredReset {
 }
 
 /**
- * Both paths do the same work up to the point where one has nothing to send: a token is drawn,
- * the user is looked up in a transaction, Redis is written (or read) once, and the email job is
- * not awaited, so the answer does not wait on the queue only when the account exists.
+ * Runs in the worker for a reset request (shared/auth/address-requests.ts), in its transaction:
+ * when the address belongs to a person who may sign in, stores a token for the password they have
+ * now and writes the email that carries it; otherwise writes nothing. Returns the email's id.
  */
-export async function requestPasswordReset(app: Context, email: string, origin: EventOrigin): Promise<void> {
-  await app.limits.passwordReset.ip.hit(origin.ip ?? '-');
-  await app.limits.passwordReset.address.hit(normalizeEmail(email));
+export async function writePasswordResetEmail(
+  app: Context,
+  trx: Knex.Transaction,
+  address: string,
+  origin: EventOrigin,
+): Promise<string | null> {
+  const user = await trx('users')
+    .where({ email: address, kind: 'person' })
+    .whereIn('status', SIGN_IN_STATUSES)
+    .first('id', 'email', 'name', 'password_changed_at');
+  if (!user) return null;
   const ttlSeconds = app.config.password.resetTokenTtlSeconds;
   const token = newOpaqueToken();
-  const key = passwordResetKey(app, token.hash);
-  const emailId = await app.db.transaction(async (trx) => {
-    const user = await trx('users')
-      .where({ email: normalizeEmail(email), kind: 'person' })
-      .whereIn('status', SIGN_IN_STATUSES)
-      .first('id', 'email', 'name', 'password_changed_at');
-    if (!user) {
-      await app.redis.exists(key);
-      return null;
-    }
-    const stored: StoredReset = {
-      userId: user.id,
-      passwordChangedAt: user.password_changed_at ? new Date(user.password_changed_at).toISOString() : null,
-    };
-    // Before the commit: the emailed link must find its token however fast the worker is.
-    await app.redis.set(key, JSON.stringify(stored), 'EX', ttlSeconds);
-    await recordEvent(
-      trx,
-      { type: 'password.reset_requested', userId: user.id, data: {} },
-      { ...origin, actorId: origin.actorId ?? user.id },
-    );
-    return writeEmail(trx, app.kms, {
-      template: 'password_reset',
-      to: user.email,
-      userId: user.id,
-      params: {
-        name: user.name,
-        link: `${app.config.emailLinkBaseUrl}/reset-password?token=${encodeURIComponent(token.token)}`,
-        expiresInMinutes: Math.max(1, Math.round(ttlSeconds / 60)),
-      },
-    });
+  const stored: StoredReset = {
+    userId: user.id,
+    passwordChangedAt: user.password_changed_at ? new Date(user.password_changed_at).toISOString() : null,
+  };
+  // Before the commit: the emailed link must find its token however fast the email goes out.
+  await app.redis.set(passwordResetKey(app, token.hash), JSON.stringify(stored), 'EX', ttlSeconds);
+  await recordEvent(trx, { type: 'password.reset_requested', userId: user.id, data: {} }, { ...origin, actorId: user.id });
+  return writeEmail(trx, app.kms, {
+    template: 'password_reset',
+    to: user.email,
+    userId: user.id,
+    params: {
+      name: user.name,
+      link: `${app.config.emailLinkBaseUrl}/reset-password?token=${encodeURIComponent(token.token)}`,
+      expiresInMinutes: Math.max(1, Math.round(ttlSeconds / 60)),
+    },
   });
-  // Not awaited: the row is committed, and the reconciler sends it if this enqueue is lost.
-  if (emailId) void enqueueEmailAfterCommit(app, emailId);
 }
 
 /**

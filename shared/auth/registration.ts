@@ -1,5 +1,6 @@
 // Registration with a password, and email verification: a 256-bit single-use link, stored hashed,
-// mailed through the email outbox.
+// mailed through the email outbox. Asking for the link again does the same work for every address
+// (shared/auth/address-requests.ts); the worker writes the new one here.
 import type { Knex } from 'knex';
 import type { Context } from '../context';
 import { hashOpaqueToken, newOpaqueToken } from '../crypto/access-tokens';
@@ -110,19 +111,14 @@ export async function verifyEmail(app: Context, token: string, origin: EventOrig
   });
 }
 
-/** Sends a new verification link when the account exists and still waits for one; answers the same either way. */
-export async function resendVerification(app: Context, email: string, origin: EventOrigin): Promise<void> {
-  const limits = app.limits.verificationEmail;
-  await limits.ip.hit(origin.ip ?? '-');
-  await limits.address.hit(normalizeEmail(email));
-  const emailId = await app.db.transaction(async (trx) => {
-    const user = await trx('users')
-      .where({ email: normalizeEmail(email), status: 'pending_verification' })
-      .forUpdate()
-      .first('id', 'email', 'name');
-    if (!user) return null;
-    await trx('email_verification_tokens').where({ user_id: user.id }).whereNull('used_at').del();
-    return writeVerification(app, trx, user);
-  });
-  if (emailId) await enqueueEmailAfterCommit(app, emailId);
+/**
+ * Runs in the worker for a resend request (shared/auth/address-requests.ts), in its transaction:
+ * when an account with this address still waits for verification, replaces its unused links with
+ * a new one and writes the email; otherwise writes nothing. Returns the email's id.
+ */
+export async function writeVerificationAgain(app: Context, trx: Knex.Transaction, address: string): Promise<string | null> {
+  const user = await trx('users').where({ email: address, status: 'pending_verification' }).forUpdate().first('id', 'email', 'name');
+  if (!user) return null;
+  await trx('email_verification_tokens').where({ user_id: user.id }).whereNull('used_at').del();
+  return writeVerification(app, trx, user);
 }

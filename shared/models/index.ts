@@ -258,3 +258,16 @@ export class EmailVerificationToken extends Model {
   used_at!: Date | null;
 }
 import './tables';
+
+export type AddressRequestKind = 'password_reset' | 'verification_resend';
+
+export class AddressRequest extends Model {
+  static tableName = 'address_requests';
+  id!: string;
+  kind!: AddressRequestKind;
+  address_encrypted!: string;
+  ip!: string | null;
+  user_agent!: string | null;
+  status!: 'pending' | 'failed';
+  created_at!: Date;
+}

@@ -19,5 +19,6 @@ declare module 'knex/types/tables' {
     events: ModelObject<M.Event>;
     email_messages: ModelObject<M.EmailMessage>;
     email_verification_tokens: ModelObject<M.EmailVerificationToken>;
+    address_requests: ModelObject<M.AddressRequest>;
   }
 }

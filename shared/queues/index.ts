@@ -50,6 +50,11 @@ export function enqueueEmail(queues: Queues, emailId: string): Promise<void> {
   return add(queues.email, JOB_NAMES.sendEmail, { emailId }, { jobId: jobIds.email(emailId) });
 }
 
+/** Handles the address_requests row `requestId`. */
+export function enqueueAddressRequest(queues: Queues, requestId: string): Promise<void> {
+  return add(queues.email, JOB_NAMES.addressRequest, { requestId }, { jobId: jobIds.addressRequest(requestId) });
+}
+
 /**
  * Enqueues the job of a row that is already committed. A queue outage leaves the row to its
  * queue's reconciler rather than failing a request whose change has happened.

@@ -6,6 +6,8 @@ export type QueueName = (typeof QUEUE_NAMES)[number];
 
 export const JOB_NAMES = {
   sendEmail: 'send-email',
+  /** Handles an address_requests row: looks the address up, writes the email or nothing. */
+  addressRequest: 'address-request',
   relayEvents: 'relay-events',
   /** The scheduled job of a queue's reconciler (workers/worker.ts). */
   reconcile: 'reconcile',
@@ -17,4 +19,5 @@ export const JOB_NAMES = {
  */
 export const jobIds = {
   email: (emailId: string) => `email-${emailId}`,
+  addressRequest: (requestId: string) => `address-request-${requestId}`,
 };

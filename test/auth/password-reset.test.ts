@@ -21,6 +21,31 @@ afterAll(() => stack.close());
 
 const NEW_PASSWORD = 'Brand-New-Passw0rd-42!';
 
+test('asking for a reset reads no user on the request path: the worker decides, the answer is the same (red team #7)', async () => {
+  const user = await createUser(t.context.db);
+  // The workers run in this process on the same pool: they wait while the requests are counted.
+  await Promise.all(t.workers.map((worker) => worker.pause()));
+  const statements: string[] = [];
+  const record = (query: { sql: string }) => statements.push(query.sql);
+  t.context.db.on('query', record);
+  let answers: unknown[];
+  try {
+    answers = [];
+    for (const email of [user.email, 'nobody-at-all@example.com']) {
+      const r = await call(`${t.url}/v1/auth/password/reset-request`, { body: { email } });
+      answers.push({ status: r.status, body: r.body });
+    }
+  } finally {
+    t.context.db.off('query', record);
+    for (const worker of t.workers) void worker.resume();
+  }
+  expect(statements.filter((sql) => /\busers\b/.test(sql))).toEqual([]);
+  expect(answers[0]).toEqual(answers[1]);
+  expect(answers[0]).toMatchObject({ status: 202 });
+  // The worker looked the address up and sent the link.
+  await smtp.waitFor((m) => m.to.includes(user.email) && m.subject === 'Reset your password');
+});
+
 const requestReset = (app: TestApp, email: string, headers: Record<string, string> = {}) =>
   call(`${app.url}/v1/auth/password/reset-request`, { body: { email }, headers });
 const reset = (app: TestApp, token: string, password = NEW_PASSWORD) =>

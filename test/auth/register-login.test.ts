@@ -57,6 +57,43 @@ test('register → verification email → verify once → active', async () => {
   expect(again.body.type).toMatch(/invalid_token$/);
 });
 
+test('a NUL character is a 400 naming the field: register name, login device_fingerprint with the right password (red team #3)', async () => {
+  const email = 'nul-name@example.com';
+  const r = await call(`${t.url}/v1/auth/register`, { body: { email, password: PASSWORD, name: 'Nul\u0000Name' } });
+  expect(r.status).toBe(400);
+  expect(r.body.errors).toEqual([{ field: 'name', message: expect.stringMatching(/NUL/) }]);
+  expect(await t.context.db('users').where({ email }).first()).toBeUndefined();
+  const user = await createUser(t.context.db);
+  const sessions = await t.context.db('sessions').where({ user_id: user.id }).count({ n: '*' });
+  const login = await call(`${t.url}/v1/auth/login`, {
+    body: { email: user.email, password: user.password, device_fingerprint: 'fp\u0000x' },
+  });
+  expect(login.status).toBe(400);
+  expect(login.body.errors).toEqual([{ field: 'device_fingerprint', message: expect.stringMatching(/NUL/) }]);
+  expect(await t.context.db('sessions').where({ user_id: user.id }).count({ n: '*' })).toEqual(sessions);
+});
+
+test('resending the verification email reads no user on the request path: the worker decides (red team #7)', async () => {
+  await call(`${t.url}/v1/auth/register`, { body: { email: 'resend-path@example.com', password: PASSWORD, name: 'Resend Path' } });
+  await smtp.waitFor((m) => m.to.includes('resend-path@example.com'));
+  // The workers run in this process on the same pool: they wait while the requests are counted.
+  await Promise.all(t.workers.map((worker) => worker.pause()));
+  const statements: string[] = [];
+  const record = (query: { sql: string }) => statements.push(query.sql);
+  t.context.db.on('query', record);
+  try {
+    for (const email of ['resend-path@example.com', 'nobody-here@example.com']) {
+      expect((await call(`${t.url}/v1/auth/verify-email/resend`, { body: { email } })).status).toBe(202);
+    }
+  } finally {
+    t.context.db.off('query', record);
+    for (const worker of t.workers) void worker.resume();
+  }
+  expect(statements.filter((sql) => /\busers\b/.test(sql))).toEqual([]);
+  // The worker still sends the new link to the account that waits for one.
+  await eventually(() => smtp.messages.filter((m) => m.to.includes('resend-path@example.com')).length === 2);
+});
+
 test('an email is registered once, whatever its case', async () => {
   const body = { email: 'dup@example.com', password: PASSWORD, name: 'Dup' };
   expect((await call(`${t.url}/v1/auth/register`, { body })).status).toBe(201);

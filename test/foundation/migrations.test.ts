@@ -25,6 +25,7 @@ const tables = async () =>
 test('migrations run down to zero and up again', async () => {
   const before = await tables();
   expect(before).toEqual([
+    'address_requests',
     'auth_providers',
     'email_messages',
     'email_verification_tokens',

@@ -1,29 +1,46 @@
-// The email queue: sends email_messages rows (one job per row, its id the row's), marks a row
-// failed once its job has used every attempt, and re-enqueues pending rows whose job was lost.
+// The email queue: sends email_messages rows (one job per row, its id the row's), handles requests
+// about an address (a reset link, the verification email again: the lookup happens here, never on
+// the request path), records a failure once a job has used every attempt, and re-enqueues pending
+// rows whose job was lost.
+import type { Job } from 'bullmq';
+import type { Knex } from 'knex';
 import type { Context } from '../../shared/context';
-import { enqueueEmail, jobIds } from '../../shared/queues';
+import { enqueueAddressRequest, enqueueEmail, JOB_NAMES, jobIds } from '../../shared/queues';
 import { requeueLostJobs } from '../../shared/queues/reconcile';
 import { createMailer, markEmailFailed, sendEmailMessage } from '../../shared/email/sender';
+import { handleAddressRequest, markAddressRequestFailed } from '../../shared/auth/address-requests';
 import type { QueueDeclaration } from '../declaration';
 
 // A row this old with no job has lost it; younger ones are probably still being enqueued.
 const RECONCILE_AFTER_SECONDS = 60;
 
-export async function reconcileEmails(app: Context): Promise<{ requeued: number }> {
-  const pendingRowIds = await app
-    .db('email_messages')
+const pendingIds = (app: Context, table: 'email_messages' | 'address_requests'): Knex.QueryBuilder =>
+  app
+    .db(table)
     .where({ status: 'pending' })
     .where('created_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [RECONCILE_AFTER_SECONDS]))
     .orderBy('created_at')
     .limit(1000)
     .pluck('id');
-  return requeueLostJobs({
-    queue: app.queues.email,
-    pendingRowIds,
+
+export async function reconcileEmails(app: Context): Promise<{ requeued: number }> {
+  const queue = app.queues.email;
+  const emails = await requeueLostJobs({
+    queue,
+    pendingRowIds: (await pendingIds(app, 'email_messages')) as string[],
     jobId: jobIds.email,
     enqueue: (id) => enqueueEmail(app.queues, id),
   });
+  const requests = await requeueLostJobs({
+    queue,
+    pendingRowIds: (await pendingIds(app, 'address_requests')) as string[],
+    jobId: jobIds.addressRequest,
+    enqueue: (id) => enqueueAddressRequest(app.queues, id),
+  });
+  return { requeued: emails.requeued + requests.requeued };
 }
+
+const isAddressRequest = (job: Job) => job.name === JOB_NAMES.addressRequest;
 
 export const email: QueueDeclaration = {
   name: 'email',
@@ -31,12 +48,16 @@ export const email: QueueDeclaration = {
     const mailer = createMailer(app.config);
     const deps = { db: app.db, kms: app.kms, mailer, logger: app.logger, appName: app.config.appName };
     return {
-      process: (job) => sendEmailMessage(deps, (job.data as { emailId: string }).emailId),
+      process: (job) =>
+        isAddressRequest(job)
+          ? handleAddressRequest(app, (job.data as { requestId: string }).requestId)
+          : sendEmailMessage(deps, (job.data as { emailId: string }).emailId),
       close: () => mailer.transport?.close(),
     };
   },
   async onFinalFailure(app, job, err) {
-    await markEmailFailed(app.db, (job.data as { emailId: string }).emailId, err.message);
+    if (isAddressRequest(job)) await markAddressRequestFailed(app.db, (job.data as { requestId: string }).requestId);
+    else await markEmailFailed(app.db, (job.data as { emailId: string }).emailId, err.message);
   },
   reconcile: reconcileEmails,
 };
