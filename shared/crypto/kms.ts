@@ -100,6 +100,7 @@ const ENVELOPE_COLUMNS: Array<[table: string, column: string]> = [
   ['trading_accounts', 'credentials_encrypted'],
   ['trading_accounts', 'pending_credentials_encrypted'],
   ['email_messages', 'params_encrypted'],
+  ['address_requests', 'address_encrypted'],
 ];
 
 /**

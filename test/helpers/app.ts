@@ -120,6 +120,8 @@ export interface TestApp {
   context: Context;
   app: App;
   url: string;
+  /** The metrics listener's URL, when METRICS_PORT asks for one. */
+  metricsUrl?: string;
   logs: LogCapture;
   database: string;
   workers: Worker[];
