@@ -9,7 +9,7 @@ import type { Context } from '../shared/context';
 import { problemMiddleware } from './http/problem';
 import { responseCheck } from './http/responses';
 import { requestContext } from './http/request-context';
-import { createMetrics } from './http/metrics';
+import { createMetrics, metricsApp } from './http/metrics';
 import { RouteRegistry } from './http/route';
 import type { AppState } from './http/state';
 import { healthRoutes } from './health/routes';
@@ -52,6 +52,8 @@ export interface App {
   koa: Koa<AppState>;
   registry: RouteRegistry;
   routers: Router<AppState>[];
+  /** The metrics listener's app, when METRICS_PORT asks for one. */
+  metricsKoa: Koa | null;
 }
 
 export function createApp(app: Context): App {
@@ -111,7 +113,7 @@ export function createApp(app: Context): App {
   const docs = docsRoutes(config, registry);
   for (const asset of docs.assets) koa.use(asset);
   const routers: Router<AppState>[] = [
-    healthRoutes(app, registry, metrics),
+    healthRoutes(app, registry, config.metricsPort === null && config.environment === 'development' ? metrics : null),
     docs.router,
     jwksRoutes(app, registry),
     authRoutes(app, registry),
@@ -125,5 +127,5 @@ export function createApp(app: Context): App {
   for (const router of routers) root.use(router.routes());
   koa.use(root.routes());
   koa.use(root.allowedMethods({ throw: false }));
-  return { koa, registry, routers };
+  return { koa, registry, routers, metricsKoa: config.metricsPort === null ? null : metricsApp(metrics) };
 }

@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     throw err;
   }
   await context.ready();
-  const { koa } = createApp(context);
+  const { koa, metricsKoa } = createApp(context);
   const server = http.createServer(koa.callback());
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
@@ -36,6 +36,16 @@ async function main(): Promise<void> {
     const port = typeof address === 'object' && address ? address.port : config.port;
     logger.info({ port, docs: `/docs`, redoc: '/redoc', bullBoard: '/admin/queues' }, `api listening on http://localhost:${port}`);
   });
+  // The management port: /metrics only, on its own listener (closed with the process).
+  if (metricsKoa) {
+    const metricsServer = http.createServer(metricsKoa.callback());
+    metricsServer.listen(config.metricsPort!, config.host, () => {
+      logger.info({ port: (metricsServer.address() as { port: number }).port }, 'metrics listening (GET /metrics)');
+    });
+    metricsServer.unref();
+  } else if (config.environment !== 'development') {
+    logger.warn('METRICS_PORT is empty: /metrics is not served (set it to scrape the service, and keep that port private)');
+  }
   onShutdown(logger, config.shutdownTimeoutMs, [
     [
       'http',

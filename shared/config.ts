@@ -71,6 +71,12 @@ export const VARIABLES = {
     'Check every answer against the schema its route declares and log an error on a mismatch: `on`, `off`, or `auto` (on in development).',
     { enum: ['auto', 'on', 'off'] },
   ),
+  METRICS_PORT: v(
+    'Application',
+    'string',
+    '',
+    'Port of a second listener that serves only `/metrics` (on `HOST`), kept off the public network like a management port. Empty: `/metrics` is on the api in development and not served at all elsewhere.',
+  ),
   BODY_LIMIT_KB: v('Application', 'integer', '64', 'Largest accepted JSON body, in KiB (413 beyond).', { minimum: 1 }),
   SHUTDOWN_TIMEOUT_SECONDS: v(
     'Application',
@@ -384,6 +390,8 @@ export interface Config {
   clientCountryHeader: string;
   bodyLimitKb: number;
   validateResponses: boolean;
+  /** The metrics listener's port; null: no such listener. */
+  metricsPort: number | null;
   shutdownTimeoutMs: number;
   database: { url: string; poolMin: number; poolMax: number; acquireTimeoutMs: number };
   redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
@@ -524,6 +532,10 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     if (!str('SMTP_HOST')) problems.push('SMTP_HOST: is required outside development (emails would not be sent)');
     if (!bool('SESSION_COOKIE_SECURE')) problems.push('SESSION_COOKIE_SECURE: must be true outside development');
   }
+  const metricsPort = str('METRICS_PORT') === '' ? null : Number(str('METRICS_PORT'));
+  if (metricsPort !== null && !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort <= 65535)) {
+    problems.push('METRICS_PORT: must be a port number (0 to 65535) or empty');
+  }
   if (str('SESSION_COOKIE_NAME').startsWith('__Secure-') && !bool('SESSION_COOKIE_SECURE')) {
     problems.push('SESSION_COOKIE_NAME: a __Secure- cookie needs SESSION_COOKIE_SECURE=true (browsers drop it otherwise)');
   }
@@ -549,6 +561,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     trustProxyHops: num('TRUST_PROXY_HOPS'),
     clientCountryHeader: str('CLIENT_COUNTRY_HEADER').toLowerCase(),
     bodyLimitKb: num('BODY_LIMIT_KB'),
+    metricsPort,
     validateResponses: str('VALIDATE_RESPONSES') === 'on' || (str('VALIDATE_RESPONSES') === 'auto' && environment === 'development'),
     shutdownTimeoutMs: num('SHUTDOWN_TIMEOUT_SECONDS') * 1000,
     database: {

@@ -1,4 +1,5 @@
-// Liveness (the process answers) and readiness (PostgreSQL and Redis answer), plus /metrics.
+// Liveness (the process answers) and readiness (PostgreSQL and Redis answer), plus /metrics where
+// the api itself serves it (development without METRICS_PORT; api/http/metrics.ts).
 import Router from '@koa/router';
 import { Type } from '@sinclair/typebox';
 import type { Context } from '../../shared/context';
@@ -23,7 +24,7 @@ async function check(work: () => Promise<unknown>): Promise<'ok' | 'down'> {
 
 const Status = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
 
-export function healthRoutes(app: Context, registry: RouteRegistry, metrics: HttpMetrics): Router<AppState> {
+export function healthRoutes(app: Context, registry: RouteRegistry, metrics: HttpMetrics | null): Router<AppState> {
   const router = new Router<AppState>();
   registry.add(router, {
     method: 'get',
@@ -51,17 +52,19 @@ export function healthRoutes(app: Context, registry: RouteRegistry, metrics: Htt
       ctx.body = { status: ready ? 'ok' : 'unavailable', checks: { database, redis } };
     },
   });
-  registry.add(router, {
-    method: 'get',
-    path: '/metrics',
-    summary: 'Prometheus metrics (requests, queues, process)',
-    tags: ['health'],
-    security: 'none',
-    responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
-    async handler(ctx) {
-      ctx.type = metrics.registry.contentType;
-      ctx.body = await metrics.registry.metrics();
-    },
-  });
+  if (metrics) {
+    registry.add(router, {
+      method: 'get',
+      path: '/metrics',
+      summary: 'Prometheus metrics (requests, queues, process)',
+      tags: ['health'],
+      security: 'none',
+      responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
+      async handler(ctx) {
+        ctx.type = metrics.registry.contentType;
+        ctx.body = await metrics.registry.metrics();
+      },
+    });
+  }
   return router;
 }

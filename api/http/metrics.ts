@@ -1,5 +1,10 @@
 // Prometheus metrics: the process defaults, HTTP request counts and durations by route pattern,
 // and BullMQ queue depths read at scrape time. One registry per app, so tests can build several.
+// They tell an outsider how the service is used and what it runs on, so they are not public: with
+// METRICS_PORT they are served by a listener of their own (`metricsApp`, a management port as
+// Keycloak keeps one), which operators keep off the public network; without it, only a
+// development api serves them.
+import Koa from 'koa';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Queues } from '../../shared/queues';
 
@@ -52,4 +57,19 @@ export function createMetrics(queues: Queues): HttpMetrics {
       duration.observe({ method, route }, seconds);
     },
   };
+}
+
+/** The metrics listener: GET /metrics and nothing else. */
+export function metricsApp(metrics: HttpMetrics): Koa {
+  const koa = new Koa();
+  koa.use(async (ctx) => {
+    if (ctx.method !== 'GET' || ctx.path !== '/metrics') {
+      ctx.status = 404;
+      return;
+    }
+    ctx.set('Cache-Control', 'no-store');
+    ctx.type = metrics.registry.contentType;
+    ctx.body = await metrics.registry.metrics();
+  });
+  return koa;
 }

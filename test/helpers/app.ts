@@ -146,6 +146,8 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
   const server = http.createServer(app.koa.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
+  const metricsServer = app.metricsKoa && http.createServer(app.metricsKoa.callback());
+  if (metricsServer) await new Promise<void>((resolve) => metricsServer.listen(0, '127.0.0.1', resolve));
   const workers: Worker[] = [];
   const running: RunningWorkers[] = [];
   const testApp: TestApp = {
@@ -153,6 +155,7 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
     context,
     app,
     url: `http://127.0.0.1:${port}`,
+    metricsUrl: metricsServer ? `http://127.0.0.1:${(metricsServer.address() as { port: number }).port}` : undefined,
     logs,
     database,
     workers,
@@ -163,10 +166,13 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
     },
     async close() {
       await Promise.all(running.map((r) => r.close()));
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      for (const listener of [server, metricsServer]) {
+        if (!listener) continue;
+        await new Promise<void>((resolve) => {
+          listener.close(() => resolve());
+          listener.closeAllConnections();
+        });
+      }
       // Only what this app made its own: a copy given another app's prefixes leaves them alone.
       const own = [
         !overrides.REDIS_KEY_PREFIX && config.redis.keyPrefix,
