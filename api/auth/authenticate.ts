@@ -12,7 +12,8 @@ import { InvalidTokenError } from '../../shared/crypto/access-tokens';
 import type { EffectivePermission } from '../../shared/authz/permissions';
 import { holds } from '../../shared/authz/service';
 import { signedInRecently } from '../../shared/auth/actor';
-import { isPrincipalLive, isSessionLive } from '../../shared/auth/sessions';
+import { isSessionLive } from '../../shared/auth/sessions';
+import { isPrincipalLive } from '../../shared/users/services';
 import { checkPasswordSignIn, INVALID_CREDENTIALS } from '../../shared/auth/sign-in';
 import type { AppState, Principal } from '../http/state';
 
@@ -29,7 +30,7 @@ async function bearerPrincipal(app: Context, token: string, withPermissions = fa
   // Read at the same time as the session check; used only once the session is known live.
   const permissions = withPermissions ? app.permissions.get(claims.sub) : undefined;
   permissions?.catch(() => undefined);
-  const live = claims.sid ? await isSessionLive(app, claims.sid, claims.sub) : await isPrincipalLive(app, claims.sub);
+  const live = claims.sid ? await isSessionLive(app, claims.sid, claims.sub) : await isPrincipalLive(app, claims.sub, claims.cv);
   if (!live) throw new UnauthorizedError(INVALID, 'invalid_token');
   return {
     userId: claims.sub,

@@ -342,11 +342,6 @@ export async function isSessionLive(app: Context, sessionId: string, userId: str
   return true;
 }
 
-/** Whether a principal without a session (a service) may still act. */
-export async function isPrincipalLive(app: Context, userId: string): Promise<boolean> {
-  return !!(await app.db('users').where({ id: userId }).whereIn('status', SIGN_IN_STATUSES).first('id'));
-}
-
 /** A live session, with the end that comes first (absolute expiry or inactivity). */
 export interface LiveSessionRow extends Pick<
   Session,

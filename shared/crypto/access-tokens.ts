@@ -14,6 +14,8 @@ export interface AccessTokenClaims {
   roles: string[];
   amr: AuthMethod[];
   authTime?: Date;
+  /** A service principal's credential version: its tokens stop when its secret changes. */
+  credentialVersion?: string;
 }
 
 export interface VerifiedAccessToken extends JWTPayload {
@@ -23,6 +25,7 @@ export interface VerifiedAccessToken extends JWTPayload {
   roles: string[];
   amr: AuthMethod[];
   auth_time?: number;
+  cv?: string;
 }
 
 export class InvalidTokenError extends Error {}
@@ -60,6 +63,7 @@ export function createAccessTokens(config: Pick<Config, 'jwt'>, keys: SigningKey
         amr: claims.amr,
         ...(claims.sid && { sid: claims.sid }),
         ...(claims.authTime && { auth_time: Math.floor(claims.authTime.getTime() / 1000) }),
+        ...(claims.credentialVersion && { cv: claims.credentialVersion }),
       })
         .setProtectedHeader({ alg: 'RS256', kid: keys.signingKid, typ: 'at+jwt' })
         .setIssuer(issuer)

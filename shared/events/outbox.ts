@@ -8,6 +8,9 @@ import type { Event } from '../models';
 
 export const EVENT_TYPES = [
   'user.registered',
+  'user.suspended',
+  'user.reactivated',
+  'service.secret_rotated',
   'user.email_verified',
   'user.login',
   'user.logout',

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { call, startTestApp, type TestApp } from '../helpers/app';
 import { signedInUser } from '../helpers/auth';
 import { ROOT } from '../helpers/env';
+import { rotateServiceSecret, setServiceEnabled } from '../../shared/users/services';
 
 let t: TestApp;
 let clientId: string;
@@ -78,6 +79,31 @@ test('a service token is refused on the endpoints for people, and changes nothin
   }
   expect(await t.context.db('users').where({ id: clientId }).first()).toEqual(before);
   expect(await t.context.db('events').where({ user_id: clientId }).count({ n: '*' })).toEqual(events);
+});
+
+test('a disabled principal, or one whose secret was rotated, is refused at once; the new secret works (red team #12)', async () => {
+  const tokenWith = async (secret: string) =>
+    call(`${t.url}/v1/auth/service-token`, { body: { client_id: clientId, client_secret: secret } });
+  const checkWith = (token: string) =>
+    call(`${t.url}/v1/authz/check`, { body: { permission: 'market_data:read' }, headers: { Authorization: `Bearer ${token}` } });
+  const before = (await tokenWith(clientSecret)).body.access_token as string;
+  expect((await checkWith(before)).status).toBe(200);
+
+  expect(await setServiceEnabled(t.context.db, clientId, false)).toBe('changed');
+  expect((await checkWith(before)).status).toBe(401);
+  expect((await tokenWith(clientSecret)).status).toBe(401);
+  expect(await setServiceEnabled(t.context.db, clientId, true)).toBe('changed');
+  expect((await checkWith(before)).status).toBe(200);
+
+  const rotated = await rotateServiceSecret(t.context.db, 4, clientId);
+  expect((await checkWith(before)).status).toBe(401);
+  expect((await tokenWith(clientSecret)).status).toBe(401);
+  const after = await tokenWith(rotated);
+  expect(after.status).toBe(200);
+  expect((await checkWith(after.body.access_token)).status).toBe(200);
+  const types = await t.context.db('events').where({ user_id: clientId }).orderBy('seq').pluck('type');
+  expect(types).toEqual(expect.arrayContaining(['user.suspended', 'user.reactivated', 'service.secret_rotated']));
+  clientSecret = rotated;
 });
 
 test('wrong credentials get 401, and a service cannot sign in with a password', async () => {
