@@ -21,11 +21,12 @@ import { mfaRoutes } from './mfa/routes';
 import { userRoutes } from './users/routes';
 import { authzRoutes } from './authz/routes';
 import { bullBoard } from './admin/bull-board';
+import { operatorLoginRoutes } from './admin/login';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
 const PAGE_CSP =
-  "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline' https://fonts.googleapis.com; font-src 'self' data: https://fonts.gstatic.com; img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'";
+  "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; font-src 'self' data:; img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'";
 const API_HEADERS = {
   'Content-Security-Policy': API_CSP,
   'Strict-Transport-Security': 'max-age=31536000; includeSubDomains',
@@ -34,7 +35,7 @@ const API_HEADERS = {
   'Referrer-Policy': 'no-referrer',
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
-const isPage = (path: string) => /^\/(docs|redoc|admin\/queues)(\/|$)/.test(path);
+const isPage = (path: string) => /^\/(docs|redoc|admin)(\/|$)/.test(path);
 
 /**
  * Any request with a body, chunked or not, must send JSON (DESIGN.md, "Identifiers and strings"):
@@ -121,6 +122,7 @@ export function createApp(app: Context): App {
     mfaRoutes(app, registry),
     userRoutes(app, registry),
     authzRoutes(app, registry),
+    operatorLoginRoutes(app, registry),
   ];
   // One router holding every feature's routes: a request is matched once, not once per feature.
   const root = new Router<AppState>();

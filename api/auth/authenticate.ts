@@ -1,9 +1,7 @@
 // Who is calling. Bearer access tokens are verified (algorithm, issuer, audience, type, our own
 // keys), and their session must still be live (shared/auth/sessions.ts: a revocation tombstone in
 // Redis, else PostgreSQL or a short-lived hint), so a revoked session stops working at once on
-// every api copy. Operators may also use Basic auth (email and password) for Bull Board, whose
-// page and asset requests carry no bearer header.
-import crypto from 'node:crypto';
+// every api copy. (Operators reach Bull Board with a session cookie instead: api/admin/.)
 import type { Middleware } from 'koa';
 import compose from 'koa-compose';
 import type { Context } from '../../shared/context';
@@ -14,7 +12,6 @@ import { holds } from '../../shared/authz/service';
 import { signedInRecently } from '../../shared/auth/actor';
 import { isSessionLive } from '../../shared/auth/sessions';
 import { isPrincipalLive } from '../../shared/users/services';
-import { checkPasswordSignIn, INVALID_CREDENTIALS } from '../../shared/auth/sign-in';
 import type { AppState, Principal } from '../http/state';
 
 const INVALID = 'The access token is missing, invalid or expired.';
@@ -38,50 +35,14 @@ async function bearerPrincipal(app: Context, token: string, withPermissions = fa
     roles: claims.roles,
     amr: claims.amr,
     token: claims,
-    via: 'bearer',
     permissions,
   };
 }
 
-/**
- * Short-lived memory of verified Basic credentials: Bull Board polls, and bcrypt costs ~0.25 s.
- * An entry holds the password hash it was verified against, so a changed password ends it.
- */
-const basicCache = new Map<string, { userId: string; passwordHash: string; until: number }>();
-const BASIC_CACHE_MS = 60_000;
-
-/** Basic credentials are a password sign-in: the same check and limits as the login endpoint. */
-async function basicPrincipal(app: Context, encoded: string, ip: string | null): Promise<Principal> {
-  const basic = (userId: string): Principal => ({ userId, sessionId: null, roles: [], amr: ['pwd'], token: null, via: 'basic' });
-  const fingerprint = crypto.createHash('sha256').update(encoded).digest('hex');
-  const cached = basicCache.get(fingerprint);
-  if (cached && cached.until > Date.now()) {
-    const user = await app.db('users').where({ id: cached.userId, status: 'active', password_hash: cached.passwordHash }).first('id');
-    if (user) return basic(user.id);
-    basicCache.delete(fingerprint);
-  }
-  const decoded = Buffer.from(encoded, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon <= 0) throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
-  const user = await checkPasswordSignIn(app, decoded.slice(0, colon), decoded.slice(colon + 1), ip);
-  // Operators must have confirmed their email.
-  if (user.status !== 'active') throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
-  if (basicCache.size > 1000) basicCache.clear();
-  basicCache.set(fingerprint, { userId: user.id, passwordHash: user.password_hash!, until: Date.now() + BASIC_CACHE_MS });
-  return basic(user.id);
-}
-
-async function principalOf(
-  app: Context,
-  header: string,
-  basic?: { ip: string | null },
-  withPermissions = false,
-): Promise<Principal | null> {
+async function principalOf(app: Context, header: string, withPermissions = false): Promise<Principal | null> {
   const [scheme, value] = header.split(' ', 2);
-  if (!scheme || !value) return null;
-  if (scheme.toLowerCase() === 'bearer') return bearerPrincipal(app, value.trim(), withPermissions);
-  if (basic && scheme.toLowerCase() === 'basic') return basicPrincipal(app, value.trim(), basic.ip);
-  return null;
+  if (!scheme || !value || scheme.toLowerCase() !== 'bearer') return null;
+  return bearerPrincipal(app, value.trim(), withPermissions);
 }
 
 /** The caller's effective permissions: what authentication read, else the permission cache; never the roles claim. */
@@ -107,7 +68,7 @@ export function requirePermission(app: Context, permission: string): Middleware<
  */
 export function requireUser(app: Context, options: { withPermissions?: boolean } = {}): Middleware<AppState> {
   return async (ctx, next) => {
-    const principal = await principalOf(app, ctx.get('Authorization'), undefined, options.withPermissions);
+    const principal = await principalOf(app, ctx.get('Authorization'), options.withPermissions);
     if (!principal) throw new UnauthorizedError();
     ctx.state.principal = principal;
     await next();
@@ -130,26 +91,6 @@ export function requirePerson(app: Context): Middleware<AppState> {
     await next();
   };
   return compose([authenticated, personOnly]);
-}
-
-/**
- * Requires an operator: Basic or Bearer credentials of a user holding `permission`.
- * 401 (with a Basic challenge, so a browser asks) without credentials, 403 for anyone else.
- */
-export function requireOperator(app: Context, permission: string): Middleware<AppState> {
-  return async (ctx, next) => {
-    let principal: Principal | null;
-    try {
-      principal = await principalOf(app, ctx.get('Authorization'), { ip: ctx.state.origin.ip });
-      if (!principal) throw new UnauthorizedError();
-    } catch (err) {
-      if (err instanceof UnauthorizedError) err.headers['WWW-Authenticate'] = 'Basic realm="operators", charset="UTF-8"';
-      throw err;
-    }
-    await requireHolds(app, principal, permission);
-    ctx.state.principal = principal;
-    await next();
-  };
 }
 
 /** Requires a sign-in less than 5 minutes old: a stolen access token alone cannot do this. */

@@ -64,7 +64,7 @@ export function docsRoutes(config: Config, registry: RouteRegistry): { router: R
     summary: 'Swagger UI start-up script',
     tags: ['docs'],
     security: 'none',
-    responses: { 200: { description: 'JavaScript', contentType: 'text/javascript' } },
+    responses: { 200: { description: 'JavaScript', contentType: 'application/javascript' } },
     handler(ctx) {
       ctx.type = 'application/javascript';
       ctx.body = swaggerInit;

@@ -88,6 +88,8 @@ export function responseProblems(spec: RouteSpec, status: number, contentType: s
   const declared = declaredResponses(spec)[status];
   const hasBody = body !== undefined && body !== null && body !== '';
   if (!declared) return [`status ${status} is not declared`];
+  // A redirect's body is Koa's courtesy text; the Location header is the answer.
+  if (status >= 300 && status < 400) return [];
   if (!declared.schema && !declared.contentType) return hasBody ? [`status ${status} declares no body, but one was sent`] : [];
   const expectedType = declared.contentType ?? 'application/json';
   if (!contentType.startsWith(expectedType)) return [`content type ${contentType || '(none)'} instead of ${expectedType}`];

@@ -11,7 +11,6 @@ export interface Principal {
   roles: string[];
   amr: string[];
   token: VerifiedAccessToken | null;
-  via: 'bearer' | 'basic';
   /** The caller's effective permissions, when the route asked for them with its authentication. */
   permissions?: Promise<EffectivePermission[]>;
 }

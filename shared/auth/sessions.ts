@@ -60,16 +60,31 @@ export function deviceFingerprintOf(given: string | undefined, userAgent: string
 
 const originOf = (client: ClientInfo, actorId: string): EventOrigin => ({ actorId, ip: client.ip, userAgent: client.userAgent });
 
-/** Starts a session for a user who has just proved who they are, and returns its first tokens. */
-export async function startSession(
+/** How a new session is held and when it ends. */
+export interface NewSession {
+  persistent: boolean;
+  amr: AuthMethod[];
+  method: SignInMethod;
+  lifetimeSeconds: number;
+  /** Its own inactivity limit; the configured one when absent. */
+  idleSeconds?: number;
+  /** The hash of what holds it: a refresh token (the API) or a cookie token (operators). */
+  holder: { refreshTokenHash: string } | { cookieTokenHash: string };
+}
+
+type OpenedSession = Pick<Session, 'id' | 'persistent' | 'amr' | 'auth_time' | 'expires_at'>;
+
+/**
+ * Opens a session for a user who has just proved who they are, whatever holds it: the row, its
+ * holder, `session.created` and `user.login`, and a notice when the device is new, in one
+ * transaction; the notice is enqueued after the commit.
+ */
+export async function openSession(
   app: Context,
   user: SignedInUser,
   client: ClientInfo,
-  options: { persistent: boolean; amr: AuthMethod[]; method: SignInMethod },
-): Promise<SessionTokens> {
-  const { sessions } = app.config;
-  const lifetime = options.persistent ? sessions.persistentTtlSeconds : sessions.ttlSeconds;
-  const refresh = newOpaqueToken();
+  options: NewSession,
+): Promise<{ session: OpenedSession; roles: string[] }> {
   const { session, newDevice, noticeEmailId, roles } = await app.db.transaction(async (trx) => {
     const seenBefore = await trx('sessions')
       .where({ user_id: user.id })
@@ -86,10 +101,14 @@ export async function startSession(
         country: client.country,
         persistent: options.persistent,
         amr: options.amr,
-        expires_at: trx.raw(`now() + make_interval(secs => ?)`, [lifetime]),
+        expires_at: trx.raw(`now() + make_interval(secs => ?)`, [options.lifetimeSeconds]),
+        idle_timeout_seconds: options.idleSeconds ?? null,
+        cookie_token_hash: 'cookieTokenHash' in options.holder ? options.holder.cookieTokenHash : null,
       })
       .returning(['id', 'persistent', 'amr', 'auth_time', 'expires_at']);
-    await trx('refresh_tokens').insert({ session_id: session.id, token_hash: refresh.hash });
+    if ('refreshTokenHash' in options.holder) {
+      await trx('refresh_tokens').insert({ session_id: session.id, token_hash: options.holder.refreshTokenHash });
+    }
     await trx('users').where({ id: user.id }).update({ last_login_at: trx.fn.now() });
     const origin = originOf(client, user.id);
     const sessionCreated = { session_id: session.id, persistent: options.persistent };
@@ -112,10 +131,27 @@ export async function startSession(
             },
           })
         : null;
-    return { session, newDevice, noticeEmailId, roles: await listRoleNames(trx, user.id) };
+    return { session: session, newDevice, noticeEmailId, roles: await listRoleNames(trx, user.id) };
   });
   if (noticeEmailId) await enqueueEmailAfterCommit(app, noticeEmailId);
   app.logger.debug({ sessionId: session.id, newDevice }, 'session started');
+  return { session, roles };
+}
+
+/** Starts an API session (a refresh token and an access token) and returns its first tokens. */
+export async function startSession(
+  app: Context,
+  user: SignedInUser,
+  client: ClientInfo,
+  options: { persistent: boolean; amr: AuthMethod[]; method: SignInMethod },
+): Promise<SessionTokens> {
+  const { sessions } = app.config;
+  const refresh = newOpaqueToken();
+  const { session, roles } = await openSession(app, user, client, {
+    ...options,
+    lifetimeSeconds: options.persistent ? sessions.persistentTtlSeconds : sessions.ttlSeconds,
+    holder: { refreshTokenHash: refresh.hash },
+  });
   return tokensFor(app, user, roles, session, refresh.token);
 }
 
@@ -320,7 +356,9 @@ export function whereLive<Q extends Knex.QueryBuilder>(query: Q, inactivitySecon
   return query
     .whereNull(`${table}.revoked_at`)
     .whereRaw(`${table}.expires_at > now()`)
-    .whereRaw(`${table}.last_active_at > now() - make_interval(secs => ?)`, [inactivitySeconds]) as Q;
+    .whereRaw(`${table}.last_active_at > now() - make_interval(secs => COALESCE(${table}.idle_timeout_seconds, ?))`, [
+      inactivitySeconds,
+    ]) as Q;
 }
 
 /**
@@ -364,6 +402,6 @@ export async function listSessions(app: Context, userId: string): Promise<LiveSe
       'persistent',
       'created_at',
       'last_active_at',
-      app.db.raw('LEAST(expires_at, last_active_at + make_interval(secs => ?)) AS ends_at', [idle]),
+      app.db.raw('LEAST(expires_at, last_active_at + make_interval(secs => COALESCE(idle_timeout_seconds, ?))) AS ends_at', [idle]),
     );
 }

@@ -1,26 +1,40 @@
 // Signing in: checking a password, and `finishSignIn`, which turns any verified identity
 // (password now, Google later) into a session, or into an MFA challenge when the account has MFA;
-// completing that challenge with a TOTP or backup code starts the session.
+// completing that challenge with a TOTP or backup code starts the session. The operators' console
+// (/admin/login) signs in by the same rules into an operator session.
 import crypto from 'node:crypto';
 import type { Context } from '../context';
 import { hashOpaqueToken, type AuthMethod } from '../crypto/access-tokens';
-import { RateLimitedError, UnauthorizedError } from '../errors';
+import { ForbiddenError, RateLimitedError, UnauthorizedError } from '../errors';
 import { User } from '../models';
-import { checkSecondFactor } from '../mfa/service';
+import { checkSecondFactor, INVALID_CODE } from '../mfa/service';
 import { costOf, dummyHash, hashPassword, verifyPassword } from '../users/passwords';
 import { canSignIn } from '../users/status';
 import { normalizeEmail } from '../users/email';
 import { startSession, type ClientInfo, type SessionTokens, type SignInMethod } from './sessions';
+import { holdsOperatorPermission, startOperatorSession, type OperatorSession } from './operator-sessions';
 
 /** One body for every failed sign-in, so it never tells which part was wrong. */
 export const INVALID_CREDENTIALS = 'The email or password is incorrect.';
 
 const MFA_CHALLENGE_TTL_SECONDS = 300;
 const INVALID_CHALLENGE = 'The MFA token is invalid or expired; sign in again.';
-const INVALID_CODE = 'The code is incorrect or was already used.';
 
-/** What signing in gives: a session's tokens, or the challenge that stands before them. */
-export type SignInResult = { kind: 'session'; tokens: SessionTokens } | { kind: 'mfa_challenge'; mfaToken: string; expiresIn: number };
+/** The challenge that stands before a session when the account has MFA. */
+export interface MfaChallenge {
+  kind: 'mfa_challenge';
+  mfaToken: string;
+  expiresIn: number;
+}
+
+/** What signing in to the API gives: a session's tokens, or the challenge before them. */
+export type SignInResult = { kind: 'session'; tokens: SessionTokens } | MfaChallenge;
+
+/** What signing in to the operators' console gives: its session, or the challenge before it. */
+export type OperatorSignInResult = { kind: 'session'; session: OperatorSession } | MfaChallenge;
+
+/** Where a completed challenge leads: an API session or an operator session. */
+type Audience = 'api' | 'operator';
 
 /** How the identity was proved, and what the session will be, kept with an MFA challenge. */
 interface SignIn {
@@ -32,40 +46,46 @@ interface SignIn {
 /** The MFA challenge as stored in Redis (by the hash of its token) until a code completes it. */
 interface StoredChallenge extends SignIn {
   userId: string;
+  audience: Audience;
 }
 
 const challengeKey = (app: Context, token: string) => app.key('mfa-challenge', hashOpaqueToken(token));
 
 const amrOf = (method: SignInMethod): AuthMethod => (method === 'google' ? 'google' : 'pwd');
 
-/**
- * The end of every sign-in, once the user has proved who they are: a session, or, for an account
- * with MFA, a challenge; the session, `user.login` and `session.created` then wait for the code
- * (DESIGN.md, "MFA challenge").
- */
-export async function finishSignIn(app: Context, user: User, signIn: SignIn): Promise<SignInResult> {
-  if (!user.mfa_enabled) {
-    const tokens = await startSession(app, user, signIn.client, {
-      persistent: signIn.persistent,
-      amr: [amrOf(signIn.method)],
-      method: signIn.method,
-    });
-    return { kind: 'session', tokens };
-  }
+async function createChallenge(app: Context, user: User, signIn: SignIn, audience: Audience): Promise<MfaChallenge> {
   const token = crypto.randomBytes(32).toString('base64url');
-  const challenge: StoredChallenge = { userId: user.id, ...signIn };
+  const challenge: StoredChallenge = { userId: user.id, audience, ...signIn };
   await app.redis.set(challengeKey(app, token), JSON.stringify(challenge), 'EX', MFA_CHALLENGE_TTL_SECONDS);
   return { kind: 'mfa_challenge', mfaToken: token, expiresIn: MFA_CHALLENGE_TTL_SECONDS };
 }
 
 /**
- * Checks an email and password, for every password sign-in (the login endpoint, operators'
- * sign-in). Unknown email, wrong password and a suspended or deleted account look the same from
- * outside, in body and in time (an unknown email still costs one bcrypt comparison). Every
- * attempt reserves its count before the password is checked, so attempts sent all at once cannot
- * slip between a check and a count; a success gives the reservations back.
+ * The end of every sign-in to the API, once the user has proved who they are: a session, or, for
+ * an account with MFA, a challenge; the session, `user.login` and `session.created` then wait for
+ * the code (DESIGN.md, "MFA challenge").
  */
-export async function checkPasswordSignIn(app: Context, email: string, password: string, ip: string | null): Promise<User> {
+export async function finishSignIn(app: Context, user: User, signIn: SignIn): Promise<SignInResult> {
+  if (user.mfa_enabled) return createChallenge(app, user, signIn, 'api');
+  const options = { persistent: signIn.persistent, amr: [amrOf(signIn.method)], method: signIn.method };
+  return { kind: 'session', tokens: await startSession(app, user, signIn.client, options) };
+}
+
+/**
+ * Checks an email and password, for every password sign-in (the login endpoint, the operators'
+ * console). Unknown email, wrong password, a suspended or deleted account, and an account the
+ * caller does not accept (`eligible`: an operator without the permission) look the same from
+ * outside, in body, in time (an unknown email still costs one bcrypt comparison) and in what they
+ * count. Every attempt reserves its count before the password is checked, so attempts sent all at
+ * once cannot slip between a check and a count; a success gives the reservations back.
+ */
+export async function checkPasswordSignIn(
+  app: Context,
+  email: string,
+  password: string,
+  ip: string | null,
+  eligible: (user: User) => Promise<boolean> = () => Promise.resolve(true),
+): Promise<User> {
   const limits = app.limits.login;
   const address = normalizeEmail(email);
   const keys = { pair: [address, ip ?? '-'], ip: ip ?? '-', email: address };
@@ -80,14 +100,14 @@ export async function checkPasswordSignIn(app: Context, email: string, password:
     await Promise.all([limits.pair.refund(keys.pair), limits.ip.refund(keys.ip), limits.email.refund(keys.email)]);
     throw err;
   }
-  if (!user || !user.password_hash || !passwordOk || !canSignIn(user.status)) {
+  if (!user || !user.password_hash || !passwordOk || !canSignIn(user.status) || !(await eligible(user))) {
     throw new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
   }
   await Promise.all([limits.pair.reset(keys.pair), limits.ip.refund(keys.ip), limits.email.refund(keys.email)]);
   return user;
 }
 
-/** Password sign-in: a session, or the MFA challenge when the account has MFA. */
+/** Password sign-in to the API: a session, or the MFA challenge when the account has MFA. */
 export async function passwordSignIn(
   app: Context,
   input: { email: string; password: string; remember_me?: boolean },
@@ -104,15 +124,46 @@ export async function passwordSignIn(
 }
 
 /**
- * Completes an MFA challenge with a TOTP or backup code. Over the account's wrong-code limit the
+ * Sign-in to the operators' console (DESIGN.md, "Operators' access to Bull Board"): the login's
+ * rules and limits, and one answer for a wrong password and for an account without the operators'
+ * permission. An operator must have verified their email, and outside development must have MFA
+ * (told so, since they proved their password); with MFA, the code comes next.
+ */
+export async function operatorSignIn(
+  app: Context,
+  input: { email: string; password: string },
+  client: ClientInfo,
+): Promise<OperatorSignInResult> {
+  const user = await checkPasswordSignIn(app, input.email, input.password, client.ip, (u) => holdsOperatorPermission(app, u.id));
+  if (user.status !== 'active') {
+    throw new ForbiddenError("Verify this account's email address before using the operators' console.", 'email_unverified');
+  }
+  if (user.mfa_enabled) return createChallenge(app, user, { method: 'password', persistent: false, client }, 'operator');
+  if (app.config.environment !== 'development') {
+    throw new ForbiddenError(
+      "Turn on two-factor authentication for this account (POST /v1/mfa/totp/setup, then /enable) to use the operators' console.",
+      'mfa_required',
+    );
+  }
+  return { kind: 'session', session: await startOperatorSession(app, user, client, ['pwd']) };
+}
+
+/**
+ * Takes an MFA challenge with a TOTP or backup code. Over the account's wrong-code limit the
  * challenge is deleted and the answer is 429, even for a right code. The challenge is taken with
  * GETDEL only once the code is right, so it is single use even when two right codes arrive at once.
  */
-export async function completeMfaChallenge(app: Context, token: string, code: string): Promise<SessionTokens> {
+async function takeChallenge(
+  app: Context,
+  token: string,
+  code: string,
+  audience: Audience,
+): Promise<{ user: User; challenge: StoredChallenge }> {
   const key = challengeKey(app, token);
   const stored = await app.redis.get(key);
-  if (!stored) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
-  const challenge = JSON.parse(stored) as StoredChallenge;
+  const challenge = stored ? (JSON.parse(stored) as StoredChallenge) : null;
+  // A challenge of the other door (API or console) is no challenge here.
+  if (!challenge || challenge.audience !== audience) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
   const wrongCodes = app.limits.mfaPerAccount;
   try {
     await wrongCodes.hit(challenge.userId);
@@ -128,6 +179,20 @@ export async function completeMfaChallenge(app: Context, token: string, code: st
   if (!(await checkSecondFactor(app, app.db, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
   if (!(await app.redis.getdel(key))) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
   await wrongCodes.refund(challenge.userId);
+  return { user, challenge };
+}
+
+/** Completes an API sign-in's MFA challenge: the session starts. */
+export async function completeMfaChallenge(app: Context, token: string, code: string): Promise<SessionTokens> {
+  const { user, challenge } = await takeChallenge(app, token, code, 'api');
   const { method, persistent, client } = challenge;
   return startSession(app, user, client, { persistent, amr: [amrOf(method), 'mfa'], method });
+}
+
+/** Completes an operator's MFA challenge: the operator session starts. */
+export async function completeOperatorChallenge(app: Context, token: string, code: string): Promise<OperatorSession> {
+  const { user, challenge } = await takeChallenge(app, token, code, 'operator');
+  // The permission may have gone while the code was typed.
+  if (!(await holdsOperatorPermission(app, user.id))) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
+  return startOperatorSession(app, user, challenge.client, [amrOf(challenge.method), 'mfa']);
 }

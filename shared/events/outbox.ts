@@ -32,6 +32,7 @@ export const EVENT_TYPES = [
   'permission.revoked',
   'role.assigned',
   'role.removed',
+  'queue.action',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

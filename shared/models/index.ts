@@ -198,6 +198,10 @@ export class Session extends Model {
   expires_at!: Date;
   revoked_at!: Date | null;
   revoked_reason!: RevokeReason | null;
+  /** Operators' sessions: the SHA-256 of the cookie that holds them (they have no refresh tokens). */
+  cookie_token_hash!: string | null;
+  /** Overrides the configured inactivity limit (operators' sessions end after 30 idle minutes). */
+  idle_timeout_seconds!: number | null;
 
   static get relationMappings(): RelationMappings {
     return {

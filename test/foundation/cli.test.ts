@@ -2,8 +2,7 @@
 // each change reaches the api's permission cache at once.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { call, startTestApp, type TestApp } from '../helpers/app';
-import { basicAuth } from '../helpers/users';
-import { signedInUser } from '../helpers/auth';
+import { operatorSignIn, signedInUser } from '../helpers/auth';
 import { ROOT } from '../helpers/env';
 
 let t: TestApp;
@@ -37,9 +36,8 @@ test('create-admin creates an active, verified admin whose password came from st
   expect(r.stdout + r.stderr).not.toContain(password);
   const user = (await t.context.db('users').where({ email: 'ops@example.com' }).first())!;
   expect(user).toMatchObject({ status: 'active', email_verified: true });
-  const board = await call(`${t.url}/admin/queues`, {
-    headers: { Authorization: basicAuth({ id: user.id, email: 'ops@example.com', password }) },
-  });
+  const { cookie } = await operatorSignIn(t.url, { id: user.id, email: 'ops@example.com', password });
+  const board = await call(`${t.url}/admin/queues`, { headers: { Cookie: cookie! } });
   expect(board.status).toBe(200);
 });
 

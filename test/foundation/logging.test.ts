@@ -23,9 +23,8 @@ test('requests carrying credentials leave no trace of them in the logs', async (
   const t = await startTestApp();
   try {
     await call(`${t.url}/health/live`, { headers: { Authorization: `Bearer ${SECRET}`, Cookie: `__Secure-refresh_token=${SECRET}` } });
-    await call(`${t.url}/admin/queues`, {
-      headers: { Authorization: `Basic ${Buffer.from(`ops@example.com:${SECRET}`).toString('base64')}` },
-    });
+    await call(`${t.url}/admin/login`, { body: { email: 'ops@example.com', password: SECRET } });
+    await call(`${t.url}/admin/queues`, { headers: { Cookie: `__Secure-operator_session=${SECRET}` } });
     await call(`${t.url}/v1/nothing`, { body: { password: SECRET, refresh_token: SECRET, api_secret: SECRET } });
     await call(`${t.url}/health/live?token=${SECRET}`);
     expect(t.logs.lines.length).toBeGreaterThan(0);

@@ -4,11 +4,11 @@ import crypto from 'node:crypto';
 import { call, eventually, type TestApp } from '../helpers/app';
 import type { TestSmtp } from '../helpers/smtp';
 import { startStack, type TestStack } from '../helpers/stack';
-import { basicAuth, createUser, type TestUser } from '../helpers/users';
+import { createUser, type TestUser } from '../helpers/users';
+import { login, operatorSignIn } from '../helpers/auth';
 import { writeEmail } from '../../shared/email/outbox';
 import { enqueueEmail } from '../../shared/queues';
 import { reconcileEmails } from '../../workers/processors/email';
-import { hashPassword } from '../../shared/users/passwords';
 
 let stack: TestStack;
 let t: TestApp;
@@ -85,10 +85,9 @@ describe('a job that keeps failing', () => {
     expect(row).toMatchObject({ status: 'failed', attempts: 3 });
   });
 
-  test("is visible to an admin through Bull Board's JSON API", async () => {
-    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=failed&page=1`, {
-      headers: { Authorization: basicAuth(admin) },
-    });
+  test("is visible to a signed-in operator through Bull Board's JSON API", async () => {
+    const { cookie } = await operatorSignIn(t.url, admin);
+    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=failed&page=1`, { headers: { Cookie: cookie! } });
     expect(r.status).toBe(200);
     const email = r.body.queues.find((q: { name: string }) => q.name === 'email');
     expect(email.counts.failed).toBeGreaterThanOrEqual(1);
@@ -96,66 +95,80 @@ describe('a job that keeps failing', () => {
     // Jobs carry ids, never the message or its token.
     expect(JSON.stringify(email.jobs)).not.toMatch(/refused-/);
   });
-
-  test('and to an admin holding a bearer access token', async () => {
-    const token = await t.context.accessTokens.sign({ sub: admin.id, roles: ['admin'], amr: ['pwd'] });
-    const r = await call(`${t.url}/admin/queues/api/queues?activeQueue=email&status=failed&page=1`, {
-      headers: { Authorization: `Bearer ${token}` },
-    });
-    expect(r.status).toBe(200);
-  });
 });
 
-describe('Bull Board is for operators only', () => {
-  const paths = ['/admin/queues', '/admin/queues/api/queues?activeQueue=email&status=latest&page=1'];
+describe('Bull Board is for operators signed in at /admin/login', () => {
+  const api = '/admin/queues/api/queues?activeQueue=email&status=latest&page=1';
 
-  test.each(paths)('%s: 401 with a Basic challenge without credentials', async (path) => {
-    const r = await call(`${t.url}${path}`);
+  test('without a session the page goes to the sign-in page and the API answers 401', async () => {
+    const page = await call(`${t.url}/admin/queues`);
+    expect(page.status).toBe(302);
+    expect(page.headers.get('location')).toBe('/admin/login');
+    const r = await call(`${t.url}${api}`);
     expect(r.status).toBe(401);
-    expect(r.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
     expect(r.headers.get('content-type')).toMatch(/problem\+json/);
+    // No Basic challenge, and Basic credentials open nothing.
+    expect(r.headers.get('www-authenticate')).not.toMatch(/Basic/);
+    const basic = `Basic ${Buffer.from(`${admin.email}:${admin.password}`).toString('base64')}`;
+    expect((await call(`${t.url}${api}`, { headers: { Authorization: basic } })).status).toBe(401);
   });
 
-  test.each(paths)('%s: 401 with a wrong password', async (path) => {
-    const r = await call(`${t.url}${path}`, { headers: { Authorization: basicAuth({ ...admin, password: 'wrong-password-1A!' }) } });
-    expect(r.status).toBe(401);
-  });
-
-  test.each(paths)('%s: 403 for a non-admin', async (path) => {
-    const r = await call(`${t.url}${path}`, { headers: { Authorization: basicAuth(trader) } });
-    expect(r.status).toBe(403);
-    const token = await t.context.accessTokens.sign({ sub: trader.id, roles: ['admin'], amr: ['pwd'] });
-    // The roles claim alone never grants anything: permissions come from the database.
-    const forged = await call(`${t.url}${path}`, { headers: { Authorization: `Bearer ${token}` } });
-    expect(forged.status).toBe(403);
-  });
-
-  test("Basic credentials count against the login limits: guessing an operator's password is throttled", async () => {
-    const target = await createUser(t.context.db, { roles: ['admin'] });
-    for (let i = 0; i < 5; i += 1) {
-      const r = await call(`${t.url}/admin/queues`, {
-        headers: { Authorization: basicAuth({ ...target, password: `Wrong-guess-${i}-A1!` }) },
-      });
-      expect(r.status).toBe(401);
+  test('a wrong password and an account without the permission get one and the same answer', async () => {
+    const wrong = await operatorSignIn(t.url, { ...admin, password: 'Wrong-Password-1A!' });
+    const notOperator = await operatorSignIn(t.url, trader);
+    for (const { reply, cookie } of [wrong, notOperator]) {
+      expect(cookie).toBeNull();
+      expect(reply.status).toBe(401);
     }
-    const blocked = await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(target) } });
-    expect(blocked.status).toBe(429);
-    expect(blocked.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(notOperator.reply.body.detail).toBe(wrong.reply.body.detail);
+    expect(notOperator.reply.body.type).toBe(wrong.reply.body.type);
+    // A bearer token with a forged roles claim opens nothing either: the board reads no bearer.
+    const token = await t.context.accessTokens.sign({ sub: trader.id, roles: ['admin'], amr: ['pwd'] });
+    expect((await call(`${t.url}${api}`, { headers: { Authorization: `Bearer ${token}` } })).status).toBe(401);
   });
 
-  test('a cached Basic credential stops working once the password changes', async () => {
+  test("sign-ins count against the login limits: guessing an operator's password is throttled", async () => {
+    const target = await createUser(t.context.db, { roles: ['admin'] });
+    for (let i = 0; i < 5; i += 1)
+      expect((await operatorSignIn(t.url, { ...target, password: `Wrong-guess-${i}-A1!` })).reply.status).toBe(401);
+    const blocked = await operatorSignIn(t.url, target);
+    expect(blocked.reply.status).toBe(429);
+    expect(blocked.reply.headers.get('retry-after')).toMatch(/^\d+$/);
+    // The same counter as the API's login.
+    expect((await call(`${t.url}/v1/auth/login`, { body: { email: target.email, password: target.password } })).status).toBe(429);
+  });
+
+  test('the session is a real one: listed, and ended when the operator signs out everywhere', async () => {
     const op = await createUser(t.context.db, { roles: ['admin'] });
-    expect((await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(op) } })).status).toBe(200);
-    await t.context
-      .db('users')
-      .where({ id: op.id })
-      .update({ password_hash: await hashPassword('Another-Password-99!', 4) });
-    expect((await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(op) } })).status).toBe(401);
+    const { cookie, reply } = await operatorSignIn(t.url, op);
+    expect(reply.status).toBe(200);
+    const attributes = reply.headers.getSetCookie().join().toLowerCase().split('; ');
+    expect(attributes).toEqual(expect.arrayContaining(['path=/admin', 'secure', 'samesite=strict', 'httponly']));
+    expect((await call(`${t.url}/admin/queues`, { headers: { Cookie: cookie! } })).status).toBe(200);
+    const signedIn = await login(t.url, op);
+    const sessions = await call(`${t.url}/v1/auth/sessions`, { headers: signedIn.auth });
+    expect(sessions.body.sessions).toHaveLength(2);
+    expect((await call(`${t.url}/v1/auth/logout`, { body: { all_devices: true }, headers: signedIn.auth })).status).toBe(204);
+    expect((await call(`${t.url}/admin/queues`, { headers: { Cookie: cookie! } })).status).toBe(302);
   });
 
-  test('the page itself loads for an admin', async () => {
-    const r = await call(`${t.url}/admin/queues`, { headers: { Authorization: basicAuth(admin) } });
-    expect(r.status).toBe(200);
-    expect(r.headers.get('content-type')).toMatch(/text\/html/);
+  test('the page loads for an operator, with its fonts from here; pausing and resuming is recorded', async () => {
+    const { cookie } = await operatorSignIn(t.url, admin);
+    const page = await call(`${t.url}/admin/queues`, { headers: { Cookie: cookie! } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    expect(page.text).not.toContain('googleapis');
+    const font = /href="(\/admin\/fonts\/[^"]+\.css)"/.exec(page.text)![1];
+    expect((await call(`${t.url}${font}`)).status).toBe(200);
+    for (const action of ['pause', 'resume']) {
+      expect(
+        (await call(`${t.url}/admin/queues/api/queues/events/${action}`, { method: 'PUT', headers: { Cookie: cookie! } })).status,
+      ).toBe(200);
+    }
+    const recorded = await t.context.db('events').where({ type: 'queue.action', actor_id: admin.id }).orderBy('seq').select('data');
+    expect(recorded.map((e) => e.data)).toEqual([
+      { queue: 'events', action: 'pause', job_id: null },
+      { queue: 'events', action: 'resume', job_id: null },
+    ]);
   });
 });

@@ -31,5 +31,3 @@ export async function createUser(
   }
   return { id, email, password };
 }
-
-export const basicAuth = (user: TestUser) => `Basic ${Buffer.from(`${user.email}:${user.password}`).toString('base64')}`;

@@ -1,0 +1,22 @@
+// A real headless Chromium for the pages (docs, the operators' sign-in, Bull Board): Debian's
+// `chromium` driven by playwright-core, never a downloaded browser (DESIGN.md, "Browser checks").
+// CHROMIUM_PATH points at another build. Background networking is off: this machine reaches
+// nothing outside, and Chromium would keep trying.
+import { chromium, type Browser } from 'playwright-core';
+
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
