@@ -1,7 +1,7 @@
 // Operator commands: `npm run cli -- <command> [options]`. Run `npm run cli -- help` for the list.
 import { parseArgs } from 'node:util';
 import { loadConfigOrExit, type Config } from '../shared/config';
-import { createDb, ensureDatabase, migrateLatest, migrationSettings } from '../shared/db';
+import { createDb, ensureDatabase, migrateDownAll, migrateLatest, migrationStatus } from '../shared/db';
 import { exitUnlessDependencies } from '../shared/process';
 import { createOrPromoteAdmin } from '../shared/users/admin';
 import { createMissingKeys } from '../shared/crypto/keys';
@@ -61,19 +61,19 @@ async function main(): Promise<void> {
   try {
     switch (command) {
       case 'migrate': {
-        const [, applied] = (await db.migrate.latest(migrationSettings())) as [number, string[]];
+        const applied = await migrateLatest(db);
         process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'already up to date\n');
         break;
       }
       case 'migrate:down': {
-        const [, reverted] = (await db.migrate.rollback(migrationSettings(), true)) as [number, string[]];
+        const reverted = await migrateDownAll(db);
         process.stdout.write(`reverted ${reverted.length} migrations\n`);
         break;
       }
       case 'migrate:status': {
-        const [done, pending] = (await db.migrate.list(migrationSettings())) as [{ name: string }[], { file: string }[]];
-        for (const m of done) process.stdout.write(`applied  ${m.name}\n`);
-        for (const m of pending) process.stdout.write(`pending  ${m.file}\n`);
+        const { applied, pending } = await migrationStatus(db);
+        for (const name of applied) process.stdout.write(`applied  ${name}\n`);
+        for (const name of pending) process.stdout.write(`pending  ${name}\n`);
         break;
       }
       case 'create-admin': {
