@@ -4,9 +4,27 @@ import http from 'node:http';
 import { loadConfigOrExit } from '../shared/config';
 import { createLogger } from '../shared/logger';
 import { createContext } from '../shared/context';
-import { createMissingKeys, KeyError } from '../shared/crypto/keys';
-import { exitUnlessDependencies, onShutdown } from '../shared/process';
+import { createMissingKeys } from '../shared/crypto/keys';
+import { StartupError } from '../shared/errors';
+import { exitOnStartupFailure, exitUnlessDependencies, onShutdown } from '../shared/process';
 import { createApp } from './app';
+
+/** Listens, or fails with the one line an operator needs when the port is taken. */
+function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new StartupError(`port ${port} is in use (EADDRINUSE): stop the other process or set PORT`, { cause: err })
+          : err,
+      );
+    server.once('error', fail);
+    server.listen(port, host, () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
@@ -15,27 +33,18 @@ async function main(): Promise<void> {
     logger.warn({ variables: config.ignoredSettings }, 'these settings have no effect in this service (see README)');
   await exitUnlessDependencies(config);
   if (config.environment === 'development') createMissingKeys(config);
-  let context;
-  try {
-    context = createContext(config, logger);
-  } catch (err) {
-    if (err instanceof KeyError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
+  // A missing or bad key throws a KeyError here: one line, exit 1 (exitOnStartupFailure).
+  const context = createContext(config, logger);
   await context.ready();
   const { koa } = createApp(context);
   const server = http.createServer(koa.callback());
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
-  server.listen(config.port, config.host, () => {
-    const address = server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
-    logger.info({ port, docs: `/docs`, redoc: '/redoc', bullBoard: '/admin/queues' }, `api listening on http://localhost:${port}`);
-  });
+  await listen(server, config.port, config.host);
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.info({ port, docs: `/docs`, redoc: '/redoc', bullBoard: '/admin/queues' }, `api listening on http://localhost:${port}`);
   onShutdown(logger, config.shutdownTimeoutMs, [
     [
       'http',
@@ -52,7 +61,4 @@ async function main(): Promise<void> {
   ]);
 }
 
-main().catch((err) => {
-  process.stderr.write(`api failed to start: ${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+main().catch(exitOnStartupFailure('api'));

@@ -55,7 +55,7 @@ async function main(): Promise<void> {
     for (const file of createMissingKeys(config)) process.stdout.write(`created ${file}\n`);
     return;
   }
-  await exitUnlessDependencies(config);
+  await exitUnlessDependencies(config, { createsDatabase: true });
   await ensureDatabase(config.database.url);
   const db = createDb(config);
   try {

@@ -119,8 +119,27 @@ export async function migrationStatus(db: Db): Promise<{ applied: string[]; pend
   return { applied: done.map((m) => m.name), pending: pending.map((m) => m.name) };
 }
 
-/** Creates the database named in the URL when it does not exist yet (connecting to `postgres`). */
+/** False when the database of the URL does not exist (3D000); other failures are thrown. */
+async function databaseExists(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return true;
+  } catch (err) {
+    if (err instanceof pg.DatabaseError && err.code === '3D000') return false;
+    throw err;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Creates the database named in the URL when it does not exist yet, connecting to `postgres` for
+ * that only: a role allowed into its own database alone needs nothing more.
+ */
 export async function ensureDatabase(url: string): Promise<boolean> {
+  if (await databaseExists(url)) return false;
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
   const admin = new URL(url);

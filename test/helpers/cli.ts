@@ -44,9 +44,16 @@ export function runCli(
   args: string[],
   options: { env: Record<string, string>; input?: string; compiled?: boolean; timeoutMs?: number },
 ): Promise<CliResult> {
-  const entry = options.compiled
-    ? [path.join(ROOT, 'dist', 'scripts', 'cli.js')]
-    : ['--import', 'tsx', path.join(ROOT, 'scripts', 'cli.ts')];
+  return runScript(options.compiled ? 'dist/scripts/cli.js' : 'scripts/cli.ts', args, options);
+}
+
+/** Runs one of the project's entry points (`api/server.ts`, `workers/worker.ts`…; `.ts` under tsx) to its exit. */
+export function runScript(
+  script: string,
+  args: string[],
+  options: { env: Record<string, string>; input?: string; timeoutMs?: number },
+): Promise<CliResult> {
+  const entry = script.endsWith('.ts') ? ['--import', 'tsx', path.join(ROOT, script)] : [path.join(ROOT, script)];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env: options.env, stdio: 'pipe' });
     let stdout = '';
@@ -62,7 +69,7 @@ export function runCli(
       clearTimeout(timer);
       resolve({ status, signal, stdout, stderr });
     });
-    // A CLI that exits before reading its input must not fail the test with EPIPE.
+    // A process that exits before reading its input must not fail the test with EPIPE.
     child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
