@@ -106,3 +106,11 @@ export class StartupError extends Error {
     this.name = 'StartupError';
   }
 }
+
+/** A command line the CLI cannot run as written (an unknown option, a missing value): exit 2, pointing at --help. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}

@@ -109,7 +109,7 @@ describe('PostgreSQL refuses us, or is not there', () => {
     const url = urlOf(ownPg.url, { user: 'app', password: 'wrong-secret' });
     const r = await runCli(['migrate:status'], { env: envWith({ DATABASE_URL: url }) });
     const line = failsWithOneLine(r, /refused the password of user "app" \(28P01\): check the password in DATABASE_URL/);
-    expect(line).toMatch(/^PostgreSQL at postgresql:\/\/app:\*\*\*@127\.0\.0\.1:\d+\/postgres /);
+    expect(line).toMatch(/^cli: migrate:status: PostgreSQL at postgresql:\/\/app:\*\*\*@127\.0\.0\.1:\d+\/postgres /);
     expect(r.stdout + r.stderr).not.toContain('wrong-secret');
   });
 
@@ -131,7 +131,7 @@ describe('PostgreSQL refuses us, or is not there', () => {
   test('a server that is not running: "not reachable", with how to start it (CLI)', async () => {
     const url = `postgresql://postgres@127.0.0.1:${await freePort()}/user_service`;
     const r = await runCli(['migrate'], { env: envWith({ DATABASE_URL: url }) });
-    failsWithOneLine(r, /^PostgreSQL is not reachable at .*ECONNREFUSED.*Start it .*or set DATABASE_URL\.$/);
+    failsWithOneLine(r, /^cli: migrate: PostgreSQL is not reachable at .*ECONNREFUSED.*Start it .*or set DATABASE_URL\.$/);
   });
 });
 
