@@ -54,8 +54,17 @@ export function runScript(
   options: { env: Record<string, string>; input?: string; timeoutMs?: number },
 ): Promise<CliResult> {
   const entry = script.endsWith('.ts') ? ['--import', 'tsx', path.join(ROOT, script)] : [path.join(ROOT, script)];
+  return runCommand(process.execPath, [...entry, ...args], options);
+}
+
+/** Runs a program in the project's folder to its exit, collecting what it prints. */
+export function runCommand(
+  file: string,
+  args: string[],
+  options: { env: Record<string, string>; input?: string; timeoutMs?: number },
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env: options.env, stdio: 'pipe' });
+    const child = spawn(file, args, { cwd: ROOT, env: options.env, stdio: 'pipe' });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
