@@ -4,9 +4,27 @@ import http from 'node:http';
 import { loadConfigOrExit } from '../shared/config';
 import { createLogger } from '../shared/logger';
 import { createContext } from '../shared/context';
-import { createMissingKeys, KeyError } from '../shared/crypto/keys';
-import { exitUnlessDependencies, onShutdown } from '../shared/process';
+import { createMissingKeys } from '../shared/crypto/keys';
+import { StartupError } from '../shared/errors';
+import { exitOnStartupFailure, exitUnlessDependencies, onShutdown } from '../shared/process';
 import { createApp } from './app';
+
+/** Listens, or fails with the one line an operator needs when the port is taken. */
+function listen(server: http.Server, port: number, host: string, variable: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new StartupError(`port ${port} is in use (EADDRINUSE): stop the other process or set ${variable}`, { cause: err })
+          : err,
+      );
+    server.once('error', fail);
+    server.listen(port, host, () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
@@ -15,34 +33,24 @@ async function main(): Promise<void> {
     logger.warn({ variables: config.ignoredSettings }, 'these settings have no effect in this service (see README)');
   await exitUnlessDependencies(config);
   if (config.environment === 'development') createMissingKeys(config);
-  let context;
-  try {
-    context = createContext(config, logger);
-  } catch (err) {
-    if (err instanceof KeyError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
+  // A missing or bad key throws a KeyError here: one line, exit 1 (exitOnStartupFailure).
+  const context = createContext(config, logger);
   await context.ready();
   const { koa, metricsKoa } = createApp(context);
   const server = http.createServer(koa.callback());
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
-  server.listen(config.port, config.host, () => {
-    const address = server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
-    logger.info({ port, docs: `/docs`, redoc: '/redoc', bullBoard: '/admin/queues' }, `api listening on http://localhost:${port}`);
-  });
+  await listen(server, config.port, config.host, 'PORT');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.info({ port, docs: `/docs`, redoc: '/redoc', bullBoard: '/admin/queues' }, `api listening on http://localhost:${port}`);
   // The management port: /metrics only, on its own listener (closed with the process).
   if (metricsKoa) {
     const metricsServer = http.createServer(metricsKoa.callback());
-    metricsServer.listen(config.metricsPort!, config.host, () => {
-      logger.info({ port: (metricsServer.address() as { port: number }).port }, 'metrics listening (GET /metrics)');
-    });
+    await listen(metricsServer, config.metricsPort!, config.host, 'METRICS_PORT');
     metricsServer.unref();
+    logger.info({ port: (metricsServer.address() as { port: number }).port }, 'metrics listening (GET /metrics)');
   } else if (config.environment !== 'development') {
     logger.warn('METRICS_PORT is empty: /metrics is not served (set it to scrape the service, and keep that port private)');
   }
@@ -62,7 +70,4 @@ async function main(): Promise<void> {
   ]);
 }
 
-main().catch((err) => {
-  process.stderr.write(`api failed to start: ${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+main().catch(exitOnStartupFailure('api'));

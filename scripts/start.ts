@@ -7,13 +7,13 @@ import path from 'node:path';
 import { loadConfigOrExit } from '../shared/config';
 import { createDb, ensureDatabase, migrateLatest } from '../shared/db';
 import { createMissingKeys } from '../shared/crypto/keys';
-import { exitUnlessDependencies } from '../shared/process';
+import { exitOnStartupFailure, exitUnlessDependencies } from '../shared/process';
 import { createLogger } from '../shared/logger';
 
 async function prepare(): Promise<void> {
   const config = loadConfigOrExit();
   const logger = createLogger(config);
-  await exitUnlessDependencies(config);
+  await exitUnlessDependencies(config, { createsDatabase: true });
   if (await ensureDatabase(config.database.url)) logger.info('created the database');
   const db = createDb(config);
   try {
@@ -76,7 +76,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`start failed: ${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+main().catch(exitOnStartupFailure('start'));

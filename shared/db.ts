@@ -2,6 +2,7 @@
 // hanging a request: the caller gets an error (503) instead.
 import knexFactory, { type Knex } from 'knex';
 import { Model } from 'objection';
+import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import type { Config } from './config';
@@ -40,22 +41,105 @@ export function createDb(config: Pick<Config, 'database'>, options: { statementT
   return db;
 }
 
-/** Where the compiled or TypeScript migrations are, whichever this process runs from. */
-export function migrationSettings(): Knex.MigratorConfig {
+/** The migration files next to this file's tree: `migrations/*.ts` under tsx and Jest, `dist/migrations/*.js` compiled. */
+const MIGRATIONS_DIR = path.join(__dirname, '..', 'migrations');
+const MIGRATIONS_TABLE = 'knex_migrations';
+
+interface MigrationFile {
+  name: string;
+  file: string;
+}
+
+let migrationFiles: MigrationFile[] | undefined;
+
+/** Listed once per process, in name order; the extension is that of the code this process runs. */
+function listMigrationFiles(): MigrationFile[] {
   const extension = path.extname(__filename);
-  return {
-    directory: path.join(__dirname, '..', 'migrations'),
-    loadExtensions: [extension],
-    tableName: 'knex_migrations',
-  };
+  migrationFiles ??= fs
+    .readdirSync(MIGRATIONS_DIR)
+    .filter((file) => file.endsWith(extension) && !file.endsWith(`.d${extension}`))
+    .sort()
+    .map((file) => ({ name: path.basename(file, extension), file: path.join(MIGRATIONS_DIR, file) }));
+  return migrationFiles;
 }
 
-export async function migrateLatest(db: Db): Promise<void> {
-  await db.migrate.latest(migrationSettings());
+/**
+ * One list of migrations, named the same whatever runs them. knex's default source names a
+ * migration by its file name, extension included, so the compiled service recorded
+ * `…_users_and_access.js` and the CLI under tsx looked for `…_users_and_access.ts`, each calling the
+ * other's database corrupt. Here a migration is its base name; the file loaded is the one this
+ * process can run.
+ */
+const migrationSource: Knex.MigrationSource<MigrationFile> = {
+  getMigrations: () => Promise.resolve(listMigrationFiles()),
+  getMigrationName: (migration) => migration.name,
+  // Migrations are CommonJS modules found at run time; knex's own source loads them with require too.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  getMigration: (migration) => Promise.resolve(require(migration.file) as Knex.Migration),
+};
+
+export function migrationSettings(): Knex.MigratorConfig {
+  return { migrationSource, tableName: MIGRATIONS_TABLE };
 }
 
-/** Creates the database named in the URL when it does not exist yet (connecting to `postgres`). */
+const RECORDED_EXTENSION = String.raw`\.(js|ts)$`;
+
+/**
+ * Databases migrated before migrations lost their extension recorded `….js` (npm start) or `….ts`
+ * (the CLI): rename those rows to the base name. Idempotent, and one statement: a second process
+ * starting at the same moment waits for the first one's row locks, then finds nothing left to
+ * rename (PostgreSQL re-checks the condition of a row that changed while it waited).
+ */
+export async function normaliseMigrationNames(db: Db): Promise<number> {
+  const { rows } = await db.raw<{ rows: { present: boolean }[] }>('SELECT to_regclass(?) IS NOT NULL AS present', [MIGRATIONS_TABLE]);
+  if (!rows[0].present) return 0;
+  return db(MIGRATIONS_TABLE)
+    .whereRaw('name ~ ?', [RECORDED_EXTENSION])
+    .update({ name: db.raw('regexp_replace(name, ?, ?)', [RECORDED_EXTENSION, '']) });
+}
+
+/** Applies pending migrations; returns their names. */
+export async function migrateLatest(db: Db): Promise<string[]> {
+  await normaliseMigrationNames(db);
+  const [, applied] = (await db.migrate.latest(migrationSettings())) as [number, string[]];
+  return applied;
+}
+
+/** Reverts every applied migration (drops every table); returns their names. */
+export async function migrateDownAll(db: Db): Promise<string[]> {
+  await normaliseMigrationNames(db);
+  const [, reverted] = (await db.migrate.rollback(migrationSettings(), true)) as [number, string[]];
+  return reverted;
+}
+
+/** Names of the applied and of the pending migrations. */
+export async function migrationStatus(db: Db): Promise<{ applied: string[]; pending: string[] }> {
+  await normaliseMigrationNames(db);
+  const [done, pending] = (await db.migrate.list(migrationSettings())) as [{ name: string }[], MigrationFile[]];
+  return { applied: done.map((m) => m.name), pending: pending.map((m) => m.name) };
+}
+
+/** False when the database of the URL does not exist (3D000); other failures are thrown. */
+async function databaseExists(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return true;
+  } catch (err) {
+    if (err instanceof pg.DatabaseError && err.code === '3D000') return false;
+    throw err;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Creates the database named in the URL when it does not exist yet, connecting to `postgres` for
+ * that only: a role allowed into its own database alone needs nothing more.
+ */
 export async function ensureDatabase(url: string): Promise<boolean> {
+  if (await databaseExists(url)) return false;
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
   const admin = new URL(url);

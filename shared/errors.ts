@@ -95,3 +95,22 @@ export class UnavailableError extends AppError {
     super(503, 'service_unavailable', 'Service unavailable', detail, { headers: { 'Retry-After': '5' }, cause });
   }
 }
+
+/**
+ * A process cannot start (a port in use, a dependency that refuses us). Its message is the one line
+ * an operator reads: the cause and what to do, never a stack trace.
+ */
+export class StartupError extends Error {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.name = 'StartupError';
+  }
+}
+
+/** A command line the CLI cannot run as written (an unknown option, a missing value): exit 2, pointing at --help. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}

@@ -41,6 +41,18 @@ export function waitForRedis(redis: Redis, timeoutMs = 5000): Promise<void> {
   });
 }
 
+/**
+ * PING that also proves the connection is in the configured database. ioredis reports a SELECT the
+ * server refuses (`redis://…/99` → "ERR DB index is out of range") only as an 'error' event and
+ * carries on in database 0, where PING still answers: selecting the database again fails then, with
+ * the server's reason, and puts a connection whose server has since gained the database back in it.
+ */
+export async function pingDatabase(redis: Redis): Promise<void> {
+  const db = redis.options.db ?? 0;
+  if (db === 0) await redis.ping();
+  else await redis.select(db);
+}
+
 export function isRedisUnavailable(err: unknown): boolean {
   const message = (err as Error)?.message ?? '';
   return /enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|ECONNRESET/i.test(

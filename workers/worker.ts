@@ -8,7 +8,7 @@ import { createContext, type Context } from '../shared/context';
 import { createMissingKeys } from '../shared/crypto/keys';
 import { createRedis, type Redis } from '../shared/redis';
 import { JOB_NAMES } from '../shared/queues';
-import { exitUnlessDependencies, onShutdown } from '../shared/process';
+import { exitOnStartupFailure, exitUnlessDependencies, onShutdown } from '../shared/process';
 import type { QueueDeclaration, RunningProcessor } from './declaration';
 import { DECLARATIONS } from './processors';
 
@@ -97,8 +97,5 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((err) => {
-    process.stderr.write(`worker failed to start: ${(err as Error).stack ?? err}\n`);
-    process.exit(1);
-  });
+  main().catch(exitOnStartupFailure('worker'));
 }

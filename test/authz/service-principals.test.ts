@@ -1,9 +1,8 @@
 // Service principals: created by the CLI, they exchange client credentials for a short access
 // token (no session, no refresh token) and may check any user's permissions.
-import { execFileSync } from 'node:child_process';
 import { call, startTestApp, type TestApp } from '../helpers/app';
 import { signedInUser } from '../helpers/auth';
-import { ROOT } from '../helpers/env';
+import { cliEnvironment, runCli } from '../helpers/cli';
 import { rotateServiceSecret, setServiceEnabled } from '../../shared/users/services';
 
 let t: TestApp;
@@ -11,17 +10,9 @@ let clientId: string;
 let clientSecret: string;
 beforeAll(async () => {
   t = await startTestApp();
-  const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'create-service', '--name', 'ticker-service'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: t.config.database.url,
-      PASSWORD_BCRYPT_COST: '4',
-      JWT_KEYS_DIR: t.config.jwt.keysDir,
-      LOCAL_KMS_KEY_PATH: t.config.kms.keyPath,
-    },
-  });
+  const created = await runCli(['create-service', '--name', 'ticker-service'], { env: cliEnvironment(t) });
+  if (created.status !== 0) throw new Error(`create-service failed: ${created.stderr}`);
+  const out = created.stdout;
   clientId = /client_id=(\S+)/.exec(out)![1];
   clientSecret = /client_secret=(\S+)/.exec(out)![1];
 });

@@ -1,9 +1,8 @@
 // The operators' CLI: create or promote an admin (password from stdin), assign and remove roles;
 // each change reaches the api's permission cache at once.
-import { execFileSync, spawnSync } from 'node:child_process';
 import { call, startTestApp, type TestApp } from '../helpers/app';
 import { operatorSignIn, signedInUser } from '../helpers/auth';
-import { ROOT } from '../helpers/env';
+import { cliEnvironment, runCli } from '../helpers/cli';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -11,26 +10,12 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const env = () => ({
-  PATH: process.env.PATH,
-  DATABASE_URL: t.config.database.url,
-  REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
-  PASSWORD_BCRYPT_COST: '4',
-  JWT_KEYS_DIR: t.config.jwt.keysDir,
-  LOCAL_KMS_KEY_PATH: t.config.kms.keyPath,
-});
-const cli = (args: string[], input?: string) =>
-  spawnSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: env(),
-    input,
-    timeout: 30_000,
-  });
+// The CLI talks to the app's own database, Redis (TEST_REDIS_URL when set) and prefixes.
+const cli = (args: string[], input?: string) => runCli(args, { env: cliEnvironment(t), input });
 
 test('create-admin creates an active, verified admin whose password came from stdin', async () => {
   const password = 'Operator-Passphrase-2026!';
-  const r = cli(['create-admin', '--email', 'ops@example.com', '--name', 'Ops', '--password-stdin'], `${password}\n`);
+  const r = await cli(['create-admin', '--email', 'ops@example.com', '--name', 'Ops', '--password-stdin'], `${password}\n`);
   expect(r.status).toBe(0);
   expect(r.stdout).toMatch(/^created admin: ops@example.com \(user id [0-9a-f-]{36}\)/);
   expect(r.stdout + r.stderr).not.toContain(password);
@@ -41,8 +26,8 @@ test('create-admin creates an active, verified admin whose password came from st
   expect(board.status).toBe(200);
 });
 
-test('create-admin refuses a weak password, naming the rule', () => {
-  const r = cli(['create-admin', '--email', 'weak-ops@example.com', '--password-stdin'], 'password\n');
+test('create-admin refuses a weak password, naming the rule', async () => {
+  const r = await cli(['create-admin', '--email', 'weak-ops@example.com', '--password-stdin'], 'password\n');
   expect(r.status).toBe(1);
   expect(r.stderr).toMatch(/password: must be at least 12 characters/);
 });
@@ -52,17 +37,11 @@ test('promoting an existing user, and role changes, show in the permission check
   const check = async (permission: string) =>
     (await call(`${t.url}/v1/authz/check`, { body: { permission }, headers: user.auth })).body.allowed;
   expect(await check('queues:admin')).toBe(false);
-  expect(
-    execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'create-admin', '--email', user.email], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      env: env(),
-    }),
-  ).toMatch(/^promoted to admin/);
+  expect((await cli(['create-admin', '--email', user.email])).stdout).toMatch(/^promoted to admin/);
   expect(await check('queues:admin')).toBe(true);
-  expect(cli(['remove-role', '--email', user.email, '--role', 'admin']).stdout).toMatch(/role admin removed/);
+  expect((await cli(['remove-role', '--email', user.email, '--role', 'admin'])).stdout).toMatch(/role admin removed/);
   expect(await check('queues:admin')).toBe(false);
-  expect(cli(['assign-role', '--email', user.email, '--role', 'trader']).stdout).toMatch(/role trader assigned/);
+  expect((await cli(['assign-role', '--email', user.email, '--role', 'trader'])).stdout).toMatch(/role trader assigned/);
   expect(await check('orders:write')).toBe(true);
-  expect(cli(['assign-role', '--email', user.email, '--role', 'nope']).status).toBe(1);
+  expect((await cli(['assign-role', '--email', user.email, '--role', 'nope'])).status).toBe(1);
 });

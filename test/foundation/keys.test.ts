@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { call, startTestApp } from '../helpers/app';
-import { ROOT } from '../helpers/env';
+import { PG_URL, REDIS_URL, ROOT } from '../helpers/env';
 import { createMissingKeys, loadSigningKeys } from '../../shared/crypto/keys';
 import { createLocalKms, DecryptionError, rewrapAll } from '../../shared/crypto/kms';
 import { createAccessTokens, InvalidTokenError } from '../../shared/crypto/access-tokens';
@@ -38,6 +38,9 @@ test('production without keys stops with a clear error and exit code 1', () => {
     env: {
       PATH: process.env.PATH,
       ENVIRONMENT: 'production',
+      // A database and a Redis that exist: the api checks both before it looks for its keys.
+      DATABASE_URL: PG_URL,
+      REDIS_URL,
       SMTP_HOST: '127.0.0.1',
       JWT_KEYS_DIR: path.join(dir, 'jwt'),
       LOCAL_KMS_KEY_PATH: path.join(dir, 'master.key'),
