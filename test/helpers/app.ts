@@ -142,6 +142,11 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
   await context.ready();
   const app = createApp(context);
   const server = http.createServer(app.koa.callback());
+  // The keep-alive timeouts of api/server.ts, not Node's 5 s: tests that run a CLI with spawnSync
+  // block this process for seconds, after which a 5 s timer would close the client's idle socket
+  // just as the next request is written on it (ECONNRESET).
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   const workers: Worker[] = [];
