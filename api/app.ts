@@ -105,6 +105,7 @@ export function createApp(app: Context): App {
   const root = new Router<AppState>();
   for (const router of routers) root.use(router.routes());
   koa.use(root.routes());
+  // Sets 405 or 501 and `Allow` without a body; problemMiddleware answers them as problems.
   koa.use(root.allowedMethods({ throw: false }));
   return { koa, registry, routers };
 }

@@ -35,6 +35,34 @@ test('an unknown route is a 404 problem', async () => {
   isProblem(r, 404);
 });
 
+test('a known path with another method is a 405 problem naming the allowed methods', async () => {
+  const login = await call(`${t.url}/v1/auth/login`, { method: 'GET' });
+  expect(login.status).toBe(405);
+  isProblem(login, 405);
+  expect(login.headers.get('allow')).toBe('POST');
+  expect(login.body.type).toBe('urn:user-service:problem:method_not_allowed');
+  expect(login.body.detail).toBe('GET is not allowed here; allowed: POST.');
+
+  const live = await call(`${t.url}/health/live`, { method: 'DELETE' });
+  expect(live.status).toBe(405);
+  isProblem(live, 405);
+  const allowed = live.headers.get('allow')!.split(', ');
+  expect(allowed).toEqual(expect.arrayContaining(['GET', 'HEAD']));
+  expect(allowed).not.toContain('DELETE');
+  for (const method of allowed) expect(live.body.detail).toContain(method);
+});
+
+test('a method the api implements nowhere is a 501 problem, not logged as a failure', async () => {
+  const r = await call(`${t.url}/v1/auth/login`, { method: 'PROPFIND' });
+  expect(r.status).toBe(501);
+  isProblem(r, 501);
+  expect(r.body.type).toBe('urn:user-service:problem:not_implemented');
+  expect(r.headers.get('allow')).toBe('POST');
+  expect(r.body.detail).toBe('PROPFIND is not implemented; allowed here: POST.');
+  const logged = t.logs.entries().filter((e) => e.method === 'PROPFIND');
+  expect(logged.map((e) => [e.msg, e.status])).toEqual([['request', 501]]);
+});
+
 test('malformed JSON is a 400 problem', async () => {
   const r = await call(`${t.url}/v1/nothing-here`, {
     method: 'POST',
