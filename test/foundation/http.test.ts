@@ -172,6 +172,21 @@ test('the OpenAPI document: login answers a token pair or an MFA challenge, erro
   expect(doc.components.schemas.Problem.required).toEqual(expect.arrayContaining(['type', 'title', 'status', 'detail']));
 });
 
+test("the OpenAPI document's server is PUBLIC_BASE_URL, else the api's own port", async () => {
+  expect((await call(`${t.url}/openapi.json`)).body.servers).toEqual([{ url: 'http://localhost:8001' }]);
+  for (const [env, url] of [
+    [{ PORT: '9123' }, 'http://localhost:9123'],
+    [{ PORT: '9123', PUBLIC_BASE_URL: 'https://id.example.com/' }, 'https://id.example.com'],
+  ] as const) {
+    const other = await startTestApp(env);
+    try {
+      expect((await call(`${other.url}/openapi.json`)).body.servers).toEqual([{ url }]);
+    } finally {
+      await other.close();
+    }
+  }
+});
+
 test('an answer that does not match its declared schema fails the test that caused it', async () => {
   const scratch = createApp(t.context);
   const router = new Router<AppState>();
