@@ -208,13 +208,19 @@ export const VARIABLES = {
     'Email',
     'string',
     '',
-    'SMTP server. Empty: emails are written to the log (without secrets) instead of sent; refused in production.',
+    'SMTP server. Empty (development only; refused in staging and production): each email is written as an `.eml` file under EMAIL_DEV_DIR instead of being sent.',
   ),
   SMTP_PORT: v('Email', 'integer', '587', 'SMTP port (465 means implicit TLS).', { minimum: 1, maximum: 65535 }),
   SMTP_USERNAME: v('Email', 'string', '', 'SMTP user; empty: no authentication.'),
   SMTP_PASSWORD: v('Email', 'string', '', 'SMTP password.'),
   SMTP_FROM: v('Email', 'string', 'noreply@example.com', 'Sender address of every email.'),
   SMTP_TLS: v('Email', 'boolean', 'true', 'Require TLS (STARTTLS, or implicit TLS on port 465).'),
+  EMAIL_DEV_DIR: v(
+    'Email',
+    'string',
+    'tmp/mail',
+    'Development without SMTP_HOST: folder (created when missing, git-ignored by default) where each email is written as `<time>-<email id>.eml`, to open in any mail client. The log names the file, never its content.',
+  ),
 
   // Rate limiting
   RATELIMIT_LOGIN_ATTEMPTS: v(
@@ -404,7 +410,7 @@ export interface Config {
     successRedirectUrl: string;
     failureRedirectUrl: string;
   };
-  smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean };
+  smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean; devDir: string };
   rateLimits: {
     login: { attempts: number; ipAttempts: number; emailAttempts: number; windowSeconds: number };
     register: { attempts: number; windowSeconds: number };
@@ -606,6 +612,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       password: str('SMTP_PASSWORD'),
       from: str('SMTP_FROM'),
       tls: bool('SMTP_TLS'),
+      devDir: path.resolve(str('EMAIL_DEV_DIR')),
     },
     rateLimits: {
       login: {

@@ -1,8 +1,9 @@
 // Test files drop their own databases; this drops the run's template and the one `npm start`'s
-// test created through the product (both named after this process), never another run's.
+// test created through the product (both named after this process), never another run's, and
+// removes the run's keys and the emails its apps wrote as files.
 import pg from 'pg';
 import fs from 'node:fs';
-import { databaseOwner, KEYS_DIR, PG_URL, RUN_PID, TEMPLATE_DB } from './helpers/env';
+import { databaseOwner, KEYS_DIR, MAIL_DIR, PG_URL, RUN_PID, TEMPLATE_DB } from './helpers/env';
 
 export default async function globalTeardown(): Promise<void> {
   const client = new pg.Client({ connectionString: PG_URL });
@@ -16,4 +17,5 @@ export default async function globalTeardown(): Promise<void> {
     await client.end();
   }
   fs.rmSync(KEYS_DIR, { recursive: true, force: true });
+  fs.rmSync(MAIL_DIR, { recursive: true, force: true });
 }

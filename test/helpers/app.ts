@@ -13,7 +13,7 @@ import { createContext, type Context } from '../../shared/context';
 import { createApp, type App } from '../../api/app';
 import { startWorkers, type RunningWorkers } from '../../workers/worker';
 import { RESPONSE_MISMATCH } from '../../api/http/responses';
-import { databaseUrl, KEYS_DIR, PG_URL, REDIS_URL, TEMPLATE_DB } from './env';
+import { databaseUrl, KEYS_DIR, MAIL_DIR, PG_URL, REDIS_URL, TEMPLATE_DB } from './env';
 
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
@@ -92,6 +92,7 @@ export function testEnvironment(database: string, overrides: Record<string, stri
     EVENTS_RELAY_INTERVAL_MS: '100',
     JWT_KEYS_DIR: path.join(KEYS_DIR, 'jwt'),
     LOCAL_KMS_KEY_PATH: path.join(KEYS_DIR, 'master.key'),
+    EMAIL_DEV_DIR: path.join(MAIL_DIR, tag),
     PASSWORD_BCRYPT_COST: '4',
     LOG_LEVEL: 'debug',
     JOB_BACKOFF_MS: '50',

@@ -12,6 +12,9 @@ export const RUN_PID = Number(process.env.TEST_RUN_PID ?? process.pid);
 // One template per test run (global set-up names it), so runs on one machine never collide.
 export const TEMPLATE_DB = process.env.TEST_TEMPLATE_DB ?? `us_test_${RUN_PID}_template`;
 export const KEYS_DIR = process.env.TEST_KEYS_DIR ?? path.join(os.tmpdir(), `user-service-test-keys-${process.pid}`);
+// Apps without SMTP_HOST write their emails as files (EMAIL_DEV_DIR): each app gets a folder in
+// here, never the repository's tmp/mail; the global teardown removes it.
+export const MAIL_DIR = path.join(os.tmpdir(), `user-service-test-mail-${RUN_PID}`);
 export const ROOT = path.resolve(__dirname, '..', '..');
 
 export function databaseUrl(name: string): string {

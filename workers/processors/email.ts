@@ -32,7 +32,7 @@ export const email: QueueDeclaration = {
     const deps = { db: app.db, kms: app.kms, mailer, logger: app.logger, appName: app.config.appName };
     return {
       process: (job) => sendEmailMessage(deps, (job.data as { emailId: string }).emailId),
-      close: () => mailer.transport?.close(),
+      close: () => mailer.transport.close(),
     };
   },
   async onFinalFailure(app, job, err) {
