@@ -57,13 +57,19 @@ beforeAll(async () => {
   });
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  await eventually(async () => (await call(`${url}/health/ready`).catch(() => ({ status: 0 }))).status === 200, {
-    timeoutMs: 90_000,
-    intervalMs: 250,
-  }).catch((err) => {
-    throw new Error(`npm start did not become ready: ${err.message}\n${output}`);
-  });
-});
+  // The build (tsc over the whole project) takes a minute or more when the machine is busy with
+  // other test files: the api's own start-up gets its time after it, not what the build left.
+  const running = () => {
+    if (child.exitCode !== null) throw new Error(`npm start exited with code ${child.exitCode}`);
+    return true;
+  };
+  const ready = async () => running() && (await call(`${url}/health/ready`).catch(() => ({ status: 0 }))).status === 200;
+  await eventually(() => running() && output.includes('starting the api and one worker'), { timeoutMs: 180_000, intervalMs: 250 })
+    .then(() => eventually(ready, { timeoutMs: 90_000, intervalMs: 250 }))
+    .catch((err) => {
+      throw new Error(`npm start did not become ready: ${err.message}\n${output}`);
+    });
+}, 300_000);
 
 afterAll(async () => {
   // The api and worker run in their own process groups: reap the whole tree if a test failed.
