@@ -2,8 +2,10 @@
 // `npm start` does (api + worker, production-like settings, bcrypt cost 12), and measures each hot
 // path against its ceiling measured in the same run (bench/baseline-server.ts), alternating the
 // two over several rounds after a warm-up. Load comes from bench/load.ts, another process. Prints
-// one Markdown table and writes bench/results.md and bench/results.json. Everything it starts is
-// stopped, its database dropped and its Redis keys deleted, also when it fails.
+// one Markdown table and writes bench/results.md and bench/results.json (the recorded results,
+// tracked in git); a quick run writes them under bench/tmp/ (git-ignored), so `.ci/run` leaves
+// the working tree as it found it. Everything it starts is stopped, its database dropped and its
+// Redis keys deleted, also when it fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -30,6 +32,8 @@ const wanted = (scenario: string) => !ONLY || ONLY.includes(scenario);
 // `--profile` writes V8 CPU profiles of the api and the worker to bench/profiles/ when they stop.
 const PROFILE_DIR = process.argv.includes('--profile') ? path.resolve(__dirname, 'profiles') : null;
 const ROOT = path.resolve(__dirname, '..');
+// Only a full run records its results; a quick one (CI's smoke run) writes beside them, ignored.
+const RESULTS_DIR = QUICK ? path.join(__dirname, 'tmp') : __dirname;
 const CORES = os.cpus().length;
 const SETTINGS = QUICK
   ? {
@@ -923,12 +927,14 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}\n`);
   if (ONLY) {
     // A partial run is for investigating; the recorded results stay those of a whole run.
-    log(`done in ${runtimeSeconds.toFixed(0)} s (only ${ONLY.join(', ')}: bench/results.* left as they were)`);
+    log(`done in ${runtimeSeconds.toFixed(0)} s (only ${ONLY.join(', ')}: results files left as they were)`);
     return;
   }
-  fs.writeFileSync(path.join(__dirname, 'results.md'), `${markdown}\n`);
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const written = ['results.md', 'results.json'].map((file) => path.relative(ROOT, path.join(RESULTS_DIR, file)));
+  fs.writeFileSync(path.join(RESULTS_DIR, 'results.md'), `${markdown}\n`);
   fs.writeFileSync(
-    path.join(__dirname, 'results.json'),
+    path.join(RESULTS_DIR, 'results.json'),
     `${JSON.stringify(
       {
         date: new Date().toISOString(),
@@ -946,7 +952,7 @@ async function main(): Promise<void> {
       2,
     )}\n`,
   );
-  log(`done in ${runtimeSeconds.toFixed(0)} s; wrote bench/results.md and bench/results.json`);
+  log(`done in ${runtimeSeconds.toFixed(0)} s; wrote ${written.join(' and ')}`);
 }
 
 interface FrontierPoint {
