@@ -39,6 +39,8 @@ export interface App {
   koa: Koa<AppState>;
   registry: RouteRegistry;
   routers: Router<AppState>[];
+  /** Releases what the app registered with the process (its metrics' GC observer); exiting does too. */
+  close(): void;
 }
 
 export function createApp(app: Context): App {
@@ -107,5 +109,5 @@ export function createApp(app: Context): App {
   koa.use(root.routes());
   // Sets 405 or 501 and `Allow` without a body; problemMiddleware answers them as problems.
   koa.use(root.allowedMethods({ throw: false }));
-  return { koa, registry, routers };
+  return { koa, registry, routers, close: () => metrics.close() };
 }

@@ -10,7 +10,7 @@ import { declaredResponses, Problem } from '../../api/http/responses';
 import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import { Strict } from '../../api/http/route';
 import type { AppState } from '../../api/http/state';
-import { createApp } from '../../api/app';
+import { createApp, type App } from '../../api/app';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -208,6 +208,7 @@ test('an answer that does not match its declared schema fails the test that caus
     await call(`http://127.0.0.1:${(server.address() as { port: number }).port}/v1/test/leaky`);
   } finally {
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    scratch.close();
   }
   expect(() => failOnResponseMismatches()).toThrow(/\/v1\/test\/leaky.*password_hash/);
   // Consumed: the check after this test finds nothing left.
@@ -220,9 +221,10 @@ describe('validation at the edge', () => {
   let handled = 0;
   let url: string;
   let server: http.Server;
+  let scratch: App;
   beforeAll(async () => {
     // A fresh app over the same context: Koa composes its middleware when the server starts.
-    const scratch = createApp(t.context);
+    scratch = createApp(t.context);
     scratch.registry.add(router, {
       method: 'post',
       path: '/v1/test/echo/:id',
@@ -244,7 +246,10 @@ describe('validation at the edge', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   });
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    scratch.close();
+  });
 
   test('valid input reaches the handler, typed and coerced', async () => {
     const id = '8d6f1c9e-3f7a-4f4e-9d7b-2a1c3e5f7a9b';

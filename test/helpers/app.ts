@@ -171,6 +171,7 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      app.close();
       // Only what this app made its own: a copy given another app's prefixes leaves them alone.
       const own = [
         !overrides.REDIS_KEY_PREFIX && config.redis.keyPrefix,
