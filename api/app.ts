@@ -55,6 +55,8 @@ export interface App {
   routers: Router<AppState>[];
   /** The metrics listener's app, when METRICS_PORT asks for one. */
   metricsKoa: Koa | null;
+  /** Releases what the app registered with the process (its metrics' GC observer); exiting does too. */
+  close(): void;
 }
 
 export function createApp(app: Context): App {
@@ -128,6 +130,13 @@ export function createApp(app: Context): App {
   const root = new Router<AppState>();
   for (const router of routers) root.use(router.routes());
   koa.use(root.routes());
+  // Sets 405 or 501 and `Allow` without a body; problemMiddleware answers them as problems.
   koa.use(root.allowedMethods({ throw: false }));
-  return { koa, registry, routers, metricsKoa: config.metricsPort === null ? null : metricsApp(metrics) };
+  return {
+    koa,
+    registry,
+    routers,
+    metricsKoa: config.metricsPort === null ? null : metricsApp(metrics),
+    close: () => metrics.close(),
+  };
 }

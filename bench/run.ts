@@ -2,8 +2,10 @@
 // `npm start` does (api + worker, production-like settings, bcrypt cost 12), and measures each hot
 // path against its ceiling measured in the same run (bench/baseline-server.ts), alternating the
 // two over several rounds after a warm-up. Load comes from bench/load.ts, another process. Prints
-// one Markdown table and writes bench/results.md and bench/results.json. Everything it starts is
-// stopped, its database dropped and its Redis keys deleted, also when it fails.
+// one Markdown table and writes bench/results.md and bench/results.json (the recorded results,
+// tracked in git); a quick run writes them under bench/tmp/ (git-ignored), so `.ci/run` leaves
+// the working tree as it found it. Everything it starts is stopped, its database dropped and its
+// Redis keys deleted, also when it fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -30,6 +32,8 @@ const wanted = (scenario: string) => !ONLY || ONLY.includes(scenario);
 // `--profile` writes V8 CPU profiles of the api and the worker to bench/profiles/ when they stop.
 const PROFILE_DIR = process.argv.includes('--profile') ? path.resolve(__dirname, 'profiles') : null;
 const ROOT = path.resolve(__dirname, '..');
+// Only a full run records its results; a quick one (CI's smoke run) writes beside them, ignored.
+const RESULTS_DIR = QUICK ? path.join(__dirname, 'tmp') : __dirname;
 const CORES = os.cpus().length;
 const SETTINGS = QUICK
   ? {
@@ -60,8 +64,15 @@ const EMAIL_CONCURRENCY = 5; // the email queue's default concurrency (WORKER_CO
 const PROBE_RATE = 100; // requests/s of each latency probe (open loop)
 const BCRYPT_COST = 12;
 const PASSWORD = 'Bench-password-2026!';
-const DATABASE = 'user_service_bench';
-const TAG = `bench${crypto.randomBytes(3).toString('hex')}`;
+// Everything this run names is its own, so two runs can share one PostgreSQL, Redis and machine:
+// its Redis prefixes start with TAG; its database carries its pid, so another run's clean-up can
+// tell it is live; it builds into a folder of its own (another run's build rewriting dist/ while
+// this one's service loads it would break it); its ports are free ones, checked to be its own.
+const RUN_ID = crypto.randomBytes(3).toString('hex');
+const TAG = `bench${RUN_ID}`;
+const DATABASE = `user_service_bench_${process.pid}_${RUN_ID}`;
+const RUN_DATABASE = /^user_service_bench_(\d+)_[0-9a-f]+$/;
+const BUILD_DIR = path.join(__dirname, 'tmp', TAG);
 const PG_URL = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/user_service');
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'user-service-bench-'));
@@ -148,14 +159,36 @@ async function deleteRedisKeys(): Promise<number> {
   return deleted;
 }
 
-async function adminQuery(sql: string): Promise<void> {
+async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow>(sql: string): Promise<T[]> {
   const client = new pg.Client({ connectionString: databaseUrl('postgres') });
   await client.connect();
   try {
-    await client.query(sql);
+    return (await client.query<T>(sql)).rows;
   } finally {
     await client.end();
   }
+}
+
+/**
+ * Drops the databases of runs killed before their clean-up. Never one whose run still lives (it
+ * may be measuring right now), nor one without a pid in its name (an older bench's
+ * `user_service_bench`, whose owner cannot be told from its name).
+ */
+async function dropStaleDatabases(): Promise<void> {
+  const rows = await adminQuery<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'user_service_bench%'`);
+  for (const { datname } of rows) {
+    const pid = Number(RUN_DATABASE.exec(datname)?.[1]);
+    if (!pid || alive(pid)) continue;
+    await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+    log(`dropped ${datname}, left by a run that is gone`);
+  }
+}
+
+/** The api answering on `url` is this run's: its key set holds the key this run's service created. */
+async function assertOwnApi(url: string, keysDir: string): Promise<void> {
+  const ours = crypto.createPublicKey(fs.readFileSync(path.join(keysDir, 'jwt', `${KID}.pub.pem`))).export({ format: 'jwk' });
+  const { keys } = (await (await fetch(`${url}/v1/auth/.well-known/jwks.json`)).json()) as { keys: { n: string }[] };
+  if (!keys.some((key) => key.n === ours.n)) throw new Error(`another process answers on ${url}: it took the port this run picked`);
 }
 
 async function cleanup(): Promise<void> {
@@ -166,11 +199,12 @@ async function cleanup(): Promise<void> {
     (n) => log(`deleted ${n} Redis keys under ${TAG}*`),
     (err) => log(`deleting Redis keys: ${err}`),
   );
-  await adminQuery(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`).then(
+  await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(DATABASE)} WITH (FORCE)`).then(
     () => log(`dropped database ${DATABASE}`),
     (err) => log(`dropping the database: ${err}`),
   );
   fs.rmSync(TMP, { recursive: true, force: true });
+  fs.rmSync(BUILD_DIR, { recursive: true, force: true });
   if (PROFILE_DIR) log(`CPU profiles (open in Chrome DevTools or speedscope): ${PROFILE_DIR}`);
 }
 
@@ -315,15 +349,16 @@ async function main(): Promise<void> {
   const started = Date.now();
   log(`${QUICK ? 'quick' : 'full'} run on ${CORES} cores, tag ${TAG}, scratch ${TMP}`);
 
-  log('building (npm run build)');
-  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+  const startScript = path.join(BUILD_DIR, 'scripts', 'start.js');
+  log(`building (npm run build, into ${path.relative(ROOT, BUILD_DIR)}/)`);
+  const build = spawnSync('npm', ['run', 'build', '--silent', '--', '--outDir', BUILD_DIR], { cwd: ROOT, stdio: 'inherit' });
   if (build.status !== 0) {
-    if (!fs.existsSync(path.join(ROOT, 'dist/scripts/start.js'))) throw new Error('the build failed and left no dist/');
-    log('the build reported errors (another change in progress?); going on with the emitted dist/');
+    if (!fs.existsSync(startScript)) throw new Error('the build failed and emitted nothing');
+    log('the build reported errors (another change in progress?); going on with what it emitted');
   }
 
-  await adminQuery(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-  await adminQuery(`CREATE DATABASE ${DATABASE}`);
+  await dropStaleDatabases();
+  await adminQuery(`CREATE DATABASE ${pg.escapeIdentifier(DATABASE)}`);
 
   // The local SMTP sink the worker sends to: counts messages, keeps nothing.
   let mailsReceived = 0;
@@ -378,10 +413,10 @@ async function main(): Promise<void> {
     ...rateLimits,
   };
 
-  log('starting the service (node dist/scripts/start.js)');
+  log(`starting the service (node ${path.relative(ROOT, startScript)})`);
   // Node refuses --cpu-prof in NODE_OPTIONS; the supervisor passes its own flags on to the api and worker.
   const profiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
-  const service = spawnChild('service', [...profiling, path.join(ROOT, 'dist/scripts/start.js')], serviceEnv);
+  const service = spawnChild('service', [...profiling, startScript], serviceEnv);
   const readyBy = Date.now() + 90_000;
   for (;;) {
     if (service.exitCode !== null) throw new Error(`the service exited (${service.exitCode}):\n${logTail('service')}`);
@@ -393,8 +428,9 @@ async function main(): Promise<void> {
     if (ready) break;
     await sleep(200);
   }
-  const [apiPid] = childPids(service.pid!, 'dist/api/server.js');
-  const [workerPid] = childPids(service.pid!, 'dist/workers/worker.js');
+  await assertOwnApi(apiUrl, keysDir);
+  const [apiPid] = childPids(service.pid!, path.join(BUILD_DIR, 'api', 'server.js'));
+  const [workerPid] = childPids(service.pid!, path.join(BUILD_DIR, 'workers', 'worker.js'));
   if (!apiPid || !workerPid) throw new Error('could not find the api and worker processes');
   extraPids.push(apiPid, workerPid);
   const rssAfterStart = memoryMb(apiPid);
@@ -923,12 +959,14 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}\n`);
   if (ONLY) {
     // A partial run is for investigating; the recorded results stay those of a whole run.
-    log(`done in ${runtimeSeconds.toFixed(0)} s (only ${ONLY.join(', ')}: bench/results.* left as they were)`);
+    log(`done in ${runtimeSeconds.toFixed(0)} s (only ${ONLY.join(', ')}: results files left as they were)`);
     return;
   }
-  fs.writeFileSync(path.join(__dirname, 'results.md'), `${markdown}\n`);
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const written = ['results.md', 'results.json'].map((file) => path.relative(ROOT, path.join(RESULTS_DIR, file)));
+  fs.writeFileSync(path.join(RESULTS_DIR, 'results.md'), `${markdown}\n`);
   fs.writeFileSync(
-    path.join(__dirname, 'results.json'),
+    path.join(RESULTS_DIR, 'results.json'),
     `${JSON.stringify(
       {
         date: new Date().toISOString(),
@@ -946,7 +984,7 @@ async function main(): Promise<void> {
       2,
     )}\n`,
   );
-  log(`done in ${runtimeSeconds.toFixed(0)} s; wrote bench/results.md and bench/results.json`);
+  log(`done in ${runtimeSeconds.toFixed(0)} s; wrote ${written.join(' and ')}`);
 }
 
 interface FrontierPoint {

@@ -3,6 +3,7 @@
 // at once), and documents itself in .env.example and the README (a test keeps them in step).
 import Ajv from 'ajv';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import dotenv from 'dotenv';
 import { QUEUE_NAMES, type QueueName } from './queues/names';
@@ -43,7 +44,12 @@ export const VARIABLES = {
   DEBUG: v('Application', 'boolean', 'false', 'Forces the log level to `debug`. Never exposes internals in responses.'),
   HOST: v('Application', 'string', '0.0.0.0', 'Interface the api listens on.'),
   PORT: v('Application', 'integer', '8001', 'Port the api listens on.', { minimum: 0, maximum: 65535 }),
-  PUBLIC_BASE_URL: v('Application', 'url', 'http://localhost:8001', 'Public URL of this api, used in the OpenAPI document.'),
+  PUBLIC_BASE_URL: v(
+    'Application',
+    'url',
+    '',
+    'Public URL of this api, used in the OpenAPI document (where Swagger UI\'s "Try it out" sends requests). Empty: `http://localhost:<PORT>`, or `http://<HOST>:<PORT>` when HOST is a specific address rather than a wildcard (`0.0.0.0`, `::`). Set it when clients reach the api through a proxy or another name.',
+  ),
   EMAIL_LINK_BASE_URL: v(
     'Application',
     'url',
@@ -208,13 +214,19 @@ export const VARIABLES = {
     'Email',
     'string',
     '',
-    'SMTP server. Empty: emails are written to the log (without secrets) instead of sent; refused in production.',
+    'SMTP server. Empty (development only; refused in staging and production): each email is written as an `.eml` file under EMAIL_DEV_DIR instead of being sent.',
   ),
   SMTP_PORT: v('Email', 'integer', '587', 'SMTP port (465 means implicit TLS).', { minimum: 1, maximum: 65535 }),
   SMTP_USERNAME: v('Email', 'string', '', 'SMTP user; empty: no authentication.'),
   SMTP_PASSWORD: v('Email', 'string', '', 'SMTP password.'),
   SMTP_FROM: v('Email', 'string', 'noreply@example.com', 'Sender address of every email.'),
   SMTP_TLS: v('Email', 'boolean', 'true', 'Require TLS (STARTTLS, or implicit TLS on port 465).'),
+  EMAIL_DEV_DIR: v(
+    'Email',
+    'string',
+    'tmp/mail',
+    'Development without SMTP_HOST: folder (created when missing, git-ignored by default) where each email is written as `<time>-<email id>.eml`, to open in any mail client. The log names the file, never its content.',
+  ),
 
   // Rate limiting
   RATELIMIT_LOGIN_ATTEMPTS: v(
@@ -406,7 +418,7 @@ export interface Config {
     successRedirectUrl: string;
     failureRedirectUrl: string;
   };
-  smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean };
+  smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean; devDir: string };
   rateLimits: {
     login: { attempts: number; ipAttempts: number; emailAttempts: number; windowSeconds: number };
     register: { attempts: number; windowSeconds: number };
@@ -462,7 +474,8 @@ function jsonSchemaFor(spec: VariableSpec): Record<string, unknown> {
     case 'boolean':
       return { type: 'boolean' };
     case 'url':
-      return { type: 'string', pattern: '^[a-zA-Z][a-zA-Z0-9+.-]*://.+' };
+      // A URL whose default is empty is optional: its value is derived when unset.
+      return { type: 'string', pattern: `${spec.default === '' ? '^$|' : ''}^[a-zA-Z][a-zA-Z0-9+.-]*://.+` };
     default:
       return { type: 'string', ...(spec.enum && { enum: spec.enum }) };
   }
@@ -488,6 +501,13 @@ const splitList = (value: string): string[] =>
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
+
+/** Where clients reach the api when PUBLIC_BASE_URL is unset: the address it listens on. */
+function listeningUrl(host: string, port: number): string {
+  const wildcard = ['', '0.0.0.0', '::', '[::]'].includes(host);
+  const name = wildcard ? 'localhost' : net.isIPv6(host) ? `[${host}]` : host;
+  return `http://${name}:${port}`;
+}
 
 /** Reads `.env` (when present) into a copy of the environment; existing variables win, as with dotenv. */
 export function readEnvironment(env: NodeJS.ProcessEnv = process.env, envFile = path.resolve('.env')): Record<string, string | undefined> {
@@ -555,7 +575,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     debug: bool('DEBUG'),
     host: str('HOST'),
     port: num('PORT'),
-    publicBaseUrl: str('PUBLIC_BASE_URL').replace(/\/$/, ''),
+    publicBaseUrl: (str('PUBLIC_BASE_URL') || listeningUrl(str('HOST'), num('PORT'))).replace(/\/$/, ''),
     emailLinkBaseUrl: str('EMAIL_LINK_BASE_URL').replace(/\/$/, ''),
     trustProxy: bool('TRUST_PROXY'),
     trustProxyHops: num('TRUST_PROXY_HOPS'),
@@ -605,6 +625,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       password: str('SMTP_PASSWORD'),
       from: str('SMTP_FROM'),
       tls: bool('SMTP_TLS'),
+      devDir: path.resolve(str('EMAIL_DEV_DIR')),
     },
     rateLimits: {
       login: {

@@ -20,14 +20,14 @@ export class AppError extends Error {
     code: string,
     title: string,
     detail?: string,
-    options: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown } = {},
+    options: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown; expose?: boolean } = {},
   ) {
     super(detail ?? title, { cause: options.cause });
     this.name = new.target.name;
     this.status = status;
     this.code = code;
     this.title = title;
-    this.expose = status < 500;
+    this.expose = options.expose ?? status < 500;
     this.errors = options.errors;
     this.headers = options.headers ?? {};
   }
@@ -60,6 +60,29 @@ export class ForbiddenError extends AppError {
 export class NotFoundError extends AppError {
   constructor(detail = 'Not found.', code = 'not_found') {
     super(404, code, 'Not found', detail);
+  }
+}
+
+/** The path exists, but not with this method; `Allow` lists the methods it has. */
+export class MethodNotAllowedError extends AppError {
+  constructor(method: string, allowed: string[]) {
+    super(405, 'method_not_allowed', 'Method not allowed', `${method} is not allowed here; allowed: ${allowed.join(', ')}.`, {
+      headers: { Allow: allowed.join(', ') },
+    });
+  }
+}
+
+/**
+ * A method the api implements on no path (501, RFC 9110). The client's doing, not a fault of
+ * ours: its detail is shown, and it is not logged as a failure.
+ */
+export class NotImplementedError extends AppError {
+  constructor(method: string, allowed: string[]) {
+    const detail = `${method} is not implemented${allowed.length ? `; allowed here: ${allowed.join(', ')}` : ''}.`;
+    super(501, 'not_implemented', 'Not implemented', detail, {
+      expose: true,
+      ...(allowed.length > 0 && { headers: { Allow: allowed.join(', ') } }),
+    });
   }
 }
 

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { databaseUrl, KEYS_DIR, PG_URL, ROOT, TEMPLATE_DB } from './helpers/env';
+import { databaseOwner, databaseUrl, KEYS_DIR, PG_URL, ROOT, RUN_PID, TEMPLATE_DB } from './helpers/env';
 
 function isAlive(pid: number): boolean {
   try {
@@ -16,18 +16,21 @@ function isAlive(pid: number): boolean {
 }
 
 export default async function globalSetup(): Promise<void> {
-  // Test workers inherit the environment: they all clone this run's template.
+  // Test workers inherit the environment: they all clone this run's template and name the
+  // databases they create through the product after this process.
+  process.env.TEST_RUN_PID = String(RUN_PID);
   process.env.TEST_TEMPLATE_DB = TEMPLATE_DB;
   process.env.TEST_KEYS_DIR = KEYS_DIR;
   const client = new pg.Client({ connectionString: PG_URL });
   await client.connect();
   try {
-    // Leftovers of runs that were killed before their teardown (never those of a live process:
-    // another run may be going on).
-    const stale = await client.query(`SELECT datname FROM pg_database WHERE datname LIKE 'us_test_%'`);
+    // Leftovers of runs that were killed before their teardown: never those of a live process
+    // (another run may be going on), nor a name without its owner's pid (whose owner we cannot
+    // know to be gone).
+    const stale = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'us_test_%'`);
     for (const { datname } of stale.rows) {
-      const pid = Number(/^us_test_(\d+)_/.exec(datname)?.[1]);
-      if (pid && isAlive(pid)) continue;
+      const pid = databaseOwner(datname);
+      if (!pid || isAlive(pid)) continue;
       await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
     }
   } finally {

@@ -5,19 +5,22 @@
 // Keycloak keeps one), which operators keep off the public network; without it, only a
 // development api serves them.
 import Koa from 'koa';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Queues } from '../../shared/queues';
+import { collectProcessMetrics } from './process-metrics';
 
 export interface HttpMetrics {
   registry: Registry;
   observe(method: string, route: string, status: number, seconds: number): void;
+  /** Disconnects what the metrics registered with the process (the GC observer). */
+  close(): void;
 }
 
 const JOB_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
 
 export function createMetrics(queues: Queues): HttpMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'user_service_' });
+  const stopProcessMetrics = collectProcessMetrics(registry, 'user_service_');
   const requests = new Counter({
     name: 'http_requests_total',
     help: 'HTTP requests',
@@ -56,6 +59,7 @@ export function createMetrics(queues: Queues): HttpMetrics {
       requests.inc({ method, route, status: String(status) });
       duration.observe({ method, route }, seconds);
     },
+    close: stopProcessMetrics,
   };
 }
 

@@ -2,7 +2,15 @@
 // anything unexpected is logged with the request id and answered with a generic body, never a
 // stack or an internal message. A dependency that is down answers 503.
 import type { Context, Middleware } from 'koa';
-import { AppError, NotFoundError, PayloadTooLargeError, UnavailableError, type FieldError } from '../../shared/errors';
+import {
+  AppError,
+  MethodNotAllowedError,
+  NotFoundError,
+  NotImplementedError,
+  PayloadTooLargeError,
+  UnavailableError,
+  type FieldError,
+} from '../../shared/errors';
 import { isDatabaseUnavailable } from '../../shared/db';
 import { isRedisUnavailable } from '../../shared/redis';
 import type { Logger } from '../../shared/logger';
@@ -59,19 +67,33 @@ function fromHttpError(err: {
   );
 }
 
+/**
+ * The router's own answers, which carry no body: no route (404), a path without this method (405)
+ * or a method implemented nowhere (501); the last two come from `allowedMethods`, with `Allow`.
+ */
+function unansweredError(ctx: Context): AppError | null {
+  if (ctx.body !== undefined) return null;
+  const allowed = (ctx.response.get('Allow') || '').split(/,\s*/).filter(Boolean);
+  if (ctx.status === 404) return new NotFoundError(`No route for ${ctx.method} ${ctx.path}.`, 'route_not_found');
+  if (ctx.status === 405) return new MethodNotAllowedError(ctx.method, allowed);
+  if (ctx.status === 501) return new NotImplementedError(ctx.method, allowed);
+  return null;
+}
+
 export function problemMiddleware(logger: Logger): Middleware<AppState> {
   return async (ctx, next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined)
-        throw new NotFoundError(`No route for ${ctx.method} ${ctx.path}.`, 'route_not_found');
+      const unanswered = unansweredError(ctx);
+      if (unanswered) throw unanswered;
     } catch (err) {
       let error: AppError;
       if (err instanceof AppError) error = err;
       else if (isDatabaseUnavailable(err) || isRedisUnavailable(err)) error = new UnavailableError(undefined, err);
       else error = fromHttpError(err as object) ?? new AppError(500, 'internal_error', 'Internal server error');
       const log = ctx.state.requestId ? logger.child({ requestId: ctx.state.requestId }) : logger;
-      if (error.status >= 500)
+      // A 5xx whose message may be shown (a method implemented nowhere) is the client's doing.
+      if (error.status >= 500 && !error.expose)
         log.error({ err, status: error.status, method: ctx.method, route: ctx.state.routePattern ?? ctx.path }, 'request failed');
       writeProblem(ctx, error);
     }

@@ -1,7 +1,12 @@
 // Sends one email_messages row. Idempotent: a row already sent is skipped, so a job that runs twice
 // sends once, except when a worker dies between the SMTP answer and the update (at-least-once, as
-// DESIGN.md accepts for email).
+// DESIGN.md accepts for email). In development without SMTP_HOST the same message is written to a
+// folder as an .eml file instead (DESIGN.md, "Email in development").
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import nodemailer, { type Transporter } from 'nodemailer';
+import type SMTPPool from 'nodemailer/lib/smtp-pool';
+import type StreamTransport from 'nodemailer/lib/stream-transport';
 import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { Kms } from '../crypto/kms';
@@ -9,15 +14,18 @@ import type { Logger } from '../logger';
 import { emailContext } from './outbox';
 import { renderEmail, type TemplateName, type TemplateParams } from './templates';
 
-export interface Mailer {
-  /** Null when no SMTP host is configured (development): messages go to the log instead. */
-  transport: Transporter | null;
-  from: string;
-}
+/**
+ * Where messages go: an SMTP server, or, in development without SMTP_HOST (the config refuses
+ * that anywhere else), `.eml` files in `dir`.
+ */
+export type Mailer =
+  | { kind: 'smtp'; transport: Transporter<SMTPPool.SentMessageInfo>; from: string }
+  | { kind: 'files'; transport: Transporter<StreamTransport.SentMessageInfo>; from: string; dir: string };
 
 export function createMailer(config: Pick<Config, 'smtp' | 'queues'>): Mailer {
-  const { host, port, username, password, from, tls } = config.smtp;
-  if (!host) return { transport: null, from };
+  const { host, port, username, password, from, tls, devDir } = config.smtp;
+  // nodemailer builds the whole message (headers, both bodies, encodings) as it would for SMTP.
+  if (!host) return { kind: 'files', transport: nodemailer.createTransport({ streamTransport: true, buffer: true }), from, dir: devDir };
   const transport = nodemailer.createTransport({
     // Reuse connections: a new SMTP handshake per message costs more than the message itself.
     pool: true,
@@ -32,7 +40,19 @@ export function createMailer(config: Pick<Config, 'smtp' | 'queues'>): Mailer {
     greetingTimeout: 10_000,
     socketTimeout: 20_000,
   });
-  return { transport, from };
+  return { kind: 'smtp', transport, from };
+}
+
+/**
+ * Writes one message as `<time>-<email id>.eml` (sortable, one file per attempt), readable by its
+ * owner only: it may hold a one-time link. Written aside and renamed, so a reader never sees half.
+ */
+async function writeMessageFile(dir: string, emailId: string, message: Buffer): Promise<string> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${emailId}.eml`);
+  await fs.writeFile(`${file}.partial`, message, { mode: 0o600 });
+  await fs.rename(`${file}.partial`, file);
+  return file;
 }
 
 export function maskEmail(address: string): string {
@@ -64,19 +84,17 @@ export async function sendEmailMessage(deps: SendEmailDeps, emailId: string): Pr
   }
   const params = JSON.parse(deps.kms.decrypt(row.params_encrypted, emailContext(emailId))) as TemplateParams[TemplateName];
   const message = renderEmail(deps.appName, row.template as TemplateName, params);
-  if (deps.mailer.transport) {
-    await deps.mailer.transport.sendMail({
-      from: deps.mailer.from,
-      to,
-      subject: message.subject,
-      text: message.text,
-      html: message.html,
-    });
+  const mail = { from: deps.mailer.from, to, subject: message.subject, text: message.text, html: message.html };
+  if (deps.mailer.kind === 'smtp') {
+    await deps.mailer.transport.sendMail(mail);
   } else {
-    // Development without SMTP: say that the email exists, but not its body (it may hold a token).
+    const sent = await deps.mailer.transport.sendMail(mail);
+    // A Buffer, not a stream: the transport was made with `buffer: true`.
+    const file = await writeMessageFile(deps.mailer.dir, emailId, sent.message as Buffer);
+    // The file, never the body: the body may hold a one-time link.
     deps.logger.info(
-      { emailId, template: row.template, to: maskEmail(to), subject: message.subject },
-      'email not sent: SMTP_HOST is empty (development); body withheld from the log',
+      { emailId, template: row.template, to: maskEmail(to), subject: message.subject, file },
+      'email written to a file (development without SMTP_HOST)',
     );
   }
   await deps

@@ -50,6 +50,19 @@ test('values are parsed as documented: case-insensitive levels, lists, booleans'
   expect(parseConfig({ LOG_LEVEL: 'INFO', DEBUG: 'true' }).log.level).toBe('debug');
 });
 
+test('PUBLIC_BASE_URL follows HOST and PORT unless it is set', () => {
+  const base = (env: Record<string, string>) => parseConfig(env).publicBaseUrl;
+  expect(base({})).toBe('http://localhost:8001');
+  expect(base({ PORT: '9100' })).toBe('http://localhost:9100');
+  expect(base({ HOST: '::', PORT: '9100' })).toBe('http://localhost:9100');
+  expect(base({ HOST: '127.0.0.1', PORT: '9100' })).toBe('http://127.0.0.1:9100');
+  expect(base({ HOST: 'api.internal', PORT: '9100' })).toBe('http://api.internal:9100');
+  expect(base({ HOST: '::1', PORT: '9100' })).toBe('http://[::1]:9100');
+  expect(base({ PUBLIC_BASE_URL: '', PORT: '9100' })).toBe('http://localhost:9100');
+  expect(base({ PUBLIC_BASE_URL: 'https://id.example.com/', PORT: '9100' })).toBe('https://id.example.com');
+  expect(() => parseConfig({ PUBLIC_BASE_URL: 'id.example.com' })).toThrow(/PUBLIC_BASE_URL: must match/);
+});
+
 test('production refuses unsafe settings', () => {
   expect(() => parseConfig({ ENVIRONMENT: 'production', PASSWORD_BCRYPT_COST: '4' })).toThrow(
     /PASSWORD_BCRYPT_COST: must be at least 10[\s\S]*SMTP_HOST: is required/,

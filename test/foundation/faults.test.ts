@@ -90,6 +90,7 @@ async function scratchServer(context: Context): Promise<{ url: string; close(): 
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+        scratch.close();
       }),
   };
 }

@@ -11,7 +11,7 @@ import { declaredResponses, Problem } from '../../api/http/responses';
 import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import { Strict } from '../../api/http/route';
 import type { AppState } from '../../api/http/state';
-import { createApp } from '../../api/app';
+import { createApp, type App } from '../../api/app';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -34,6 +34,34 @@ test('an unknown route is a 404 problem', async () => {
   const r = await call(`${t.url}/v1/nothing-here`);
   expect(r.status).toBe(404);
   isProblem(r, 404);
+});
+
+test('a known path with another method is a 405 problem naming the allowed methods', async () => {
+  const login = await call(`${t.url}/v1/auth/login`, { method: 'GET' });
+  expect(login.status).toBe(405);
+  isProblem(login, 405);
+  expect(login.headers.get('allow')).toBe('POST');
+  expect(login.body.type).toBe('urn:user-service:problem:method_not_allowed');
+  expect(login.body.detail).toBe('GET is not allowed here; allowed: POST.');
+
+  const live = await call(`${t.url}/health/live`, { method: 'DELETE' });
+  expect(live.status).toBe(405);
+  isProblem(live, 405);
+  const allowed = live.headers.get('allow')!.split(', ');
+  expect(allowed).toEqual(expect.arrayContaining(['GET', 'HEAD']));
+  expect(allowed).not.toContain('DELETE');
+  for (const method of allowed) expect(live.body.detail).toContain(method);
+});
+
+test('a method the api implements nowhere is a 501 problem, not logged as a failure', async () => {
+  const r = await call(`${t.url}/v1/auth/login`, { method: 'PROPFIND' });
+  expect(r.status).toBe(501);
+  isProblem(r, 501);
+  expect(r.body.type).toBe('urn:user-service:problem:not_implemented');
+  expect(r.headers.get('allow')).toBe('POST');
+  expect(r.body.detail).toBe('PROPFIND is not implemented; allowed here: POST.');
+  const logged = t.logs.entries().filter((e) => e.method === 'PROPFIND');
+  expect(logged.map((e) => [e.msg, e.status])).toEqual([['request', 501]]);
 });
 
 test('malformed JSON is a 400 problem', async () => {
@@ -191,6 +219,21 @@ test('the OpenAPI document: login answers a token pair or an MFA challenge, erro
   expect(doc.components.schemas.Problem.required).toEqual(expect.arrayContaining(['type', 'title', 'status', 'detail']));
 });
 
+test("the OpenAPI document's server is PUBLIC_BASE_URL, else the api's own port", async () => {
+  expect((await call(`${t.url}/openapi.json`)).body.servers).toEqual([{ url: 'http://localhost:8001' }]);
+  for (const [env, url] of [
+    [{ PORT: '9123' }, 'http://localhost:9123'],
+    [{ PORT: '9123', PUBLIC_BASE_URL: 'https://id.example.com/' }, 'https://id.example.com'],
+  ] as const) {
+    const other = await startTestApp(env);
+    try {
+      expect((await call(`${other.url}/openapi.json`)).body.servers).toEqual([{ url }]);
+    } finally {
+      await other.close();
+    }
+  }
+});
+
 test('an answer that does not match its declared schema fails the test that caused it', async () => {
   const scratch = createApp(t.context);
   const router = new Router<AppState>();
@@ -212,6 +255,7 @@ test('an answer that does not match its declared schema fails the test that caus
     await call(`http://127.0.0.1:${(server.address() as { port: number }).port}/v1/test/leaky`);
   } finally {
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    scratch.close();
   }
   expect(() => failOnResponseMismatches()).toThrow(/\/v1\/test\/leaky.*password_hash/);
   // Consumed: the check after this test finds nothing left.
@@ -224,9 +268,10 @@ describe('validation at the edge', () => {
   let handled = 0;
   let url: string;
   let server: http.Server;
+  let scratch: App;
   beforeAll(async () => {
     // A fresh app over the same context: Koa composes its middleware when the server starts.
-    const scratch = createApp(t.context);
+    scratch = createApp(t.context);
     scratch.registry.add(router, {
       method: 'post',
       path: '/v1/test/echo/:id',
@@ -248,7 +293,10 @@ describe('validation at the edge', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   });
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    scratch.close();
+  });
 
   test('valid input reaches the handler, typed and coerced', async () => {
     const id = '8d6f1c9e-3f7a-4f4e-9d7b-2a1c3e5f7a9b';

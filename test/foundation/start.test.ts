@@ -2,7 +2,6 @@
 // database, migrates, creates development keys, and runs the api and a separate worker process;
 // the worker processes what is enqueued; SIGTERM stops both cleanly.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -10,7 +9,7 @@ import path from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { call, eventually, LogCapture, testEnvironment } from '../helpers/app';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
-import { ROOT } from '../helpers/env';
+import { ROOT, runDatabaseName } from '../helpers/env';
 import { parseConfig } from '../../shared/config';
 import { createContext, type Context } from '../../shared/context';
 import { createLogger } from '../../shared/logger';
@@ -39,8 +38,9 @@ beforeAll(async () => {
   smtp = await startSmtp();
   keysDir = fs.mkdtempSync(path.join(os.tmpdir(), 'us-start-'));
   const port = await freePort();
-  // A database that does not exist yet: npm start must create it.
-  const database = `us_test_start_${crypto.randomBytes(4).toString('hex')}`;
+  // A database that does not exist yet: npm start must create it. Named after this run, so
+  // another run's clean-up leaves it alone, and the global teardown drops it.
+  const database = runDatabaseName('start');
   env = {
     ...testEnvironment(database, smtp.env()),
     PORT: String(port),
@@ -57,13 +57,19 @@ beforeAll(async () => {
   });
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  await eventually(async () => (await call(`${url}/health/ready`).catch(() => ({ status: 0 }))).status === 200, {
-    timeoutMs: 90_000,
-    intervalMs: 250,
-  }).catch((err) => {
-    throw new Error(`npm start did not become ready: ${err.message}\n${output}`);
-  });
-});
+  // The build (tsc over the whole project) takes a minute or more when the machine is busy with
+  // other test files: the api's own start-up gets its time after it, not what the build left.
+  const running = () => {
+    if (child.exitCode !== null) throw new Error(`npm start exited with code ${child.exitCode}`);
+    return true;
+  };
+  const ready = async () => running() && (await call(`${url}/health/ready`).catch(() => ({ status: 0 }))).status === 200;
+  await eventually(() => running() && output.includes('starting the api and one worker'), { timeoutMs: 180_000, intervalMs: 250 })
+    .then(() => eventually(ready, { timeoutMs: 90_000, intervalMs: 250 }))
+    .catch((err) => {
+      throw new Error(`npm start did not become ready: ${err.message}\n${output}`);
+    });
+}, 300_000);
 
 afterAll(async () => {
   // The api and worker run in their own process groups: reap the whole tree if a test failed.

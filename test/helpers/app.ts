@@ -13,7 +13,7 @@ import { createContext, type Context } from '../../shared/context';
 import { createApp, type App } from '../../api/app';
 import { startWorkers, type RunningWorkers } from '../../workers/worker';
 import { RESPONSE_MISMATCH } from '../../api/http/responses';
-import { databaseUrl, KEYS_DIR, PG_URL, REDIS_URL, TEMPLATE_DB } from './env';
+import { databaseUrl, KEYS_DIR, MAIL_DIR, PG_URL, REDIS_URL, TEMPLATE_DB } from './env';
 
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
@@ -92,6 +92,7 @@ export function testEnvironment(database: string, overrides: Record<string, stri
     EVENTS_RELAY_INTERVAL_MS: '100',
     JWT_KEYS_DIR: path.join(KEYS_DIR, 'jwt'),
     LOCAL_KMS_KEY_PATH: path.join(KEYS_DIR, 'master.key'),
+    EMAIL_DEV_DIR: path.join(MAIL_DIR, tag),
     PASSWORD_BCRYPT_COST: '4',
     LOG_LEVEL: 'debug',
     JOB_BACKOFF_MS: '50',
@@ -144,6 +145,11 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
   await context.ready();
   const app = createApp(context);
   const server = http.createServer(app.koa.callback());
+  // The keep-alive timeouts of api/server.ts, not Node's 5 s: tests that run a CLI with spawnSync
+  // block this process for seconds, after which a 5 s timer would close the client's idle socket
+  // just as the next request is written on it (ECONNRESET).
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   const metricsServer = app.metricsKoa && http.createServer(app.metricsKoa.callback());
@@ -173,6 +179,7 @@ export async function startTestApp(overrides: Record<string, string> = {}, optio
           listener.closeAllConnections();
         });
       }
+      app.close();
       // Only what this app made its own: a copy given another app's prefixes leaves them alone.
       const own = [
         !overrides.REDIS_KEY_PREFIX && config.redis.keyPrefix,

@@ -52,7 +52,7 @@ export const email: QueueDeclaration = {
         isAddressRequest(job)
           ? handleAddressRequest(app, (job.data as { requestId: string }).requestId)
           : sendEmailMessage(deps, (job.data as { emailId: string }).emailId),
-      close: () => mailer.transport?.close(),
+      close: () => mailer.transport.close(),
     };
   },
   async onFinalFailure(app, job, err) {
