@@ -14,7 +14,7 @@ import { AppError, StartupError, UsageError } from '../shared/errors';
 import { createRedis, keyMaker, waitForRedis } from '../shared/redis';
 import { createPermissionCache, type PermissionCache } from '../shared/authz/cache';
 import { setRole } from '../shared/users/roles';
-import { createServicePrincipal } from '../shared/users/services';
+import { createServicePrincipal, rotateServiceSecret, setServiceEnabled } from '../shared/users/services';
 import { createLocalKms, rewrapAll } from '../shared/crypto/kms';
 
 const CLI = 'npm run cli --';
@@ -93,6 +93,25 @@ function roleCommand(name: 'assign-role' | 'remove-role', summary: string): Comm
         setRole(db(), permissions, { email, role, assign: name === 'assign-role' }),
       );
       say(`${email}: role ${role} ${outcome}`);
+    },
+  };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A command about one service principal, named by its client id. */
+function serviceCommand(name: string, summary: string, act: (db: Db, clientId: string, config: Config) => Promise<void>): Command {
+  return {
+    name,
+    summary,
+    options: {
+      'client-id': { type: 'string', value: 'CLIENT_ID', required: true, doc: "the service's client id (as create-service printed it)" },
+    },
+    uses: { database: true },
+    async run({ config, values, db }) {
+      const clientId = string(values, 'client-id');
+      if (!UUID.test(clientId)) throw new UsageError(`--client-id must be a UUID, not ${JSON.stringify(clientId)}`);
+      await act(db(), clientId.toLowerCase(), config);
     },
   };
 }
@@ -195,6 +214,26 @@ const COMMANDS: Command[] = [
       );
     },
   },
+  serviceCommand(
+    'disable-service',
+    'disable a service principal: its tokens are refused at once and it gets no new ones',
+    async (db, id) => {
+      const outcome = await setServiceEnabled(db, id, false);
+      say(outcome === 'changed' ? `disabled service ${id}` : `service ${id} was already disabled`);
+    },
+  ),
+  serviceCommand('enable-service', 'enable a disabled service principal again', async (db, id) => {
+    const outcome = await setServiceEnabled(db, id, true);
+    say(outcome === 'changed' ? `enabled service ${id}` : `service ${id} was already enabled`);
+  }),
+  serviceCommand(
+    'rotate-service-secret',
+    'give a service principal a new secret, printed once: tokens issued with the old one are refused at once',
+    async (db, id, config) => {
+      const clientSecret = await rotateServiceSecret(db, config.password.bcryptCost, id);
+      say(`client_id=${id}\nclient_secret=${clientSecret}\n(the secret is shown only now; the old one and its tokens no longer work)`);
+    },
+  ),
   roleCommand('assign-role', 'give a user a role (viewer, trader, admin, service)'),
   roleCommand('remove-role', 'take a role away from a user'),
 ];

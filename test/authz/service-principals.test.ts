@@ -3,7 +3,6 @@
 import { call, startTestApp, type TestApp } from '../helpers/app';
 import { signedInUser } from '../helpers/auth';
 import { cliEnvironment, runCli } from '../helpers/cli';
-import { rotateServiceSecret, setServiceEnabled } from '../../shared/users/services';
 
 let t: TestApp;
 let clientId: string;
@@ -80,13 +79,17 @@ test('a disabled principal, or one whose secret was rotated, is refused at once;
   const before = (await tokenWith(clientSecret)).body.access_token as string;
   expect((await checkWith(before)).status).toBe(200);
 
-  expect(await setServiceEnabled(t.context.db, clientId, false)).toBe('changed');
+  const disabled = await runCli(['disable-service', '--client-id', clientId], { env: cliEnvironment(t) });
+  expect([disabled.status, disabled.stdout.trim()]).toEqual([0, `disabled service ${clientId}`]);
   expect((await checkWith(before)).status).toBe(401);
   expect((await tokenWith(clientSecret)).status).toBe(401);
-  expect(await setServiceEnabled(t.context.db, clientId, true)).toBe('changed');
+  expect((await runCli(['enable-service', '--client-id', clientId], { env: cliEnvironment(t) })).status).toBe(0);
   expect((await checkWith(before)).status).toBe(200);
 
-  const rotated = await rotateServiceSecret(t.context.db, 4, clientId);
+  const rotation = await runCli(['rotate-service-secret', '--client-id', clientId], { env: cliEnvironment(t) });
+  expect(rotation.status).toBe(0);
+  const rotated = /client_secret=(\S+)/.exec(rotation.stdout)![1];
+  expect(rotated).not.toBe(clientSecret);
   expect((await checkWith(before)).status).toBe(401);
   expect((await tokenWith(clientSecret)).status).toBe(401);
   const after = await tokenWith(rotated);

@@ -28,9 +28,15 @@ const COMMANDS = [
   'kms:rewrap',
   'create-admin',
   'create-service',
+  'disable-service',
+  'enable-service',
+  'rotate-service-secret',
   'assign-role',
   'remove-role',
 ];
+
+const SERVICE_ID = '5e7a1c2b-0d4f-4b6a-9c3e-1f2a3b4c5d6e';
+const DISABLED_SERVICE_ID = '6f8b2d3c-1e5a-4c7b-8d4f-2a3b4c5d6e7f';
 
 let database: string;
 let db: Knex;
@@ -45,6 +51,18 @@ beforeAll(async () => {
   await db.migrate.down(migrationSettings());
   // A user with a role: assign-role and remove-role, and create-admin's promotion, would change it.
   await createUser(db, { email: 'member@example.com', roles: ['trader'] });
+  // Service principals, one active and one disabled: the service commands would change them.
+  await db('users').insert([
+    { id: SERVICE_ID, email: 'help-active@services.invalid', name: 'help-active', kind: 'service', status: 'active', email_verified: true },
+    {
+      id: DISABLED_SERVICE_ID,
+      email: 'help-off@services.invalid',
+      name: 'help-off',
+      kind: 'service',
+      status: 'suspended',
+      email_verified: true,
+    },
+  ]);
   // Master keys A (previous) and B (current), and no signing pair: `keys` would create one, and
   // `kms:rewrap` would re-wrap the envelope written under A.
   keysDir = fs.mkdtempSync(path.join(os.tmpdir(), 'us-cli-usage-'));
@@ -106,6 +124,9 @@ const ACTING: Record<string, { args: string[]; input?: string }> = {
   'kms:rewrap': { args: ['--yes'] },
   'create-admin': { args: ['--email', 'new-admin@example.com', '--password-stdin'], input: 'Help-Never-Acts-2026!' },
   'create-service': { args: ['--name', 'help-service'] },
+  'disable-service': { args: ['--client-id', SERVICE_ID] },
+  'enable-service': { args: ['--client-id', DISABLED_SERVICE_ID] },
+  'rotate-service-secret': { args: ['--client-id', SERVICE_ID] },
   'assign-role': { args: ['--email', 'member@example.com', '--role', 'admin'] },
   'remove-role': { args: ['--email', 'member@example.com', '--role', 'trader'] },
 };
