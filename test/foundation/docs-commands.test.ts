@@ -1,8 +1,10 @@
-// The README's operator commands work as written: the service is started the way `npm start`
-// starts it (its own new database, Redis prefixes, keys folder and port), then every command line
-// of the bash block in "## Operators" runs through bash exactly as printed, with the service's
-// environment, and must exit 0. The admin it creates can then sign in to that service, and the
-// service principal can get a token from it.
+// Every shell command of the README and docs/ works as written (DESIGN.md, "Docs"): the service is
+// started the way `npm start` starts it (its own new database, Redis prefixes, keys folder and
+// port), then every command line of every bash block, README first and then docs/ in name order,
+// runs through bash exactly as printed, with the service's environment, and must exit 0. A few
+// lines cannot run inside a test run; each is listed below with the reason and where it is
+// checked instead, and the list may only name lines that exist. The admin the README creates can
+// then sign in to that service, and the service principal can get a token from it.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -15,17 +17,36 @@ import { freePort } from '../helpers/processes';
 
 jest.setTimeout(240_000);
 
-/** The command lines of the first bash block of the README's "## Operators" section (comments and blank lines left out). */
-function operatorCommands(): string[] {
-  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const section = /^## Operators\n([\s\S]*?)(?=^## )/m.exec(readme)?.[1];
-  const block = section && /^```bash\n([\s\S]*?)^```/m.exec(section)?.[1];
-  if (!block) throw new Error('README.md: no bash block in "## Operators"');
-  return block
-    .replace(/\\\n/g, '')
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line && !line.startsWith('#'));
+const DOCUMENTS = [
+  'README.md',
+  ...fs
+    .readdirSync(path.join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => `docs/${f}`),
+];
+
+/** Lines that cannot run inside a test run, and where they are checked instead. */
+const NOT_RUN_HERE: Record<string, string> = {
+  'npm ci && npm start':
+    'reinstalling node_modules under running tests; .ci/run runs `npm ci`, this test starts the service with `npm start`',
+  'npm ci && npm test': 'the test run itself: .ci/run runs `npm ci` and `npm test`',
+  'npm ci && npm run cli -- keys':
+    'reinstalling node_modules under running tests; the keys command runs in test/foundation/cli-usage.test.ts',
+  'docker compose up -d --build': 'no Docker engine on this machine kind (DESIGN.md, "Docker")',
+  'docker compose up -d --scale worker=3': 'no Docker engine on this machine kind (DESIGN.md, "Docker")',
+};
+
+/** The command lines of every bash block of a document (comments, blank lines and trailing comments left out). */
+function commandsOf(document: string): string[] {
+  const text = fs.readFileSync(path.join(ROOT, document), 'utf8');
+  return [...text.matchAll(/^```bash\n([\s\S]*?)^```/gm)].flatMap(([, block]) =>
+    block
+      .replace(/\\\n/g, '')
+      .split('\n')
+      .map((line) => line.replace(/\s+#\s.*$/, '').trim())
+      .filter((line) => line && !line.startsWith('#')),
+  );
 }
 
 let service: ChildProcess;
@@ -105,9 +126,11 @@ async function stop(child: ChildProcess): Promise<void> {
   });
 }
 
-test('every operator command of the README runs as written and exits 0, against the running service', async () => {
-  const commands = operatorCommands();
-  for (const expected of [/create-admin .*--password-stdin/, /assign-role/, /create-service/, /migrate:status/, /kms:rewrap --yes/])
+test('every command of the README and docs/ runs as written and exits 0, against the running service', async () => {
+  const all = DOCUMENTS.flatMap((document) => commandsOf(document).map((command) => ({ document, command })));
+  for (const exempt of Object.keys(NOT_RUN_HERE)) expect(all.map((c) => c.command)).toContain(exempt);
+  const commands = all.filter((c) => !(c.command in NOT_RUN_HERE)).map((c) => c.command);
+  for (const expected of [/create-admin .*--password-stdin/, /assign-role/, /create-service/, /migrate:status/])
     expect(commands).toContainEqual(expect.stringMatching(expected));
   const outputs: string[] = [];
   for (const command of commands) {
