@@ -78,8 +78,11 @@ export async function endOperatorSession(app: Context, cookieToken: string, orig
     .first('id', 'user_id');
   if (!session) return;
   await app.db.transaction(async (trx) => {
-    await revokeSessions(app, trx, { userId: session.user_id, sessionIds: [session.id], reason: 'logout', origin });
-    await recordEvent(trx, { type: 'user.logout', userId: session.user_id, data: { session_id: session.id, all_devices: false } }, origin);
+    const revoked = await revokeSessions(app, trx, { userId: session.user_id, sessionIds: [session.id], reason: 'logout', origin });
+    // A session that had already ended (signed out elsewhere, expired) is not signed out twice.
+    if (!revoked.length) return;
+    const data = { session_id: session.id, all_devices: false };
+    await recordEvent(trx, { type: 'user.logout', userId: session.user_id, data }, { ...origin, actorId: session.user_id });
   });
 }
 
