@@ -4,16 +4,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { isAlive } from './helpers/processes';
 import { databaseOwner, databaseUrl, KEYS_DIR, PG_URL, ROOT, RUN_PID, TEMPLATE_DB } from './helpers/env';
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export default async function globalSetup(): Promise<void> {
   // Test workers inherit the environment: they all clone this run's template and name the

@@ -6,21 +6,18 @@
 import type { Browser, Page } from 'playwright-core';
 import { eventually, startTestApp, type TestApp } from '../helpers/app';
 import { enableMfa, signedInUser, type SignedIn } from '../helpers/auth';
-import { launchChromium } from '../helpers/browser';
+import { startAppWithBrowser } from '../helpers/browser';
 import { createUser, type TestUser } from '../helpers/users';
 
 jest.setTimeout(120_000);
 
 let t: TestApp;
 let browser: Browser;
+let close: () => Promise<void>;
 beforeAll(async () => {
-  t = await startTestApp();
-  browser = await launchChromium();
+  ({ t, browser, close } = await startAppWithBrowser());
 });
-afterAll(async () => {
-  await browser?.close();
-  await t?.close();
-});
+afterAll(() => close?.());
 
 /** Fills the sign-in page's password step and submits it. */
 async function submitPassword(page: Page, user: TestUser): Promise<void> {

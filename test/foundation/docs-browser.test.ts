@@ -2,21 +2,18 @@
 // from here: the API's own operations come first (auth before admin, docs and health last), and
 // "Try it out" talks to this very api.
 import type { Browser } from 'playwright-core';
-import { startTestApp, type TestApp } from '../helpers/app';
-import { launchChromium } from '../helpers/browser';
+import type { TestApp } from '../helpers/app';
+import { startAppWithBrowser } from '../helpers/browser';
 
 jest.setTimeout(120_000);
 
 let t: TestApp;
 let browser: Browser;
+let close: () => Promise<void>;
 beforeAll(async () => {
-  t = await startTestApp();
-  browser = await launchChromium();
+  ({ t, browser, close } = await startAppWithBrowser());
 });
-afterAll(async () => {
-  await browser?.close();
-  await t?.close();
-});
+afterAll(() => close?.());
 
 test('Swagger UI lists the auth operations first and the docs and health ones last', async () => {
   const page = await browser.newPage();

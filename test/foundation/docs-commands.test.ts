@@ -5,7 +5,7 @@
 // lines cannot run inside a test run; each is listed below with the reason and where it is
 // checked instead, and the list may only name lines that exist. The admin the README creates can
 // then sign in to that service, and the service principal can get a token from it.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,7 +13,7 @@ import path from 'node:path';
 import { call, dropTestDatabase, eventually, testEnvironment } from '../helpers/app';
 import { runCommand } from '../helpers/cli';
 import { ROOT } from '../helpers/env';
-import { freePort } from '../helpers/processes';
+import { descendantsOf, freePort, isAlive } from '../helpers/processes';
 
 jest.setTimeout(240_000);
 
@@ -89,40 +89,12 @@ afterAll(async () => {
   if (keysDir) fs.rmSync(keysDir, { recursive: true, force: true });
 });
 
-/** Every process below `root` (npm, its shell, start.js, and the api and worker start.js runs). */
-function descendantsOf(root: number): number[] {
-  const table = execFileSync('ps', ['-eo', 'pid=,ppid='], { encoding: 'utf8' })
-    .trim()
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/).map(Number));
-  const found = new Set([root]);
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const [pid, ppid] of table)
-      if (found.has(ppid) && !found.has(pid)) {
-        found.add(pid);
-        grew = true;
-      }
-  }
-  found.delete(root);
-  return [...found];
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /** SIGTERM to npm's process group (start.js stops the api and the worker in order), SIGKILL to whatever outlives it. */
 async function stop(child: ChildProcess): Promise<void> {
-  const pids = [child.pid!, ...descendantsOf(child.pid!)];
-  if (alive(child.pid!)) process.kill(-child.pid!, 'SIGTERM');
-  await eventually(() => pids.every((pid) => !alive(pid)), { timeoutMs: 30_000, intervalMs: 100 }).catch(() => {
-    for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
+  const pids = [child.pid!, ...descendantsOf(child.pid!).map(({ pid }) => pid)];
+  if (isAlive(child.pid!)) process.kill(-child.pid!, 'SIGTERM');
+  await eventually(() => !pids.some(isAlive), { timeoutMs: 30_000, intervalMs: 100 }).catch(() => {
+    for (const pid of pids.filter(isAlive)) process.kill(pid, 'SIGKILL');
   });
 }
 

@@ -3,13 +3,13 @@
 // the worker processes what is enqueued; SIGTERM stops both cleanly.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { call, eventually, LogCapture, testEnvironment } from '../helpers/app';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { ROOT, runDatabaseName } from '../helpers/env';
+import { descendantsOf, freePort, isAlive } from '../helpers/processes';
 import { parseConfig } from '../../shared/config';
 import { createContext, type Context } from '../../shared/context';
 import { createLogger } from '../../shared/logger';
@@ -25,14 +25,6 @@ let output = '';
 let url: string;
 let env: Record<string, string>;
 let keysDir: string;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   smtp = await startSmtp();
@@ -74,7 +66,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // The api and worker run in their own process groups: reap the whole tree if a test failed.
   if (child && child.exitCode === null) {
-    for (const [pid] of descendantsOf(child.pid!)) process.kill(Number(pid), 'SIGKILL');
+    for (const { pid } of descendantsOf(child.pid!)) process.kill(pid, 'SIGKILL');
     child.kill('SIGKILL');
   }
   await smtp.close();
@@ -97,28 +89,11 @@ test('the api and the worker run as two separate processes', () => {
   expect(children).toMatch(/dist\/workers\/worker\.js/);
 });
 
-function descendantsOf(root: number): string[][] {
-  const all = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' })
-    .trim()
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/));
-  const found = new Set([String(root)]);
-  for (let changed = true; changed;) {
-    changed = false;
-    for (const [pid, ppid] of all)
-      if (found.has(ppid) && !found.has(pid)) {
-        found.add(pid);
-        changed = true;
-      }
-  }
-  return all.filter(([pid]) => found.has(pid) && pid !== String(root));
-}
-
 function findStartPid(): number {
   // npm runs `node dist/scripts/start.js`, through a shell.
-  const start = descendantsOf(child.pid!).find(([, , cmd, script]) => /node$/.test(cmd) && script === 'dist/scripts/start.js');
+  const start = descendantsOf(child.pid!).find(({ args: [cmd, script] }) => /node$/.test(cmd ?? '') && script === 'dist/scripts/start.js');
   if (!start) throw new Error('start.js not found');
-  return Number(start[0]);
+  return start.pid;
 }
 
 test('/openapi.json is a valid OpenAPI 3.1 document, and /docs and /redoc serve', async () => {
@@ -173,7 +148,7 @@ describe('work handed to the worker process', () => {
 
 test('SIGTERM stops the api and the worker and exits 0', async () => {
   const startPid = findStartPid();
-  const servicePids = descendantsOf(startPid).map(([pid]) => Number(pid));
+  const servicePids = descendantsOf(startPid).map(({ pid }) => pid);
   expect(servicePids).toHaveLength(2);
   process.kill(startPid, 'SIGTERM');
   const code = await new Promise<number | null>((resolve) =>
@@ -181,13 +156,5 @@ test('SIGTERM stops the api and the worker and exits 0', async () => {
   );
   expect(code).toBe(0);
   expect(output).toMatch(/"msg":"stopped"[\s\S]*"msg":"stopped"/);
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  expect(servicePids.filter(alive)).toEqual([]);
+  expect(servicePids.filter(isAlive)).toEqual([]);
 });

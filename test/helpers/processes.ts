@@ -324,3 +324,34 @@ export async function startPostgres(): Promise<OwnPostgres> {
   }
   return { url, port, dataDir, start, stop, close, createDatabase };
 }
+
+/** Whether a process of this machine is still there. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The processes below `root` (its children, theirs, …), with their command lines split on blanks. */
+export function descendantsOf(root: number): { pid: number; args: string[] }[] {
+  const table = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [pid, ppid, ...args] = line.trim().split(/\s+/);
+      return { pid: Number(pid), ppid: Number(ppid), args };
+    });
+  const found = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const { pid, ppid } of table)
+      if (found.has(ppid) && !found.has(pid)) {
+        found.add(pid);
+        grew = true;
+      }
+  }
+  return table.filter(({ pid }) => found.has(pid) && pid !== root).map(({ pid, args }) => ({ pid, args }));
+}
