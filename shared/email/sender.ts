@@ -60,6 +60,15 @@ export function maskEmail(address: string): string {
   return `${local.slice(0, 1)}***@${domain ?? ''}`;
 }
 
+/**
+ * The same for every attempt at one row, so a receiver can recognise the duplicate that a worker
+ * dying between the SMTP answer and the update may send (RFC 5322 Message-ID, the sender's domain).
+ */
+export function messageIdFor(emailId: string, from: string): string {
+  const domain = /@([^@>\s]+)>?\s*$/.exec(from)?.[1] ?? 'user-service.invalid';
+  return `<${emailId}@${domain}>`;
+}
+
 export interface SendEmailDeps {
   db: Knex;
   kms: Kms;
@@ -84,7 +93,14 @@ export async function sendEmailMessage(deps: SendEmailDeps, emailId: string): Pr
   }
   const params = JSON.parse(deps.kms.decrypt(row.params_encrypted, emailContext(emailId))) as TemplateParams[TemplateName];
   const message = renderEmail(deps.appName, row.template as TemplateName, params);
-  const mail = { from: deps.mailer.from, to, subject: message.subject, text: message.text, html: message.html };
+  const mail = {
+    from: deps.mailer.from,
+    to,
+    messageId: messageIdFor(emailId, deps.mailer.from),
+    subject: message.subject,
+    text: message.text,
+    html: message.html,
+  };
   if (deps.mailer.kind === 'smtp') {
     await deps.mailer.transport.sendMail(mail);
   } else {

@@ -7,7 +7,7 @@ import { startStack, type TestStack } from '../helpers/stack';
 import { createUser, type TestUser } from '../helpers/users';
 import { login, operatorSignIn } from '../helpers/auth';
 import { writeEmail } from '../../shared/email/outbox';
-import { enqueueEmail } from '../../shared/queues';
+import { enqueueEmail, jobIds } from '../../shared/queues';
 import { reconcileEmails } from '../../workers/processors/email';
 
 let stack: TestStack;
@@ -50,6 +50,22 @@ test('the same email enqueued twice is sent once', async () => {
   await eventually(async () => (await t.context.db('email_messages').where({ id }).first())?.status === 'sent');
   await new Promise((r) => setTimeout(r, 300));
   expect(smtp.messages.filter((m) => m.to.includes(to))).toHaveLength(1);
+});
+
+test('a message sent again after a crash carries the same Message-ID, so the receiver can tell it is a duplicate', async () => {
+  const to = `again-${crypto.randomBytes(3).toString('hex')}@example.com`;
+  const id = await queueEmail(to);
+  const first = await smtp.waitFor((m) => m.to.includes(to));
+  await eventually(async () => (await t.context.db('email_messages').where({ id }).first())?.status === 'sent');
+  // What a worker killed between the SMTP answer and its update leaves behind: a pending row that was sent.
+  await t.context.db('email_messages').where({ id }).update({ status: 'pending', sent_at: null });
+  await t.context.queues.email.remove(jobIds.email(id));
+  await enqueueEmail(t.context.queues, id);
+  await eventually(() => smtp.messages.filter((m) => m.to.includes(to)).length === 2);
+  const [a, b] = smtp.messages.filter((m) => m.to.includes(to));
+  expect(a.messageId).toBe(`<${id}@user-service.test>`);
+  expect(b.messageId).toBe(a.messageId);
+  expect(first.messageId).toBe(a.messageId);
 });
 
 test('an email whose job was lost is re-enqueued by the reconciler and delivered', async () => {

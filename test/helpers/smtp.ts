@@ -7,6 +7,7 @@ export interface CapturedMail {
   from: string;
   to: string[];
   subject: string;
+  messageId: string;
   text: string;
   html: string;
 }
@@ -40,6 +41,7 @@ export async function startSmtp(): Promise<TestSmtp> {
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
           subject: parsed.subject ?? '',
+          messageId: parsed.messageId ?? '',
           text: parsed.text ?? '',
           html: typeof parsed.html === 'string' ? parsed.html : '',
         };
