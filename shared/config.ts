@@ -156,6 +156,13 @@ export const VARIABLES = {
     'keys/jwt',
     'Directory of signing keys. Every `*.pub.pem` in it is published in the JWKS, so keys can rotate.',
   ),
+  JWT_KEYS_RELOAD_SECONDS: v(
+    'JWT',
+    'integer',
+    '30',
+    'How often each process re-reads JWT_KEYS_DIR (also on SIGHUP), so a key added on every machine is accepted everywhere before any copy signs with it; 0 reads it at start only.',
+    { minimum: 0 },
+  ),
   JWT_ACCESS_TOKEN_TTL_MINUTES: v('JWT', 'integer', '15', 'Lifetime of access tokens.', { minimum: 1, maximum: 60 }),
   JWT_REFRESH_TOKEN_TTL_DAYS: v(
     'JWT',
@@ -408,7 +415,7 @@ export interface Config {
   database: { url: string; poolMin: number; poolMax: number; acquireTimeoutMs: number };
   redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
   sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number; livenessCacheSeconds: number };
-  jwt: { signingKeyId: string; keysDir: string; accessTtlSeconds: number; issuer: string; audience: string };
+  jwt: { signingKeyId: string; keysDir: string; keysReloadMs: number; accessTtlSeconds: number; issuer: string; audience: string };
   kms: { provider: 'local'; keyPath: string; previousKeyPaths: string[] };
   google: {
     clientId: string;
@@ -601,6 +608,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     jwt: {
       signingKeyId: str('JWT_SIGNING_KEY_ID'),
       keysDir: path.resolve(str('JWT_KEYS_DIR')),
+      keysReloadMs: num('JWT_KEYS_RELOAD_SECONDS') * 1000,
       accessTtlSeconds: num('JWT_ACCESS_TOKEN_TTL_MINUTES') * 60,
       issuer: str('JWT_ISSUER'),
       audience: str('JWT_AUDIENCE'),

@@ -6,7 +6,7 @@ import type { Config } from './config';
 import { createDb } from './db';
 import { createRedis, keyMaker, waitForRedis } from './redis';
 import { createQueues, closeQueues, type Queues } from './queues';
-import { loadSigningKeys, type SigningKeys } from './crypto/keys';
+import { loadSigningKeys, reloadSigningKeys, type SigningKeys } from './crypto/keys';
 import { createLocalKms, type Kms } from './crypto/kms';
 import { createAccessTokens, type AccessTokens } from './crypto/access-tokens';
 import type { Logger } from './logger';
@@ -32,6 +32,8 @@ export interface Context {
   ready(timeoutMs?: number): Promise<void>;
   /** Prefixes a Redis key with REDIS_KEY_PREFIX. */
   key(...parts: string[]): string;
+  /** Reads the signing keys folder again (on a timer, and on SIGHUP in the api). */
+  reloadKeys(): void;
   close(): Promise<void>;
 }
 
@@ -44,6 +46,15 @@ export function createContext(config: Config, logger: Logger): Context {
   const queueConnection = createRedis(config, 'command', 'queues');
   const queues = createQueues(config, queueConnection, logger);
   const key = keyMaker(config.redis.keyPrefix);
+  const reloadKeys = () => {
+    try {
+      if (reloadSigningKeys(keys, config))
+        logger.info({ kids: keys.jwks.keys.map((k) => k.kid), signing: keys.signingKid }, 'signing keys reloaded');
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'signing keys not reloaded; the previous set stays in use');
+    }
+  };
+  const keysTimer = config.jwt.keysReloadMs ? setInterval(reloadKeys, config.jwt.keysReloadMs).unref() : undefined;
   return {
     config,
     logger,
@@ -57,10 +68,12 @@ export function createContext(config: Config, logger: Logger): Context {
       await Promise.all([waitForRedis(redis, timeoutMs), waitForRedis(queueConnection, timeoutMs)]);
     },
     key,
+    reloadKeys,
     permissions: createPermissionCache(db, redis, key),
     // Keyed by the master key: a copy of Redis does not give away which addresses were tried.
     limits: createLimits(config, redis, key, kms.deriveKey('rate-limit-keys')),
     async close() {
+      clearInterval(keysTimer);
       await closeQueues(queues).catch(() => undefined);
       queueConnection.disconnect();
       redis.disconnect();

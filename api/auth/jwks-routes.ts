@@ -20,7 +20,9 @@ const Jwks = Type.Object({
 
 export function jwksRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
-  const body = JSON.stringify(app.keys.jwks);
+  // Serialised once per key set, not per request.
+  let body = JSON.stringify(app.keys.jwks);
+  let bodyGeneration = app.keys.generation;
   registry.add(router, {
     method: 'get',
     path: '/v1/auth/.well-known/jwks.json',
@@ -31,6 +33,10 @@ export function jwksRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     handler(ctx) {
       ctx.set('Cache-Control', 'public, max-age=300');
       ctx.type = 'json';
+      if (bodyGeneration !== app.keys.generation) {
+        body = JSON.stringify(app.keys.jwks);
+        bodyGeneration = app.keys.generation;
+      }
       ctx.body = body;
     },
   });

@@ -47,9 +47,10 @@ const CLOCK_SKEW_SECONDS = 60;
 
 export function createAccessTokens(config: Pick<Config, 'jwt'>, keys: SigningKeys, now: () => number = Date.now): AccessTokens {
   const { issuer, audience, accessTtlSeconds } = config.jwt;
-  // Keyed by the whole token, so a token differing in any byte is verified afresh. Our key set is
-  // fixed for the life of the process, so a verdict holds until the token expires.
+  // Keyed by the whole token, so a token differing in any byte is verified afresh. A verdict holds
+  // until the token expires or the key set changes (a key retired by a reload), whichever is first.
   const verified = new Map<string, VerifiedAccessToken>();
+  let verifiedGeneration = keys.generation;
   const remember = (token: string, claims: VerifiedAccessToken) => {
     if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
     verified.set(token, claims);
@@ -75,6 +76,10 @@ export function createAccessTokens(config: Pick<Config, 'jwt'>, keys: SigningKey
         .sign(keys.privateKey);
     },
     async verify(token) {
+      if (verifiedGeneration !== keys.generation) {
+        verified.clear();
+        verifiedGeneration = keys.generation;
+      }
       const known = verified.get(token);
       if (known) {
         // As jose decides: expired once `exp` is not after the current second.

@@ -22,6 +22,8 @@ export interface SigningKeys {
   privateKey: KeyObject;
   publicKeys: Map<string, KeyObject>;
   jwks: { keys: Jwk[] };
+  /** Counts the reloads that changed the key set: what was derived from an older set is stale. */
+  generation: number;
 }
 
 const privatePath = (dir: string, kid: string) => path.join(dir, `${kid}.pem`);
@@ -83,7 +85,22 @@ export function loadSigningKeys(config: Pick<Config, 'jwt'>): SigningKeys {
     const { n, e, kty } = key.export({ format: 'jwk' });
     return { kty: kty as string, kid, use: 'sig' as const, alg: 'RS256' as const, n: n as string, e: e as string };
   });
-  return { signingKid: signingKeyId, privateKey, publicKeys, jwks: { keys } };
+  return { signingKid: signingKeyId, privateKey, publicKeys, jwks: { keys }, generation: 0 };
+}
+
+/**
+ * Reads the key folder again into `keys`, the one object every holder reads at each use. A
+ * rotation across several processes is then safe without restarts in between: put the new pair
+ * in every copy's folder, wait for every copy to publish and accept it, then sign with it
+ * (JWT_SIGNING_KEY_ID, a rolling restart); a public key removed is refused from the next reload.
+ * Returns whether the set changed. A folder that does not load (a file half copied) throws and
+ * leaves `keys` as they were.
+ */
+export function reloadSigningKeys(keys: SigningKeys, config: Pick<Config, 'jwt'>): boolean {
+  const next = loadSigningKeys(config);
+  if (next.signingKid === keys.signingKid && JSON.stringify(next.jwks) === JSON.stringify(keys.jwks)) return false;
+  Object.assign(keys, next, { generation: keys.generation + 1 });
+  return true;
 }
 
 export function readMasterKey(file: string): Buffer {

@@ -5,15 +5,24 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { call, startTestApp } from '../helpers/app';
-import { PG_URL, REDIS_URL, ROOT } from '../helpers/env';
+import { call, createTestDatabase, dropTestDatabase, eventually, startTestApp, type TestApp } from '../helpers/app';
+import { login, type SignedIn } from '../helpers/auth';
+import { createUser } from '../helpers/users';
+import { databaseUrl, PG_URL, REDIS_URL, ROOT } from '../helpers/env';
 import { createMissingKeys, loadSigningKeys } from '../../shared/crypto/keys';
 import { createLocalKms, DecryptionError, rewrapAll } from '../../shared/crypto/kms';
 import { createAccessTokens, InvalidTokenError } from '../../shared/crypto/access-tokens';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'us-keys-'));
 const settingsIn = (dir: string, kid = 'key-001') => ({
-  jwt: { keysDir: path.join(dir, 'jwt'), signingKeyId: kid, issuer: 'user_service', audience: 'trading_platform', accessTtlSeconds: 900 },
+  jwt: {
+    keysDir: path.join(dir, 'jwt'),
+    signingKeyId: kid,
+    keysReloadMs: 0,
+    issuer: 'user_service',
+    audience: 'trading_platform',
+    accessTtlSeconds: 900,
+  },
   kms: { provider: 'local' as const, keyPath: path.join(dir, 'master.key'), previousKeyPaths: [] as string[] },
 });
 
@@ -79,6 +88,89 @@ test('the JWKS serves every public key in the key directory, so keys can rotate'
   } finally {
     await t.close();
   }
+});
+
+describe('a rolling rotation of the signing key across two api copies', () => {
+  const dir = tmp();
+  const keysDir = path.join(dir, 'jwt');
+  const tag = crypto.randomBytes(4).toString('hex');
+  // Every copy shares one database and one set of Redis prefixes, as copies behind a load balancer do.
+  const shared = { REDIS_KEY_PREFIX: `t${tag}:`, BULLMQ_PREFIX: `tbull${tag}`, EVENTS_STREAM_NAME: `t${tag}:events` };
+  let database: string;
+  const copies: TestApp[] = [];
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => {
+    const redis = copies[0]?.context.redis;
+    for (const prefix of redis ? Object.values(shared) : []) {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length) await redis.unlink(...keys);
+    }
+    await Promise.all(copies.map((c) => c.close()));
+    await dropTestDatabase(database);
+  });
+
+  /** An api copy signing with `kid`, reading the key folder every second. */
+  async function startCopy(kid: string): Promise<TestApp> {
+    const copy = await startTestApp(
+      { ...shared, JWT_KEYS_DIR: keysDir, JWT_SIGNING_KEY_ID: kid, JWT_KEYS_RELOAD_SECONDS: '1' },
+      { databaseUrl: databaseUrl(database) },
+    );
+    copies.push(copy);
+    return copy;
+  }
+  async function restart(copy: TestApp, kid: string): Promise<TestApp> {
+    copies.splice(copies.indexOf(copy), 1);
+    await copy.close();
+    return startCopy(kid);
+  }
+  const kidOf = (token: string) => (JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString()) as { kid: string }).kid;
+  const publishes = async (copy: TestApp, kid: string) =>
+    ((await call(`${copy.url}/v1/auth/.well-known/jwks.json`)).body as { keys: { kid: string }[] }).keys.some((k) => k.kid === kid);
+  const meStatus = async (copy: TestApp, user: SignedIn) => (await call(`${copy.url}/v1/users/me`, { headers: user.auth })).status;
+
+  test('publish everywhere first, sign later: no copy refuses a token signed by either key; a retired key is refused', async () => {
+    createMissingKeys(settingsIn(dir, 'key-001'));
+    const a = await startCopy('key-001');
+    let b = await startCopy('key-001');
+    const user = await createUser(a.context.db);
+    const signedOnA = await login(a.url, user);
+
+    // Publish: the new pair lands in each machine's folder; every copy takes it up without a restart.
+    createMissingKeys(settingsIn(dir, 'key-002'));
+    for (const copy of [a, b]) await eventually(() => publishes(copy, 'key-002'));
+
+    // Sign: B restarts signing with the new key while A still signs with the old one.
+    b = await restart(b, 'key-002');
+    const signedOnB = await login(b.url, user);
+    expect([kidOf(signedOnA.accessToken), kidOf(signedOnB.accessToken)]).toEqual(['key-001', 'key-002']);
+    for (const copy of [a, b]) {
+      for (const signed of [signedOnA, signedOnB]) expect(await meStatus(copy, signed)).toBe(200);
+    }
+
+    // Retire: once every copy signs with the new key and the old key's tokens would have expired,
+    // its files go; each copy refuses it from its next reload, even a token it had verified before.
+    const a2 = await restart(a, 'key-002');
+    expect(await meStatus(a2, signedOnA)).toBe(200);
+    fs.unlinkSync(path.join(keysDir, 'key-001.pem'));
+    fs.unlinkSync(path.join(keysDir, 'key-001.pub.pem'));
+    for (const copy of [a2, b]) {
+      await eventually(async () => !(await publishes(copy, 'key-001')));
+      expect(await meStatus(copy, signedOnA)).toBe(401);
+      expect(await meStatus(copy, signedOnB)).toBe(200);
+    }
+  });
+
+  test('a key folder that does not load (a file half copied) leaves the keys in use as they were', async () => {
+    const copy = copies[copies.length - 1];
+    const before = copy.context.keys.generation;
+    fs.writeFileSync(path.join(keysDir, 'key-003.pub.pem'), '-----BEGIN PUBLIC KEY-----\nMIIB');
+    await eventually(() => copy.logs.text.includes('signing keys not reloaded'));
+    expect(copy.context.keys.generation).toBe(before);
+    expect(await publishes(copy, 'key-002')).toBe(true);
+    fs.unlinkSync(path.join(keysDir, 'key-003.pub.pem'));
+  });
 });
 
 test('a verified token is remembered only until it expires, and only byte for byte', async () => {
