@@ -7,6 +7,7 @@ import { createContext } from '../shared/context';
 import { createMissingKeys } from '../shared/crypto/keys';
 import { StartupError } from '../shared/errors';
 import { exitOnStartupFailure, exitUnlessDependencies, onShutdown } from '../shared/process';
+import { checkDatabaseSettings } from '../shared/db';
 import { createApp } from './app';
 
 /** Listens, or fails with the one line an operator needs when the port is taken. */
@@ -36,6 +37,7 @@ async function main(): Promise<void> {
   // A missing or bad key throws a KeyError here: one line, exit 1 (exitOnStartupFailure).
   const context = createContext(config, logger);
   await context.ready();
+  await checkDatabaseSettings(context.db, config, logger);
   const { koa, metricsKoa } = createApp(context);
   const server = http.createServer(koa.callback());
   server.keepAliveTimeout = 65_000;

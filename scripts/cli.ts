@@ -122,8 +122,8 @@ const COMMANDS: Command[] = [
     summary: 'apply pending migrations (creates the database when missing)',
     options: {},
     uses: { database: true, createsDatabase: true },
-    async run({ db }) {
-      const applied = await migrateLatest(db());
+    async run({ config, db }) {
+      const applied = await migrateLatest(db(), config);
       say(applied.length ? `applied ${applied.join(', ')}` : 'already up to date');
     },
   },
@@ -191,7 +191,7 @@ const COMMANDS: Command[] = [
     uses: { database: true, createsDatabase: true, redis: true },
     async run({ config, values, db }) {
       const email = string(values, 'email');
-      await migrateLatest(db());
+      await migrateLatest(db(), config);
       const password = values['password-stdin'] ? await readStdin() : undefined;
       const result = await withPermissionCache(config, db(), (permissions) =>
         createOrPromoteAdmin(db(), permissions, config, { email, name: values.name as string | undefined, password }),
@@ -207,7 +207,7 @@ const COMMANDS: Command[] = [
     options: { name: { type: 'string', value: 'NAME', required: true, doc: 'lowercase letters, digits, _ or -, starting with a letter' } },
     uses: { database: true, createsDatabase: true },
     async run({ config, values, db }) {
-      await migrateLatest(db());
+      await migrateLatest(db(), config);
       const { clientId, clientSecret } = await createServicePrincipal(db(), config.password.bcryptCost, string(values, 'name'));
       say(
         `client_id=${clientId}\nclient_secret=${clientSecret}\n(the secret is shown only now; exchange both at POST /v1/auth/service-token)`,

@@ -17,7 +17,7 @@ async function prepare(): Promise<void> {
   if (await ensureDatabase(config.database.url)) logger.info('created the database');
   const db = createDb(config);
   try {
-    await migrateLatest(db);
+    await migrateLatest(db, config);
   } finally {
     await db.destroy();
   }

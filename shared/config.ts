@@ -99,15 +99,42 @@ export const VARIABLES = {
     'postgresql://postgres@127.0.0.1:5432/user_service',
     'PostgreSQL connection URL. `npm start` creates the database when it does not exist.',
   ),
-  DATABASE_POOL_SIZE: v('Database', 'integer', '20', 'Connections kept by each process.', { minimum: 1 }),
+  DATABASE_POOL_SIZE: v(
+    'Database',
+    'integer',
+    '20',
+    'Connections each process may open (opened on demand, none kept while idle); see DATABASE_MAX_OVERFLOW.',
+    { minimum: 1 },
+  ),
   DATABASE_MAX_OVERFLOW: v(
     'Database',
     'integer',
     '10',
-    'Extra connections a process may open under load (pool maximum = size + overflow).',
+    "Extra connections a process may open under load: a process's pool maximum is size + overflow.",
     { minimum: 0 },
   ),
   DATABASE_POOL_TIMEOUT: v('Database', 'integer', '30', 'Seconds to wait for a free connection before answering 503.', { minimum: 1 }),
+  DATABASE_PROCESSES: v(
+    'Database',
+    'integer',
+    '2',
+    'How many api and worker processes share the database (2: what `npm start` runs). Only for the start-up check of the connection budget: processes × pool maximum ≤ max_connections − reserved (docs/scaling.md).',
+    { minimum: 1 },
+  ),
+  DATABASE_RESERVED_CONNECTIONS: v(
+    'Database',
+    'integer',
+    '5',
+    "Connections the budget leaves to others (psql, migrations, monitoring), beyond PostgreSQL's superuser_reserved_connections.",
+    { minimum: 0 },
+  ),
+  DATABASE_STATEMENT_TIMEOUT_SECONDS: v(
+    'Database',
+    'integer',
+    '15',
+    "A statement running longer is cancelled (503). Set by `migrate` as the role's default in the database (ALTER ROLE … IN DATABASE), so it holds through PgBouncer too; 0: no limit.",
+    { minimum: 0 },
+  ),
 
   // Redis
   REDIS_URL: v(
@@ -412,7 +439,15 @@ export interface Config {
   /** The metrics listener's port; null: no such listener. */
   metricsPort: number | null;
   shutdownTimeoutMs: number;
-  database: { url: string; poolMin: number; poolMax: number; acquireTimeoutMs: number };
+  database: {
+    url: string;
+    poolMin: number;
+    poolMax: number;
+    acquireTimeoutMs: number;
+    processes: number;
+    reservedConnections: number;
+    statementTimeoutSeconds: number;
+  };
   redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
   sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number; livenessCacheSeconds: number };
   jwt: { signingKeyId: string; keysDir: string; keysReloadMs: number; accessTtlSeconds: number; issuer: string; audience: string };
@@ -596,6 +631,9 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       poolMin: 0,
       poolMax: poolSize + num('DATABASE_MAX_OVERFLOW'),
       acquireTimeoutMs: num('DATABASE_POOL_TIMEOUT') * 1000,
+      processes: num('DATABASE_PROCESSES'),
+      reservedConnections: num('DATABASE_RESERVED_CONNECTIONS'),
+      statementTimeoutSeconds: num('DATABASE_STATEMENT_TIMEOUT_SECONDS'),
     },
     redis: { url: str('REDIS_URL'), keyPrefix: str('REDIS_KEY_PREFIX'), commandTimeoutMs: num('REDIS_COMMAND_TIMEOUT_MS') },
     sessions: {

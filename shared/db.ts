@@ -1,5 +1,7 @@
 // knex + objection on PostgreSQL. Connection and statement timeouts keep a sick database from
-// hanging a request: the caller gets an error (503) instead.
+// hanging a request: the caller gets an error (503) instead. The statement timeout is the role's
+// default in the database (set by `migrate`), not a startup parameter: PgBouncer in transaction
+// mode refuses startup parameters it does not know, and ignoring them would drop the timeout.
 import knexFactory, { type Knex } from 'knex';
 import { Model } from 'objection';
 import fs from 'node:fs';
@@ -13,14 +15,14 @@ pg.types.setTypeParser(20, (value) => Number.parseInt(value, 10));
 
 export type Db = Knex;
 
-export function createDb(config: Pick<Config, 'database'>, options: { statementTimeoutMs?: number; logger?: Logger } = {}): Db {
+export function createDb(config: Pick<Config, 'database'>, options: { logger?: Logger } = {}): Db {
   const logger = options.logger;
   const db = knexFactory({
     client: 'pg',
     connection: {
       connectionString: config.database.url,
       connectionTimeoutMillis: 5000,
-      statement_timeout: options.statementTimeoutMs ?? 15000,
+      // PgBouncer tracks application_name itself: the one startup parameter it passes on.
       application_name: 'user_service',
     },
     pool: { min: config.database.poolMin, max: config.database.poolMax },
@@ -98,11 +100,53 @@ export async function normaliseMigrationNames(db: Db): Promise<number> {
     .update({ name: db.raw('regexp_replace(name, ?, ?)', [RECORDED_EXTENSION, '']) });
 }
 
-/** Applies pending migrations; returns their names. */
-export async function migrateLatest(db: Db): Promise<string[]> {
+/**
+ * Applies pending migrations, then the role's settings in this database; returns the migrations'
+ * names.
+ */
+export async function migrateLatest(db: Db, config: Pick<Config, 'database'>): Promise<string[]> {
   await normaliseMigrationNames(db);
   const [, applied] = (await db.migrate.latest(migrationSettings())) as [number, string[]];
+  await setStatementTimeout(db, config.database.statementTimeoutSeconds);
   return applied;
+}
+
+/**
+ * Makes `seconds` the statement timeout of every later session of the current role in the
+ * current database, whichever pooler they come through. A role may set its own defaults; only
+ * this service's role in this database is touched (not psql sessions of other roles).
+ */
+export async function setStatementTimeout(db: Db, seconds: number): Promise<void> {
+  await db.raw(
+    `DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L', current_user, current_database(), '${seconds}s'); END $$`,
+  );
+}
+
+/**
+ * At start-up, one warning line for each setting of the database that would hurt under load: a
+ * statement timeout other than the configured one (the database was not migrated by this
+ * version, or a pooler's role differs), and a connection budget that PostgreSQL cannot honour
+ * (every process at its pool maximum would get "53300 too many clients").
+ */
+export async function checkDatabaseSettings(db: Db, config: Pick<Config, 'database'>, logger: Logger): Promise<void> {
+  const { rows } = await db.raw<{ rows: { name: string; setting: string }[] }>(
+    `SELECT name, setting FROM pg_settings WHERE name IN ('statement_timeout', 'max_connections', 'superuser_reserved_connections')`,
+  );
+  const setting = (name: string) => Number(rows.find((row) => row.name === name)?.setting ?? 0);
+  const { statementTimeoutSeconds, processes, poolMax, reservedConnections } = config.database;
+  if (setting('statement_timeout') !== statementTimeoutSeconds * 1000) {
+    logger.warn(
+      { statementTimeoutMs: setting('statement_timeout'), expectedMs: statementTimeoutSeconds * 1000 },
+      "statement_timeout differs from DATABASE_STATEMENT_TIMEOUT_SECONDS: run `npm run cli -- migrate` (it sets the role's default in this database), or set it for the role PgBouncer connects as",
+    );
+  }
+  const available = setting('max_connections') - setting('superuser_reserved_connections') - reservedConnections;
+  if (processes * poolMax > available) {
+    logger.warn(
+      { processes, poolMax, budget: processes * poolMax, available },
+      'the connection budget exceeds what PostgreSQL allows: DATABASE_PROCESSES × (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW) must stay within max_connections − superuser_reserved_connections − DATABASE_RESERVED_CONNECTIONS (docs/scaling.md)',
+    );
+  }
 }
 
 /** Reverts every applied migration (drops every table); returns their names. */

@@ -9,6 +9,7 @@ import { createMissingKeys } from '../shared/crypto/keys';
 import { createRedis, type Redis } from '../shared/redis';
 import { JOB_NAMES } from '../shared/queues';
 import { exitOnStartupFailure, exitUnlessDependencies, onShutdown } from '../shared/process';
+import { checkDatabaseSettings } from '../shared/db';
 import type { QueueDeclaration, RunningProcessor } from './declaration';
 import { DECLARATIONS } from './processors';
 
@@ -89,6 +90,7 @@ async function main(): Promise<void> {
   if (config.environment === 'development') createMissingKeys(config);
   const app = createContext(config, logger);
   await app.ready();
+  await checkDatabaseSettings(app.db, config, logger);
   const running = await startWorkers(app);
   onShutdown(logger, config.shutdownTimeoutMs, [
     ['workers', () => running.close()],

@@ -62,6 +62,9 @@ export async function createTestDatabase(): Promise<string> {
   await client.connect();
   try {
     await client.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DB}`);
+    // What `migrate` set on the template (shared/db.ts, setStatementTimeout): a copy does not
+    // inherit settings kept per database.
+    await client.query(`ALTER ROLE CURRENT_USER IN DATABASE ${name} SET statement_timeout = '15s'`);
   } finally {
     await client.end();
   }

@@ -27,7 +27,7 @@ export interface OwnServer {
 export interface OwnPostgres extends OwnServer {
   dataDir: string;
   /** Creates `name` (when missing) and migrates it through the project's CLI; returns its URL. */
-  createDatabase(name?: string): Promise<string>;
+  createDatabase(name?: string, env?: Record<string, string>): Promise<string>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -70,6 +70,18 @@ export function freePort(): Promise<number> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether something accepts TCP connections on the port. */
+function portAnswers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
 
 interface RunOptions {
   env?: NodeJS.ProcessEnv;
@@ -229,8 +241,11 @@ function postgresIds(): { uid: number; gid: number } {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-/** Initialises and starts a throwaway PostgreSQL cluster (trust auth, user postgres) on a free port. */
-export async function startPostgres(): Promise<OwnPostgres> {
+/**
+ * Initialises and starts a throwaway PostgreSQL cluster (trust auth, user postgres) on a free port,
+ * with `settings` (`max_connections`, say) on its command line.
+ */
+export async function startPostgres(settings: Record<string, string> = {}): Promise<OwnPostgres> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'us-fault-pg-'));
   const dataDir = path.join(base, 'data');
   const logFile = path.join(base, 'postgres.log');
@@ -247,7 +262,10 @@ export async function startPostgres(): Promise<OwnPostgres> {
   }
   const port = await freePort();
   // Durability is of no use to a throwaway cluster; skipping fsync makes it start and stop faster.
-  const serverOptions = `-p ${port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off`;
+  const serverOptions = [
+    `-p ${port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off`,
+    ...Object.entries(settings).map(([name, value]) => `-c ${name}=${value}`),
+  ].join(' ');
   const pgCtl = (args: string[], timeoutSeconds = 30) =>
     runAsPostgres('pg_ctl', ['-D', dataDir, '-t', String(timeoutSeconds), ...args], { cwd: base, timeoutMs: (timeoutSeconds + 10) * 1000 });
   const logTail = () => {
@@ -292,7 +310,7 @@ export async function startPostgres(): Promise<OwnPostgres> {
 
   const url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
 
-  async function createDatabase(name = 'user_service'): Promise<string> {
+  async function createDatabase(name = 'user_service', overrides: Record<string, string> = {}): Promise<string> {
     const target = new URL(url);
     target.pathname = `/${name}`;
     const env = {
@@ -303,6 +321,7 @@ export async function startPostgres(): Promise<OwnPostgres> {
       JWT_KEYS_DIR: path.join(KEYS_DIR, 'jwt'),
       LOCAL_KMS_KEY_PATH: path.join(KEYS_DIR, 'master.key'),
       LOG_LEVEL: 'warn',
+      ...overrides,
     };
     await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'cli.ts'), 'migrate'], {
       env,
@@ -354,4 +373,66 @@ export function descendantsOf(root: number): { pid: number; args: string[] }[] {
       }
   }
   return table.filter(({ pid }) => found.has(pid) && pid !== root).map(({ pid, args }) => ({ pid, args }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// PgBouncer.
+
+export const PGBOUNCER = process.env.TEST_PGBOUNCER ?? '/usr/sbin/pgbouncer';
+
+/**
+ * PgBouncer in transaction mode in front of `target` (a PostgreSQL of the test's own), on a free
+ * port, as the postgres user (PgBouncer refuses to run as root). With no
+ * `ignore_startup_parameters`: a client sending one it does not track is refused, as in production.
+ */
+export async function startPgBouncer(target: { port: number }, poolSize = 10): Promise<OwnServer> {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'us-pgbouncer-'));
+  const removeBase = () => fs.rmSync(base, { recursive: true, force: true });
+  if (process.getuid?.() === 0) {
+    const { uid, gid } = postgresIds();
+    fs.chownSync(base, uid, gid);
+  }
+  const port = await freePort();
+  const ini = path.join(base, 'pgbouncer.ini');
+  fs.writeFileSync(path.join(base, 'userlist.txt'), '"postgres" ""\n');
+  fs.writeFileSync(
+    ini,
+    [
+      '[databases]',
+      `* = host=127.0.0.1 port=${target.port}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = trust',
+      `auth_file = ${path.join(base, 'userlist.txt')}`,
+      'pool_mode = transaction',
+      `default_pool_size = ${poolSize}`,
+      'max_client_conn = 500',
+      `logfile = ${path.join(base, 'pgbouncer.log')}`,
+      '',
+    ].join('\n'),
+  );
+  const [file, argv] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', PGBOUNCER, ini]] : [PGBOUNCER, [ini]];
+  const proc = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = tail(proc);
+  const forget = onExit(() => {
+    proc.kill('SIGKILL');
+    removeBase();
+  });
+  const close = async () => {
+    await terminate(proc, 'SIGTERM');
+    forget();
+    removeBase();
+  };
+  const deadline = Date.now() + 10_000;
+  while (!(await portAnswers(port))) {
+    if (proc.exitCode !== null || proc.signalCode !== null || Date.now() > deadline) {
+      await close();
+      throw new Error(`pgbouncer did not start on port ${port}:\n${output()}`);
+    }
+    await sleep(50);
+  }
+  const unsupported = () => Promise.reject(new Error('PgBouncer is not restarted by these tests'));
+  return { url: `postgresql://postgres@127.0.0.1:${port}/postgres`, port, stop: unsupported, start: unsupported, close };
 }
