@@ -20,6 +20,7 @@ import { Queue } from 'bullmq';
 import { SMTPServer } from 'smtp-server';
 import { createLocalKms } from '../shared/crypto/kms';
 import { emailContext } from '../shared/email/outbox';
+import { queuePrefix } from '../shared/queues';
 import { childPids, cpuMs, memoryMb, sampleRss, type LoadJob, type LoadReply, type LoadResult } from './common';
 
 const QUICK = process.argv.includes('--quick');
@@ -776,8 +777,8 @@ async function main(): Promise<void> {
     log('email jobs and event fan-out vs a no-op BullMQ worker');
     const kms = createLocalKms({ kms: { provider: 'local', keyPath: serviceEnv.LOCAL_KMS_KEY_PATH, previousKeyPaths: [] } });
     const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-    const emailQueue = new Queue('email', { connection, prefix: `${TAG}bull` });
-    const eventsQueue = new Queue('events', { connection, prefix: `${TAG}bull` });
+    const emailQueue = new Queue('email', { connection, prefix: queuePrefix(`${TAG}bull`, 'email') });
+    const eventsQueue = new Queue('events', { connection, prefix: queuePrefix(`${TAG}bull`, 'events') });
     const noopEmail = new Queue('noop-email', { connection, prefix: `${TAG}noop` });
     const noopEvents = new Queue('noop-events', { connection, prefix: `${TAG}noop` });
     const waitUntil = async (done: () => Promise<boolean>, what: string) => {

@@ -147,6 +147,19 @@ export const VARIABLES = {
     unused: true,
     minimum: 1,
   }),
+  REDIS_SENTINELS: v(
+    'Redis',
+    'list',
+    '',
+    'Sentinels as host:port, comma-separated: Redis is then the primary they name (REDIS_SENTINEL_MASTER), followed across failovers. REDIS_URL still gives the password and database index.',
+  ),
+  REDIS_SENTINEL_MASTER: v('Redis', 'string', 'mymaster', 'Name of the primary that REDIS_SENTINELS monitor.'),
+  REDIS_CLUSTER_NODES: v(
+    'Redis',
+    'list',
+    '',
+    'Redis Cluster nodes as host:port, comma-separated (some of them suffice). REDIS_URL still gives the password; a cluster has database 0 only. See docs/scaling.md.',
+  ),
   REDIS_KEY_PREFIX: v('Redis', 'string', 'user_service:', 'Prefix of every Redis key this service writes (not the stream or BullMQ).'),
   REDIS_COMMAND_TIMEOUT_MS: v('Redis', 'integer', '2000', 'A Redis command that takes longer fails (the api answers 503).', { minimum: 1 }),
   REDIS_SESSION_TTL_DAYS: v(
@@ -448,7 +461,7 @@ export interface Config {
     reservedConnections: number;
     statementTimeoutSeconds: number;
   };
-  redis: { url: string; keyPrefix: string; commandTimeoutMs: number };
+  redis: { url: string; topology: RedisTopology; keyPrefix: string; commandTimeoutMs: number };
   sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number; livenessCacheSeconds: number };
   jwt: { signingKeyId: string; keysDir: string; keysReloadMs: number; accessTtlSeconds: number; issuer: string; audience: string };
   kms: { provider: 'local'; keyPath: string; previousKeyPaths: string[] };
@@ -558,6 +571,44 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env, envFile = 
   return Object.assign(merged, env);
 }
 
+export interface RedisNode {
+  host: string;
+  port: number;
+}
+
+/** One Redis at REDIS_URL, a primary found through Sentinel, or a Redis Cluster. */
+export type RedisTopology =
+  { kind: 'single' } | { kind: 'sentinel'; sentinels: RedisNode[]; masterName: string } | { kind: 'cluster'; nodes: RedisNode[] };
+
+/** `host:port` entries of a list variable; a bad one is a problem naming the variable. */
+function redisNodes(name: string, value: string, problems: string[]): RedisNode[] {
+  return splitList(value).flatMap((entry) => {
+    const match = /^(.+):(\d{1,5})$/.exec(entry);
+    if (match && Number(match[2]) <= 65535) return [{ host: match[1].replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) }];
+    problems.push(`${name}: "${entry}" is not host:port`);
+    return [];
+  });
+}
+
+function redisTopology(
+  source: { sentinels: string; masterName: string; clusterNodes: string; url: string; bullPrefix: string },
+  problems: string[],
+): RedisTopology {
+  const sentinels = redisNodes('REDIS_SENTINELS', source.sentinels, problems);
+  const nodes = redisNodes('REDIS_CLUSTER_NODES', source.clusterNodes, problems);
+  if (sentinels.length && nodes.length) problems.push('REDIS_SENTINELS and REDIS_CLUSTER_NODES: set one of them, not both');
+  if (nodes.length) {
+    const db = new URL(source.url).pathname.replace(/^\//, '');
+    if (db && db !== '0') problems.push(`REDIS_URL: a Redis Cluster has database 0 only, not ${db}`);
+    // Each queue gets its own hash tag (shared/queues); a tag in the prefix would put every queue in one slot.
+    if (/[{}]/.test(source.bullPrefix))
+      problems.push('BULLMQ_PREFIX: no { or } with a Redis Cluster: each queue is given its own hash tag');
+    return { kind: 'cluster', nodes };
+  }
+  if (sentinels.length) return { kind: 'sentinel', sentinels, masterName: source.masterName };
+  return { kind: 'single' };
+}
+
 /** Parses and validates; throws ConfigError listing every bad variable. Pure: takes the variables it reads. */
 export function parseConfig(source: Record<string, string | undefined>): Config {
   const problems: string[] = [];
@@ -601,6 +652,16 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
   if (str('SESSION_COOKIE_NAME').startsWith('__Secure-') && !bool('SESSION_COOKIE_SECURE')) {
     problems.push('SESSION_COOKIE_NAME: a __Secure- cookie needs SESSION_COOKIE_SECURE=true (browsers drop it otherwise)');
   }
+  const redisTopologyFound = redisTopology(
+    {
+      sentinels: str('REDIS_SENTINELS'),
+      masterName: str('REDIS_SENTINEL_MASTER'),
+      clusterNodes: str('REDIS_CLUSTER_NODES'),
+      url: str('REDIS_URL'),
+      bullPrefix: str('BULLMQ_PREFIX'),
+    },
+    problems,
+  );
   if (problems.length) throw new ConfigError(problems);
 
   const level = str('LOG_LEVEL');
@@ -635,7 +696,12 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       reservedConnections: num('DATABASE_RESERVED_CONNECTIONS'),
       statementTimeoutSeconds: num('DATABASE_STATEMENT_TIMEOUT_SECONDS'),
     },
-    redis: { url: str('REDIS_URL'), keyPrefix: str('REDIS_KEY_PREFIX'), commandTimeoutMs: num('REDIS_COMMAND_TIMEOUT_MS') },
+    redis: {
+      url: str('REDIS_URL'),
+      topology: redisTopologyFound,
+      keyPrefix: str('REDIS_KEY_PREFIX'),
+      commandTimeoutMs: num('REDIS_COMMAND_TIMEOUT_MS'),
+    },
     sessions: {
       // The guide names the persistent lifetime twice (session and refresh token): the shorter wins.
       persistentTtlSeconds: Math.round(Math.min(num('REDIS_SESSION_TTL_DAYS'), num('JWT_REFRESH_TOKEN_TTL_DAYS')) * 86400),

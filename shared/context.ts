@@ -1,7 +1,7 @@
 // The one place that wires things: builds the database, Redis, queues, keys and KMS from config,
 // for the api and for the workers. No container: each service later takes only what it needs.
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
+import type { Redis } from './redis';
 import type { Config } from './config';
 import { createDb } from './db';
 import { createRedis, keyMaker, waitForRedis } from './redis';

@@ -7,7 +7,7 @@ import type { Config } from './config';
 import { KeyError } from './crypto/keys';
 import { StartupError } from './errors';
 import type { Logger } from './logger';
-import { pingDatabase } from './redis';
+import { checkRedisWritable, createRedis, pingDatabase, waitForRedis } from './redis';
 
 export function redactUrl(url: string): string {
   try {
@@ -76,6 +76,25 @@ async function checkPostgres(url: string, createsDatabase: boolean): Promise<str
   );
 }
 
+/** Sentinel and cluster set-ups: `undefined` once the primary (or every slot) answers and takes writes. */
+async function checkRedisTopology(settings: Config['redis']): Promise<string | undefined> {
+  const { topology } = settings;
+  const where =
+    topology.kind === 'cluster'
+      ? `Redis Cluster (REDIS_CLUSTER_NODES ${topology.nodes.map((n) => `${n.host}:${n.port}`).join(',')})`
+      : `Redis primary "${topology.kind === 'sentinel' ? topology.masterName : ''}" through REDIS_SENTINELS`;
+  const redis = createRedis({ redis: settings }, 'command', 'startup-check');
+  try {
+    await waitForRedis(redis, 5000);
+    await checkRedisWritable(redis);
+    return undefined;
+  } catch (err) {
+    return `${where} cannot be used (${(err as Error).message}).`;
+  } finally {
+    redis.disconnect();
+  }
+}
+
 /** `undefined` when Redis answers in the database of the URL. */
 async function checkRedis(url: string): Promise<string | undefined> {
   const redis = new Redis(url, {
@@ -115,7 +134,11 @@ export interface DependencyNeeds {
 export async function checkDependencies(config: Pick<Config, 'database' | 'redis'>, needs: DependencyNeeds = {}): Promise<string[]> {
   const [postgres, redis] = await Promise.all([
     checkPostgres(config.database.url, needs.createsDatabase ?? false),
-    needs.redis === false ? undefined : checkRedis(config.redis.url),
+    needs.redis === false
+      ? undefined
+      : config.redis.topology.kind === 'single'
+        ? checkRedis(config.redis.url)
+        : checkRedisTopology(config.redis),
   ]);
   return [postgres, redis].filter((line): line is string => line !== undefined);
 }

@@ -4,7 +4,7 @@
 // (never "let everyone through").
 import crypto from 'node:crypto';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
-import type { Redis } from 'ioredis';
+import type { Redis } from './redis';
 import type { Config } from './config';
 import { RateLimitedError, UnavailableError } from './errors';
 

@@ -1,10 +1,21 @@
 // ioredis connections. Two shapes, as BullMQ's production guide asks: commands issued while serving
 // a request fail fast when Redis is down (no offline queue, one retry, a timeout), so the api
 // answers 503 at once; blocking worker connections retry forever instead.
-import { Redis, type RedisOptions } from 'ioredis';
+//
+// Three topologies from the configuration, one factory: one Redis (REDIS_URL), a primary followed
+// through Sentinel, or a Redis Cluster. On a cluster every command or script touching several keys
+// must keep them in one hash slot: the keys that go together share a hash tag (`{…}`, see `tagged`).
+import { Cluster, Redis as Single, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Config } from './config';
 
-export type { Redis };
+export type Redis = Single | Cluster;
+export { Cluster };
+
+/**
+ * A primary demoted to a replica (a Sentinel or managed failover behind the same address) answers
+ * writes with READONLY: reconnect, which finds the new primary, and resend the command.
+ */
+const reconnectOnReadOnly = (err: Error): 2 | false => (err.message.startsWith('READONLY') ? 2 : false);
 
 export function createRedis(config: Pick<Config, 'redis'>, role: 'command' | 'worker', name: string = role): Redis {
   const failFast: RedisOptions = {
@@ -16,13 +27,78 @@ export function createRedis(config: Pick<Config, 'redis'>, role: 'command' | 'wo
     connectionName: `user_service:${name}`,
     connectTimeout: 5000,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    reconnectOnError: reconnectOnReadOnly,
     ...(role === 'command' ? failFast : { maxRetriesPerRequest: null }),
   };
-  const redis = new Redis(config.redis.url, options);
+  const redis = connect(config.redis, options, role);
   // Errors are reported through health checks and failing commands; without a listener ioredis
   // would print every reconnect attempt as an unhandled error.
   redis.on('error', () => undefined);
   return redis;
+}
+
+function connect(settings: Config['redis'], options: RedisOptions, role: 'command' | 'worker'): Redis {
+  const { topology } = settings;
+  if (topology.kind === 'single') return new Single(settings.url, options);
+  const url = new URL(settings.url);
+  const auth = { username: decodeURIComponent(url.username) || undefined, password: decodeURIComponent(url.password) || undefined };
+  if (topology.kind === 'sentinel') {
+    return new Single({
+      ...options,
+      ...auth,
+      db: Number(url.pathname.replace(/^\//, '') || 0),
+      sentinels: topology.sentinels,
+      name: topology.masterName,
+      // Learn of a failover from the sentinels' +switch-master at once, not at the next error.
+      failoverDetector: true,
+      sentinelRetryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+  }
+  const clusterOptions: ClusterOptions = {
+    redisOptions: { ...options, ...auth },
+    enableOfflineQueue: role === 'worker',
+    clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    // During a failover: retry redirections and CLUSTERDOWN briefly, then fail (503), never hang.
+    maxRedirections: 16,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 300,
+    retryDelayOnTryAgain: 200,
+    slotsRefreshTimeout: 2000,
+  };
+  return new Cluster(topology.nodes, clusterOptions);
+}
+
+/** `{value}`: keys holding the same tag are in one hash slot of a Redis Cluster (and anywhere else, harmless). */
+export const tagged = (value: string): string => `{${value}}`;
+
+/**
+ * The hash tag a key is placed by on a cluster: what lies between its first `{` and the next `}`
+ * when that is not empty, else the whole key. A key starting with `{tagOf(k)}` shares k's slot.
+ */
+export function tagOf(key: string): string {
+  const open = key.indexOf('{');
+  const close = open >= 0 ? key.indexOf('}', open + 1) : -1;
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}
+
+/** Every key matching `pattern`: on a cluster, on each primary. For maintenance and tests, never requests. */
+export async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
+  const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+  const found: string[] = [];
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+  }
+  return found;
+}
+
+/** Deletes keys one by one (they may be in different slots of a cluster). */
+export async function unlinkKeys(redis: Redis, keys: string[]): Promise<void> {
+  await Promise.all(keys.map((key) => redis.unlink(key)));
 }
 
 /** Waits until the connection is ready, or fails after `timeoutMs`. */
@@ -48,14 +124,32 @@ export function waitForRedis(redis: Redis, timeoutMs = 5000): Promise<void> {
  * the server's reason, and puts a connection whose server has since gained the database back in it.
  */
 export async function pingDatabase(redis: Redis): Promise<void> {
+  if (redis instanceof Cluster) return;
   const db = redis.options.db ?? 0;
   if (db === 0) await redis.ping();
   else await redis.select(db);
 }
 
+/**
+ * Readiness: Redis answers, in the configured database, and takes writes. PING alone said "ready"
+ * while every write failed: on a cluster whose state is not ok (a primary lost, no failover yet),
+ * and on a primary demoted to a read-only replica.
+ */
+export async function checkRedisWritable(redis: Redis): Promise<void> {
+  if (redis instanceof Cluster) {
+    const info = String(await redis.cluster('INFO'));
+    if (!/^cluster_state:ok\s*$/m.test(info)) throw new Error('the Redis Cluster state is not ok');
+    return;
+  }
+  await pingDatabase(redis);
+  const [role] = (await redis.role()) as [string, ...unknown[]];
+  if (role !== 'master') throw new Error(`Redis is a ${role}, not a primary: it refuses writes`);
+}
+
+/** The failures that mean Redis cannot be used right now (503), not a bug of ours (500). */
 export function isRedisUnavailable(err: unknown): boolean {
   const message = (err as Error)?.message ?? '';
-  return /enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|ECONNRESET/i.test(
+  return /enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|ECONNRESET|CLUSTERDOWN|Too many Cluster redirections|READONLY|MASTERDOWN|LOADING|TRYAGAIN|Failed to refresh slots cache|None of startup nodes is available|Cluster isn't ready|All sentinels are unreachable|NOREPLICAS/i.test(
     message,
   );
 }

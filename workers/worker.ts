@@ -7,7 +7,7 @@ import { createLogger } from '../shared/logger';
 import { createContext, type Context } from '../shared/context';
 import { createMissingKeys } from '../shared/crypto/keys';
 import { createRedis, type Redis } from '../shared/redis';
-import { JOB_NAMES } from '../shared/queues';
+import { JOB_NAMES, queuePrefix } from '../shared/queues';
 import { exitOnStartupFailure, exitUnlessDependencies, onShutdown } from '../shared/process';
 import { checkDatabaseSettings } from '../shared/db';
 import type { QueueDeclaration, RunningProcessor } from './declaration';
@@ -64,7 +64,7 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
     connections.push(connection);
     const worker = new Worker(declaration.name, processorOf(app, declaration, running), {
       connection,
-      prefix: app.config.queues.prefix,
+      prefix: queuePrefix(app.config.queues.prefix, declaration.name),
       concurrency: app.config.queues.concurrency[declaration.name],
     });
     worker.on('failed', (job, err) => void onFailed(app, declaration, job, err));

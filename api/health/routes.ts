@@ -1,10 +1,10 @@
 // Liveness (the process answers) and readiness (PostgreSQL and Redis answer, Redis in the database
-// of REDIS_URL), plus /metrics where the api itself serves it (development without METRICS_PORT;
+// of REDIS_URL and taking writes: a primary, or a cluster whose state is ok), plus /metrics where the api itself serves it (development without METRICS_PORT;
 // api/http/metrics.ts).
 import Router from '@koa/router';
 import { Type } from '@sinclair/typebox';
 import type { Context } from '../../shared/context';
-import { pingDatabase } from '../../shared/redis';
+import { checkRedisWritable } from '../../shared/redis';
 import type { RouteRegistry } from '../http/route';
 import type { AppState } from '../http/state';
 import type { HttpMetrics } from '../http/metrics';
@@ -47,7 +47,7 @@ export function healthRoutes(app: Context, registry: RouteRegistry, metrics: Htt
     security: 'none',
     responses: { 200: { description: 'Ready', schema: Status }, 503: { description: 'A dependency is down', schema: Status } },
     async handler(ctx) {
-      const [database, redis] = await Promise.all([check(() => app.db.raw('SELECT 1')), check(() => pingDatabase(app.redis))]);
+      const [database, redis] = await Promise.all([check(() => app.db.raw('SELECT 1')), check(() => checkRedisWritable(app.redis))]);
       const ready = database === 'ok' && redis === 'ok';
       ctx.status = ready ? 200 : 503;
       ctx.set('Cache-Control', 'no-store');

@@ -7,11 +7,13 @@
 // hint only: it lasts SESSION_LIVENESS_CACHE_SECONDS, and when it says expired or idle the
 // database decides.
 import type { Context } from '../context';
+import { tagged } from '../redis';
 
 type Deps = Pick<Context, 'redis' | 'key' | 'accessTokens'>;
 
-const liveKey = (app: Deps, sessionId: string) => app.key('session-live', sessionId);
-const revokedKey = (app: Deps, sessionId: string) => app.key('session-revoked', sessionId);
+// A session's two keys share its hash tag: one MGET reads both on a Redis Cluster too.
+const liveKey = (app: Deps, sessionId: string) => app.key('session-live', tagged(sessionId));
+const revokedKey = (app: Deps, sessionId: string) => app.key('session-revoked', tagged(sessionId));
 
 export interface LiveSession {
   id: string;
@@ -24,11 +26,14 @@ export interface LiveSession {
 export async function markRevoked(app: Deps, sessionIds: string[]): Promise<void> {
   if (!sessionIds.length) return;
   const ttl = app.accessTokens.ttlSeconds + 60;
-  const batch = app.redis.multi();
-  for (const id of sessionIds) batch.set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id));
-  const results = await batch.exec();
-  const failed = (results ?? []).find(([err]) => err);
-  if (failed) throw failed[0]!;
+  // One transaction per session (its keys are in one slot; different sessions may not be).
+  await Promise.all(
+    sessionIds.map(async (id) => {
+      const results = await app.redis.multi().set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id)).exec();
+      const failed = (results ?? []).find(([err]) => err);
+      if (failed) throw failed[0]!;
+    }),
+  );
 }
 
 /** 'revoked' is final; 'live' came from the database within the last minute; 'unknown' asks it. */

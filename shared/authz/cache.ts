@@ -5,13 +5,15 @@
 // version nobody reads any more. A cached entry lives no longer than its earliest grant expiry,
 // and expired grants are filtered on every read anyway, so an expired grant never counts.
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
+import { tagged, type Redis } from '../redis';
 import { listEffectivePermissions, type EffectivePermission } from './permissions';
 
 const MAX_TTL_SECONDS = 300;
 
+// KEYS[1] the version, KEYS[2] the prefix of the entries: both declared and in the user's hash
+// slot, as a Redis Cluster requires of a script.
 const READ_CURRENT = `local v = redis.call('GET', KEYS[1]) or '0'
-return {v, redis.call('GET', ARGV[1] .. v)}`;
+return {v, redis.call('GET', KEYS[2] .. v)}`;
 
 export interface PermissionCache {
   get(userId: string): Promise<EffectivePermission[]>;
@@ -37,9 +39,10 @@ type WithReadCommand = Redis & { readPermissions(versionKey: string, entryPrefix
 export function createPermissionCache(db: Knex, redis: Redis, key: (...parts: string[]) => string): PermissionCache {
   // EVALSHA after the first call: the script is not resent with every check.
   const reader = redis as WithReadCommand;
-  if (typeof reader.readPermissions !== 'function') redis.defineCommand('readPermissions', { numberOfKeys: 1, lua: READ_CURRENT });
-  const versionKey = (userId: string) => key('perm-version', userId);
-  const entryKey = (userId: string, version: string) => key('perm', userId, version);
+  if (typeof reader.readPermissions !== 'function') redis.defineCommand('readPermissions', { numberOfKeys: 2, lua: READ_CURRENT });
+  // A user's keys share the user's hash tag.
+  const versionKey = (userId: string) => key('perm-version', tagged(userId));
+  const entryKey = (userId: string, version: string) => key('perm', tagged(userId), version);
   const live = (list: Cached[]): EffectivePermission[] => {
     const now = Date.now();
     return list

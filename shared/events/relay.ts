@@ -5,7 +5,8 @@
 // before its commit leaves the rows unpublished; the Lua script below makes the retry harmless by
 // adding an entry only if the event's "published" marker was not yet set, atomically with XADD.
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
+import type { Config } from '../config';
+import { keyMaker, tagOf, tagged, type Redis } from '../redis';
 import { envelopeOf, type EventRow } from './outbox';
 
 const PUBLISH_ONCE = `
@@ -16,6 +17,15 @@ return false`;
 
 // Longer than any relay could take to retry a batch it crashed in.
 const MARKER_TTL_SECONDS = 7 * 24 * 3600;
+
+/**
+ * Where the relay's "published" markers live: under the service's key prefix, tagged with the
+ * stream's hash tag, so that the script's two keys (stream and marker) share a slot on a Redis
+ * Cluster and a whole batch runs in one pipeline on the stream's node.
+ */
+export function markerPrefixFor(config: Pick<Config, 'redis' | 'events'>): string {
+  return keyMaker(config.redis.keyPrefix)('event-published', tagged(tagOf(config.events.streamName)), '');
+}
 
 export interface RelaySettings {
   streamName: string;

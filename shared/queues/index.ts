@@ -1,7 +1,7 @@
 // The queues and their enqueue helpers. Jobs carry ids, never secrets, and use deterministic job
 // ids (./names.ts) so that the same work enqueued twice runs once.
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { tagged, type Redis } from '../redis';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { UnavailableError } from '../errors';
@@ -22,9 +22,22 @@ export function defaultJobOptions(config: Pick<Config, 'queues'>): JobsOptions {
   };
 }
 
+/**
+ * BullMQ's key prefix for one queue: BULLMQ_PREFIX and the queue's own hash tag. BullMQ's scripts
+ * touch many keys of a queue at once, which a Redis Cluster allows only within one slot; a tag per
+ * queue (not one for all) spreads the queues over the cluster's nodes, as BullMQ's guide advises.
+ */
+export function queuePrefix(bullPrefix: string, name: string): string {
+  return `${bullPrefix}:${tagged(name)}`;
+}
+
 export function createQueues(config: Pick<Config, 'queues'>, connection: Redis, logger?: Logger): Queues {
   const entries = QUEUE_NAMES.map((name) => {
-    const queue = new Queue(name, { connection, prefix: config.queues.prefix, defaultJobOptions: defaultJobOptions(config) });
+    const queue = new Queue(name, {
+      connection,
+      prefix: queuePrefix(config.queues.prefix, name),
+      defaultJobOptions: defaultJobOptions(config),
+    });
     // Without a listener BullMQ prints every reconnect attempt; /health/ready reports the outage.
     queue.on('error', (err) => logger?.debug({ queue: name, error: err.message }, 'queue connection error'));
     return [name, queue];

@@ -4,13 +4,13 @@ import type { Knex } from 'knex';
 import { knex as knexFactory } from 'knex';
 import { startTestApp, type TestApp } from '../helpers/app';
 import { recordEvent } from '../../shared/events/outbox';
-import { relayAll, relayBatch, type RelaySettings } from '../../shared/events/relay';
+import { markerPrefixFor, relayAll, relayBatch, type RelaySettings } from '../../shared/events/relay';
 
 let t: TestApp;
 let settings: RelaySettings;
 beforeAll(async () => {
   t = await startTestApp();
-  settings = { ...t.config.events, relayBatchSize: 50, markerPrefix: t.context.key('event-published', '') };
+  settings = { ...t.config.events, relayBatchSize: 50, markerPrefix: markerPrefixFor(t.config) };
 });
 afterAll(() => t.close());
 

@@ -12,6 +12,7 @@ import { databaseUrl, PG_URL, REDIS_URL, ROOT } from '../helpers/env';
 import { createMissingKeys, loadSigningKeys } from '../../shared/crypto/keys';
 import { createLocalKms, DecryptionError, rewrapAll } from '../../shared/crypto/kms';
 import { createAccessTokens, InvalidTokenError } from '../../shared/crypto/access-tokens';
+import { scanKeys, unlinkKeys } from '../../shared/redis';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'us-keys-'));
 const settingsIn = (dir: string, kid = 'key-001') => ({
@@ -104,8 +105,7 @@ describe('a rolling rotation of the signing key across two api copies', () => {
   afterAll(async () => {
     const redis = copies[0]?.context.redis;
     for (const prefix of redis ? Object.values(shared) : []) {
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length) await redis.unlink(...keys);
+      await unlinkKeys(redis, await scanKeys(redis, `${prefix}*`));
     }
     await Promise.all(copies.map((c) => c.close()));
     await dropTestDatabase(database);

@@ -14,6 +14,7 @@ import { createApp, type App } from '../../api/app';
 import { startWorkers, type RunningWorkers } from '../../workers/worker';
 import { RESPONSE_MISMATCH } from '../../api/http/responses';
 import { databaseUrl, KEYS_DIR, MAIL_DIR, PG_URL, REDIS_URL, TEMPLATE_DB } from './env';
+import { scanKeys, unlinkKeys } from '../../shared/redis';
 
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
@@ -106,14 +107,7 @@ export function testEnvironment(database: string, overrides: Record<string, stri
 /** Leaves the shared Redis as it was: every key under this file's prefixes goes. */
 async function deleteKeys(context: Context, prefixes: string[]): Promise<void> {
   try {
-    for (const prefix of prefixes) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await context.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await context.redis.unlink(...keys);
-      } while (cursor !== '0');
-    }
+    for (const prefix of prefixes) await unlinkKeys(context.redis, await scanKeys(context.redis, `${prefix}*`));
   } catch {
     // A test that stopped its Redis has nothing to clean.
   }

@@ -11,6 +11,7 @@ import { checkVerificationToken, mfaSecretContext } from '../../shared/mfa/servi
 import { requireVerificationToken } from '../../api/mfa/step-up';
 import { ForbiddenError } from '../../shared/errors';
 import { Authenticator, base32Decode, wrongCode } from './rfc6238';
+import { scanKeys } from '../../shared/redis';
 
 jest.setTimeout(90_000);
 
@@ -387,7 +388,7 @@ describe('events and secrecy', () => {
     for (const table of ['users', 'events', 'email_messages', 'mfa_backup_codes', 'sessions']) {
       haystacks.push([`table ${table}`, JSON.stringify(await t.context.db(table).select())]);
     }
-    const keys = await t.context.redis.keys(`${t.config.redis.keyPrefix}*`);
+    const keys = await scanKeys(t.context.redis, `${t.config.redis.keyPrefix}*`);
     const values = await Promise.all(keys.map(async (k) => ((await t.context.redis.type(k)) === 'string' ? t.context.redis.get(k) : '')));
     haystacks.push(['redis', values.join('\n')]);
     for (const secret of secrets) {

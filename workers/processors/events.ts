@@ -1,12 +1,12 @@
 // The events queue: the outbox relay (shared/events/relay.ts), run on a schedule.
-import { relayAll } from '../../shared/events/relay';
+import { markerPrefixFor, relayAll } from '../../shared/events/relay';
 import { JOB_NAMES } from '../../shared/queues';
 import type { QueueDeclaration } from '../declaration';
 
 export const events: QueueDeclaration = {
   name: 'events',
   start(app) {
-    const settings = { ...app.config.events, markerPrefix: app.key('event-published', '') };
+    const settings = { ...app.config.events, markerPrefix: markerPrefixFor(app.config) };
     return { process: async () => ({ published: await relayAll(app.db, app.redis, settings) }) };
   },
   schedules: (app) => [{ id: 'relay-events', everyMs: app.config.events.relayIntervalMs, jobName: JOB_NAMES.relayEvents }],
