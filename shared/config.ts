@@ -160,6 +160,20 @@ export const VARIABLES = {
     '',
     'Redis Cluster nodes as host:port, comma-separated (some of them suffice). REDIS_URL still gives the password; a cluster has database 0 only. See docs/scaling.md.',
   ),
+  REDIS_WAIT_REPLICAS: v(
+    'Redis',
+    'integer',
+    '0',
+    "Replicas that must hold a revocation tombstone or an event's publication before it counts as done (Redis WAIT), so a failover cannot lose them; 0 waits for none. Set 1 with replicas (Sentinel, Cluster).",
+    { minimum: 0 },
+  ),
+  REDIS_WAIT_TIMEOUT_MS: v(
+    'Redis',
+    'integer',
+    '500',
+    'How long to wait for those replicas; fewer in time fails the change (503, or the relay retries).',
+    { minimum: 1 },
+  ),
   REDIS_KEY_PREFIX: v('Redis', 'string', 'user_service:', 'Prefix of every Redis key this service writes (not the stream or BullMQ).'),
   REDIS_COMMAND_TIMEOUT_MS: v('Redis', 'integer', '2000', 'A Redis command that takes longer fails (the api answers 503).', { minimum: 1 }),
   REDIS_SESSION_TTL_DAYS: v(
@@ -461,7 +475,15 @@ export interface Config {
     reservedConnections: number;
     statementTimeoutSeconds: number;
   };
-  redis: { url: string; topology: RedisTopology; keyPrefix: string; commandTimeoutMs: number };
+  redis: {
+    url: string;
+    topology: RedisTopology;
+    keyPrefix: string;
+    commandTimeoutMs: number;
+    /** Replicas that must acknowledge security state and publications (WAIT), and for how long. */
+    waitReplicas: number;
+    waitTimeoutMs: number;
+  };
   sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number; livenessCacheSeconds: number };
   jwt: { signingKeyId: string; keysDir: string; keysReloadMs: number; accessTtlSeconds: number; issuer: string; audience: string };
   kms: { provider: 'local'; keyPath: string; previousKeyPaths: string[] };
@@ -701,6 +723,8 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       topology: redisTopologyFound,
       keyPrefix: str('REDIS_KEY_PREFIX'),
       commandTimeoutMs: num('REDIS_COMMAND_TIMEOUT_MS'),
+      waitReplicas: num('REDIS_WAIT_REPLICAS'),
+      waitTimeoutMs: num('REDIS_WAIT_TIMEOUT_MS'),
     },
     sessions: {
       // The guide names the persistent lifetime twice (session and refresh token): the shorter wins.

@@ -117,9 +117,24 @@ export async function migrateLatest(db: Db, config: Pick<Config, 'database'>): P
  * this service's role in this database is touched (not psql sessions of other roles).
  */
 export async function setStatementTimeout(db: Db, seconds: number): Promise<void> {
-  await db.raw(
-    `DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L', current_user, current_database(), '${seconds}s'); END $$`,
-  );
+  const setting = `statement_timeout=${seconds}s`;
+  await db.transaction(async (trx) => {
+    // Two processes migrating at once would both write the same catalogue row ("tuple
+    // concurrently updated"): one at a time, and only when it differs.
+    await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', ['user_service:statement_timeout']);
+    const { rows } = await trx.raw<{ rows: { present: boolean }[] }>(
+      `SELECT EXISTS (
+         SELECT 1 FROM pg_db_role_setting s
+         JOIN pg_database d ON d.oid = s.setdatabase AND d.datname = current_database()
+         JOIN pg_roles r ON r.oid = s.setrole AND r.rolname = current_user
+         WHERE ? = ANY (s.setconfig)) AS present`,
+      [setting],
+    );
+    if (rows[0].present) return;
+    await trx.raw(
+      `DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L', current_user, current_database(), '${seconds}s'); END $$`,
+    );
+  });
 }
 
 /**

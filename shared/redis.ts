@@ -96,6 +96,24 @@ export async function scanKeys(redis: Redis, pattern: string): Promise<string[]>
   return found;
 }
 
+/**
+ * Appends WAIT to a pipeline when replicas must acknowledge its writes. In a pipeline WAIT reaches
+ * the node that took the writes, on a cluster too (a pipeline goes to its keys' node). Returns the
+ * check to run on the pipeline's results: it throws when fewer replicas acknowledged in time.
+ */
+export function waitForReplicas(
+  pipeline: { wait(replicas: number, timeoutMs: number): unknown },
+  settings: Pick<Config['redis'], 'waitReplicas' | 'waitTimeoutMs'>,
+): (results: [Error | null, unknown][] | null) => void {
+  if (!settings.waitReplicas) return () => undefined;
+  pipeline.wait(settings.waitReplicas, settings.waitTimeoutMs);
+  return (results) => {
+    const acknowledged = Number(results?.at(-1)?.[1] ?? 0);
+    if (acknowledged < settings.waitReplicas)
+      throw new Error(`NOREPLICAS: ${acknowledged} of ${settings.waitReplicas} Redis replicas acknowledged in time`);
+  };
+}
+
 /** Deletes keys one by one (they may be in different slots of a cluster). */
 export async function unlinkKeys(redis: Redis, keys: string[]): Promise<void> {
   await Promise.all(keys.map((key) => redis.unlink(key)));

@@ -4,13 +4,20 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { isAlive } from './helpers/processes';
+import { isAlive, startRedisCluster, type OwnRedisCluster } from './helpers/processes';
 import { databaseOwner, databaseUrl, KEYS_DIR, PG_URL, ROOT, RUN_PID, TEMPLATE_DB } from './helpers/env';
 
 export default async function globalSetup(): Promise<void> {
   // Test workers inherit the environment: they all clone this run's template and name the
   // databases they create through the product after this process.
   process.env.TEST_RUN_PID = String(RUN_PID);
+  if (process.env.TEST_REDIS_TOPOLOGY === 'cluster') {
+    // Closed by the global teardown (and killed at exit whatever happens).
+    const cluster = await startRedisCluster();
+    (globalThis as { redisCluster?: OwnRedisCluster }).redisCluster = cluster;
+    process.env.TEST_REDIS_CLUSTER_NODES = cluster.nodes.join(',');
+    process.env.TEST_REDIS_URL = `redis://${cluster.nodes[0]}/0`;
+  }
   process.env.TEST_TEMPLATE_DB = TEMPLATE_DB;
   process.env.TEST_KEYS_DIR = KEYS_DIR;
   const client = new pg.Client({ connectionString: PG_URL });

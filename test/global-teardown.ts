@@ -4,8 +4,10 @@
 import pg from 'pg';
 import fs from 'node:fs';
 import { databaseOwner, KEYS_DIR, MAIL_DIR, PG_URL, RUN_PID, TEMPLATE_DB } from './helpers/env';
+import type { OwnRedisCluster } from './helpers/processes';
 
 export default async function globalTeardown(): Promise<void> {
+  await (globalThis as { redisCluster?: OwnRedisCluster }).redisCluster?.close();
   const client = new pg.Client({ connectionString: PG_URL });
   await client.connect();
   try {

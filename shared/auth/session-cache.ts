@@ -7,7 +7,7 @@
 // hint only: it lasts SESSION_LIVENESS_CACHE_SECONDS, and when it says expired or idle the
 // database decides.
 import type { Context } from '../context';
-import { tagged } from '../redis';
+import { tagged, waitForReplicas } from '../redis';
 
 type Deps = Pick<Context, 'redis' | 'key' | 'accessTokens'>;
 
@@ -22,16 +22,24 @@ export interface LiveSession {
   last_active_at: Date;
 }
 
-/** Tombstones outlive every access token that can carry the session id. */
-export async function markRevoked(app: Deps, sessionIds: string[]): Promise<void> {
+/**
+ * Tombstones outlive every access token that can carry the session id. With REDIS_WAIT_REPLICAS,
+ * a replica holds each tombstone before the revocation commits, so a failover cannot bring a
+ * revoked session's "live" entry back.
+ */
+export async function markRevoked(app: Deps & Pick<Context, 'config'>, sessionIds: string[]): Promise<void> {
   if (!sessionIds.length) return;
   const ttl = app.accessTokens.ttlSeconds + 60;
-  // One transaction per session (its keys are in one slot; different sessions may not be).
+  // One pipeline per session: its keys share a slot, different sessions' keys may not. The
+  // tombstone is written first: alone, it already wins over a live entry.
   await Promise.all(
     sessionIds.map(async (id) => {
-      const results = await app.redis.multi().set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id)).exec();
+      const pipeline = app.redis.pipeline().set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id));
+      const checkReplicas = waitForReplicas(pipeline, app.config.redis);
+      const results = await pipeline.exec();
       const failed = (results ?? []).find(([err]) => err);
       if (failed) throw failed[0]!;
+      checkReplicas(results);
     }),
   );
 }

@@ -309,7 +309,7 @@ export async function refreshSession(app: Context, presented: string, client: Cl
 
 /** Revokes live sessions (one, some, or all of a user's), with one session.revoked event each. */
 export async function revokeSessions(
-  app: Pick<Context, 'redis' | 'key' | 'accessTokens'>,
+  app: Pick<Context, 'redis' | 'key' | 'accessTokens' | 'config'>,
   trx: Knex.Transaction,
   target: { userId: string; sessionIds?: string[]; reason: RevokeReason; origin?: EventOrigin },
 ): Promise<string[]> {

@@ -6,7 +6,7 @@
 // adding an entry only if the event's "published" marker was not yet set, atomically with XADD.
 import type { Knex } from 'knex';
 import type { Config } from '../config';
-import { keyMaker, tagOf, tagged, type Redis } from '../redis';
+import { keyMaker, tagOf, tagged, waitForReplicas, type Redis } from '../redis';
 import { envelopeOf, type EventRow } from './outbox';
 
 const PUBLISH_ONCE = `
@@ -32,6 +32,9 @@ export interface RelaySettings {
   streamMaxLen: number;
   relayBatchSize: number;
   markerPrefix: string;
+  /** Replicas that must hold the entries before the rows count as published (REDIS_WAIT_REPLICAS). */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
 }
 
 type RedisWithPublish = Redis & {
@@ -78,9 +81,16 @@ export async function relayBatch(db: Knex, redis: Redis, settings: RelaySettings
         JSON.stringify(envelope),
       );
     }
+    // A failover must not lose an entry whose row says published: the rows commit only once a
+    // replica holds the entries (a retry finds the markers and adds nothing twice).
+    const checkReplicas = waitForReplicas(pipeline, {
+      waitReplicas: settings.waitReplicas ?? 0,
+      waitTimeoutMs: settings.waitTimeoutMs ?? 500,
+    });
     const results = await pipeline.exec();
     const failed = (results ?? []).find(([err]) => err);
     if (failed) throw failed[0]!;
+    checkReplicas(results);
     await trx('events')
       .whereIn(
         'id',

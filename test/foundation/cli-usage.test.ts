@@ -11,7 +11,7 @@ import path from 'node:path';
 import { knex as knexFactory, type Knex } from 'knex';
 import { createTestDatabase, dropTestDatabase, testEnvironment } from '../helpers/app';
 import { runCli, type CliResult } from '../helpers/cli';
-import { REDIS_URL } from '../helpers/env';
+import { REDIS_CLUSTER_NODES, REDIS_URL } from '../helpers/env';
 import { freePort } from '../helpers/processes';
 import { createUser } from '../helpers/users';
 import { migrationSettings } from '../../shared/db';
@@ -212,7 +212,8 @@ describe('errors the service raises: one line, exit 1', () => {
     oneLine(r, 1, /^cli: migrate:status: PostgreSQL is not reachable at .*ECONNREFUSED.*or set DATABASE_URL\.$/);
   });
 
-  test('a Redis database the server does not have, for a command that uses Redis', async () => {
+  // Not on a Redis Cluster, which has database 0 only.
+  (REDIS_CLUSTER_NODES ? test.skip : test)('a Redis database the server does not have, for a command that uses Redis', async () => {
     const url = new URL(REDIS_URL);
     url.pathname = '/99';
     const r = await runCli(['assign-role', '--email', 'member@example.com', '--role', 'viewer'], {

@@ -13,7 +13,7 @@ import { createContext, type Context } from '../../shared/context';
 import { createApp, type App } from '../../api/app';
 import { startWorkers, type RunningWorkers } from '../../workers/worker';
 import { RESPONSE_MISMATCH } from '../../api/http/responses';
-import { databaseUrl, KEYS_DIR, MAIL_DIR, PG_URL, REDIS_URL, TEMPLATE_DB } from './env';
+import { databaseUrl, KEYS_DIR, MAIL_DIR, PG_URL, REDIS_CLUSTER_NODES, REDIS_URL, TEMPLATE_DB } from './env';
 import { scanKeys, unlinkKeys } from '../../shared/redis';
 
 export class LogCapture extends Writable {
@@ -90,6 +90,8 @@ export function testEnvironment(database: string, overrides: Record<string, stri
     DATABASE_URL: databaseUrl(database),
     DATABASE_POOL_SIZE: '5',
     REDIS_URL,
+    // A test giving its own Redis (a fault test's server) means that one, not the run's cluster.
+    REDIS_CLUSTER_NODES: overrides.REDIS_URL ? '' : REDIS_CLUSTER_NODES,
     REDIS_KEY_PREFIX: `t${tag}:`,
     BULLMQ_PREFIX: `tbull${tag}`,
     EVENTS_STREAM_NAME: `t${tag}:events`,

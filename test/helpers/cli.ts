@@ -25,6 +25,8 @@ export function cliEnvironment(t: TestApp, overrides: Record<string, string> = {
     ENVIRONMENT: config.environment,
     DATABASE_URL: config.database.url,
     REDIS_URL: config.redis.url,
+    REDIS_CLUSTER_NODES:
+      config.redis.topology.kind === 'cluster' ? config.redis.topology.nodes.map((n) => `${n.host}:${n.port}`).join(',') : '',
     REDIS_KEY_PREFIX: config.redis.keyPrefix,
     BULLMQ_PREFIX: config.queues.prefix,
     EVENTS_STREAM_NAME: config.events.streamName,

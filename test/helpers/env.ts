@@ -6,6 +6,9 @@ import path from 'node:path';
 
 export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+// Set by the global set-up when TEST_REDIS_TOPOLOGY=cluster: the suite then runs on a Redis Cluster
+// of its own (`npm run test:cluster`), every app and CLI reaching it through REDIS_CLUSTER_NODES.
+export const REDIS_CLUSTER_NODES = process.env.TEST_REDIS_CLUSTER_NODES ?? '';
 // The process id of the Jest run (global set-up passes it to the test workers). Databases named
 // `us_test_<pid>_…` belong to that process: another run's clean-up leaves them alone while it lives.
 export const RUN_PID = Number(process.env.TEST_RUN_PID ?? process.pid);

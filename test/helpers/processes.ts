@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { KEYS_DIR, REDIS_URL, ROOT } from './env';
+import { KEYS_DIR, REDIS_CLUSTER_NODES, REDIS_URL, ROOT } from './env';
 
 export const PG_BIN = process.env.TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 export const REDIS_SERVER = process.env.TEST_REDIS_SERVER ?? 'redis-server';
@@ -168,9 +168,12 @@ function redisPid(port: number, timeoutMs = 1000): Promise<number | null> {
   });
 }
 
-/** Starts a `redis-server` of this test's own, without persistence, on a free port. */
-export async function startRedis(): Promise<OwnServer> {
-  const port = await freePort();
+/**
+ * Starts a `redis-server` of this test's own, without persistence, on a free port (or `port`),
+ * with `args` added to its command line (cluster or replication settings).
+ */
+export async function startRedis(options: { port?: number; args?: string[] } = {}): Promise<OwnServer> {
+  const port = options.port ?? (await freePort());
   let child: ChildProcess | null = null;
   let forget: () => void = () => undefined;
 
@@ -178,7 +181,7 @@ export async function startRedis(): Promise<OwnServer> {
     if (child && child.exitCode === null && child.signalCode === null) return;
     const proc = spawn(
       REDIS_SERVER,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...(options.args ?? [])],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child = proc;
@@ -318,6 +321,7 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
       ENVIRONMENT: 'development',
       DATABASE_URL: target.toString(),
       REDIS_URL,
+      REDIS_CLUSTER_NODES,
       JWT_KEYS_DIR: path.join(KEYS_DIR, 'jwt'),
       LOCAL_KMS_KEY_PATH: path.join(KEYS_DIR, 'master.key'),
       LOG_LEVEL: 'warn',
@@ -435,4 +439,147 @@ export async function startPgBouncer(target: { port: number }, poolSize = 10): P
   }
   const unsupported = () => Promise.reject(new Error('PgBouncer is not restarted by these tests'));
   return { url: `postgresql://postgres@127.0.0.1:${port}/postgres`, port, stop: unsupported, start: unsupported, close };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis Cluster.
+
+export interface OwnRedisCluster {
+  /** `host:port` of every node, for REDIS_CLUSTER_NODES. */
+  nodes: string[];
+  /** The nodes' servers, in the order of `nodes` (the first three started as primaries). */
+  servers: OwnServer[];
+  /** Resolves once every node reports cluster_state:ok. */
+  waitUntilOk(timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const REDIS_CLI = process.env.TEST_REDIS_CLI ?? 'redis-cli';
+
+/** Answers of `redis-cli -p <port> <args…>`, or null when the node does not answer. */
+async function redisCli(port: number, ...args: string[]): Promise<string | null> {
+  return run(REDIS_CLI, ['-p', String(port), ...args], { timeoutMs: 5000 }).catch(() => null);
+}
+
+/**
+ * A Redis Cluster of the test's own: 3 primaries and 3 replicas on free ports, no persistence,
+ * `cluster-node-timeout` 2 s (a lost primary is replaced within seconds).
+ */
+export async function startRedisCluster(): Promise<OwnRedisCluster> {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'us-redis-cluster-'));
+  const ports = await Promise.all(Array.from({ length: 6 }, () => freePort()));
+  const servers = await Promise.all(
+    ports.map((port) =>
+      startRedis({
+        port,
+        args: [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          path.join(base, `nodes-${port}.conf`),
+          '--cluster-node-timeout',
+          '2000',
+          '--dir',
+          base,
+        ],
+      }),
+    ),
+  );
+  const close = async () => {
+    await Promise.all(servers.map((s) => s.close()));
+    fs.rmSync(base, { recursive: true, force: true });
+  };
+  const waitUntilOk = async (timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const infos = await Promise.all(ports.map((port) => redisCli(port, 'cluster', 'info')));
+      if (infos.every((info) => info?.includes('cluster_state:ok'))) return;
+      if (Date.now() > deadline) throw new Error(`the Redis Cluster did not reach cluster_state:ok:\n${infos.join('\n')}`);
+      await sleep(100);
+    }
+  };
+  try {
+    await run(REDIS_CLI, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], {
+      timeoutMs: 60_000,
+    });
+    await waitUntilOk();
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { nodes: ports.map((p) => `127.0.0.1:${p}`), servers, waitUntilOk, close };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis Sentinel.
+
+export interface OwnSentinelSet {
+  /** `host:port` of each sentinel, for REDIS_SENTINELS. */
+  sentinels: string[];
+  masterName: string;
+  /** The first primary and its replica (their roles swap at a failover). */
+  primary: OwnServer;
+  replica: OwnServer;
+  /** The port of the server the sentinels currently name as primary. */
+  currentPrimaryPort(): Promise<number | null>;
+  close(): Promise<void>;
+}
+
+/** A `redis-server --sentinel` on `port`, with its own (writable) configuration file. */
+async function startSentinel(base: string, port: number, primaryPort: number, masterName: string): Promise<() => Promise<void>> {
+  const conf = path.join(base, `sentinel-${port}.conf`);
+  fs.writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${base}`,
+      `sentinel monitor ${masterName} 127.0.0.1 ${primaryPort} 2`,
+      `sentinel down-after-milliseconds ${masterName} 1000`,
+      `sentinel failover-timeout ${masterName} 5000`,
+      `sentinel parallel-syncs ${masterName} 1`,
+      '',
+    ].join('\n'),
+  );
+  const proc = spawn(REDIS_SERVER, [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = tail(proc);
+  const forget = onExit(() => proc.kill('SIGKILL'));
+  const deadline = Date.now() + 10_000;
+  while ((await redisPid(port)) !== proc.pid) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`sentinel on port ${port} did not start:\n${output()}`);
+    }
+    await sleep(50);
+  }
+  return async () => {
+    await terminate(proc, 'SIGTERM');
+    forget();
+  };
+}
+
+/** A primary, its replica and three sentinels (quorum 2, a primary down after 1 s), all the test's own. */
+export async function startSentinelSet(masterName = 'mymaster'): Promise<OwnSentinelSet> {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'us-redis-sentinel-'));
+  const primary = await startRedis();
+  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
+  const ports = await Promise.all([freePort(), freePort(), freePort()]);
+  const stops: Array<() => Promise<void>> = [];
+  const close = async () => {
+    await Promise.all(stops.map((stop) => stop()));
+    await Promise.all([primary.close(), replica.close()]);
+    fs.rmSync(base, { recursive: true, force: true });
+  };
+  try {
+    for (const port of ports) stops.push(await startSentinel(base, port, primary.port, masterName));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const currentPrimaryPort = async () => {
+    const answer = await redisCli(ports[0], 'sentinel', 'get-master-addr-by-name', masterName);
+    const port = Number(answer?.trim().split('\n')[1]);
+    return Number.isInteger(port) && port > 0 ? port : null;
+  };
+  return { sentinels: ports.map((p) => `127.0.0.1:${p}`), masterName, primary, replica, currentPrimaryPort, close };
 }
