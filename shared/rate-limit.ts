@@ -19,6 +19,8 @@ export interface Limiter {
   reset(key: LimitKey): Promise<void>;
   /** Gives back one hit (a reservation that turned out not to count). */
   refund(key: LimitKey): Promise<void>;
+  /** Clears every count whose key starts with `first` (all pairs of one address: an admin's unlock). */
+  resetStartingWith(first: string): Promise<void>;
 }
 
 export function rateLimitHeaders(res: RateLimiterRes, points: number): Record<string, string> {
@@ -74,6 +76,20 @@ export function createLimiter(
         await limiter.reward(hashKey(key), 1);
       } catch (err) {
         throw failure(err);
+      }
+    },
+    async resetStartingWith(first) {
+      // Each part's hash has one length, so the pattern matches that key alone and its pairs.
+      const pattern = `${keyPrefix}:${hashKey(first)}*`;
+      try {
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next;
+          if (keys.length) await redis.unlink(...keys);
+        } while (cursor !== '0');
+      } catch (err) {
+        throw new UnavailableError(undefined, err);
       }
     },
   };
