@@ -60,7 +60,7 @@ export async function updateProfile(app: Context, userId: string, changes: Profi
  * (the login limit), reserved before bcrypt runs and given back on success, so a stolen access
  * token is no faster a password oracle than the login endpoint.
  */
-async function confirmPassword(
+export async function confirmPassword(
   app: Context,
   user: { id: string; password_hash: string },
   password: string | undefined,
