@@ -229,13 +229,14 @@ export function adminUserRoutes(app: Context, registry: RouteRegistry): Router<A
     params: schemas.UserParams,
     body: schemas.EmptyBody,
     responses: {
-      202: { description: 'The email is on its way' },
+      202: { description: 'The email is queued', schema: schemas.Queued },
       ...writeResponses,
       409: { description: 'The account cannot sign in (suspended)' },
     },
     async handler(ctx, { params }) {
       await sendPasswordReset(app, actOf(ctx.state), params.user_id);
       ctx.status = 202;
+      ctx.body = { status: 'queued' };
     },
   });
 

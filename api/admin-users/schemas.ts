@@ -86,6 +86,8 @@ export const SuspendBody = Strict(
 export const EmptyBody = Strict({}, { examples: [{}] });
 export const StatusAnswer = Type.Object({ id: Uuid, status: Status });
 
+export const Queued = Type.Object({ status: Type.Literal('queued') });
+
 export const RoleBody = Strict({ role: RoleName }, { examples: [{ role: 'admin' }] });
 export const RolesAnswer = Type.Object({ roles: Type.Array(Type.String()) });
 
