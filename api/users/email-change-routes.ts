@@ -25,7 +25,7 @@ export function emailChangeRoutes(app: Context, registry: RouteRegistry): Router
       401: { description: 'Not signed in, or the password is wrong' },
       403: { description: 'An account without a password, without a verification token or a recent sign-in' },
       409: { description: 'Another account uses the address (email_taken)' },
-      429: { description: 'Too many wrong passwords' },
+      429: { description: 'Too many wrong passwords, or too many emails to that address' },
     },
     async handler(ctx, { body }) {
       const input = {

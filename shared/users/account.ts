@@ -112,6 +112,7 @@ export async function deleteAccount(app: Context, actor: Actor, proof: DeletionP
       await trx('mfa_backup_codes').where({ user_id: user.id }).del();
       await trx('auth_providers').where({ user_id: user.id }).del();
       await trx('email_verification_tokens').where({ user_id: user.id }).del();
+      await trx('email_change_tokens').where({ user_id: user.id }).del();
       await trx('email_messages').where({ user_id: user.id, status: 'pending' }).update({ status: 'cancelled' });
       await trx('email_messages').where({ user_id: user.id }).update({ to_address: null });
       await trx('users')

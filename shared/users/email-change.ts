@@ -61,6 +61,8 @@ export async function requestEmailChange(app: Context, actor: Actor, input: Emai
     throw new ValidationError([{ field: 'new_email', message: 'is already the address of this account' }]);
   }
   if (await addressTaken(app, newEmail, user.id)) throw new ConflictError(TAKEN, 'email_taken');
+  // Each request mails an address the user typed: the limit of emails to one address holds here too.
+  await app.limits.verificationEmail.address.hit(normalizeEmail(newEmail));
 
   const token = newOpaqueToken();
   const emailIds = await app.db.transaction(async (trx) => {
@@ -119,9 +121,9 @@ export async function confirmEmailChange(app: Context, actor: Actor, token: stri
         status: 'active',
         updated_at: trx.fn.now(),
       });
-      // Links to the old address (verification) and other change links are spent.
+      // Links to the old address (verification) are spent; other change links (to other addresses) go.
       await trx('email_verification_tokens').where({ user_id: user.id }).whereNull('used_at').update({ used_at: trx.fn.now() });
-      await trx('email_change_tokens').where({ user_id: user.id }).whereNull('used_at').update({ used_at: trx.fn.now() });
+      await trx('email_change_tokens').where({ user_id: user.id }).whereNull('used_at').del();
       const others = await trx('sessions')
         .where({ user_id: user.id })
         .whereNull('revoked_at')

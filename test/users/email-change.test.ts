@@ -90,6 +90,21 @@ test('a taken address is refused at the request (409), and the wrong password (4
   expect((await api('/v1/users/me/email', { body: { new_email: newAddress(), password: me.password } })).status).toBe(401);
 });
 
+test('requests that mail one address are limited like every email-sending endpoint (429)', async () => {
+  const me = await signedInUser(t.context.db, t.url);
+  const address = newAddress();
+  const ask = () => api('/v1/users/me/email', { body: { new_email: address, password: me.password }, headers: me.auth });
+  for (let i = 0; i < 3; i++) expect((await ask()).status).toBe(202);
+  expect((await ask()).status).toBe(429);
+});
+
+test('deleting the account removes its pending email change', async () => {
+  const me = await signedInUser(t.context.db, t.url);
+  await api('/v1/users/me/email', { body: { new_email: newAddress(), password: me.password }, headers: me.auth });
+  expect((await api('/v1/users/me', { method: 'DELETE', body: { password: me.password }, headers: me.auth })).status).toBe(204);
+  expect(await t.context.db('email_change_tokens').where({ user_id: me.id }).first()).toBeUndefined();
+});
+
 test('race: another account registers the address between request and confirmation → 409, nothing changes', async () => {
   const me = await signedInUser(t.context.db, t.url);
   const address = newAddress();
