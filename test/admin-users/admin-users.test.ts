@@ -432,15 +432,17 @@ test('verify-email activates a pending account; password-reset sends the reset l
   const token = /token=([\w-]+)/.exec(mail.text)![1];
   const reset = await api('/v1/auth/password/reset', { body: { token, new_password: 'A-Brand-New-Passphrase-42' } });
   expect(reset.status).toBe(204);
+  expect(t.logs.text).not.toContain(token);
 
   const suspended = await createUser(t.context.db, { status: 'suspended' });
   expect((await api(`${base(suspended.id)}/password-reset`, { body: {}, headers: admin.stepUp })).status).toBe(409);
 });
 
-test('no secret or address reaches the events of these acts', async () => {
+test('no secret or address reaches the events of these acts, nor the step-up token the logs', async () => {
   await eventually(async () => (await streamEvents(t.context.redis, t.config.events.streamName)).length > 0);
   const events = await streamEvents(t.context.redis, t.config.events.streamName);
   for (const e of events.filter((x) => /suspended|reactivated|unlocked|role\.|mfa\.disabled/.test(x.type))) {
     expect(e.raw).not.toMatch(/@example\.com|password|secret/i);
   }
+  expect(t.logs.text).not.toContain(admin.stepUp['X-Verification-Token']);
 });
