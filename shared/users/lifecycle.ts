@@ -17,6 +17,7 @@ import { writePasswordResetEmail } from '../auth/password-reset';
 import { listRoleNames } from '../authz/permissions';
 import { canSignIn } from './status';
 import { normalizeEmail } from './email';
+import { grantRole } from './roles';
 
 /** Codes, never free text: events and logs carry these only. */
 export const SUSPENSION_REASONS = ['fraud_suspected', 'compliance_hold', 'user_request', 'security_incident', 'other'] as const;
@@ -164,12 +165,12 @@ export async function assignRole(app: Context, act: AdminAct, userId: string, ro
       async (trx) => {
         const user = await lockTarget(trx, userId);
         const roleId = await assignableRole(trx, role, 'role');
-        const inserted = await trx('user_roles')
-          .insert({ user_id: user.id, role_id: roleId })
-          .onConflict(['user_id', 'role_id'])
-          .ignore()
-          .returning('user_id');
-        if (inserted.length) await recordEvent(trx, { type: 'role.assigned', userId: user.id, data: { role, via: 'admin' } }, act.origin);
+        // The user's row is locked: two assignments of one role queue, and the second finds it held.
+        const held = await trx('user_roles').where({ user_id: user.id, role_id: roleId }).first('user_id');
+        if (!held) {
+          await grantRole(trx, user.id, role);
+          await recordEvent(trx, { type: 'role.assigned', userId: user.id, data: { role, via: 'admin' } }, act.origin);
+        }
         return { userId: user.id, roles: await listRoleNames(trx, user.id) };
       },
       (result) => result.userId,

@@ -391,6 +391,12 @@ test('roles: a new role counts at once (permission cache invalidated); unknown r
   const added = await api(`${base(u.id)}/roles`, { body: { role: 'admin' }, headers: admin.stepUp });
   expect(added.body).toEqual({ roles: ['admin', 'trader'] });
   expect(await can()).toBe(true);
+  // Giving a held role again changes nothing and records nothing.
+  expect((await api(`${base(u.id)}/roles`, { body: { role: 'admin' }, headers: admin.stepUp })).body).toEqual({
+    roles: ['admin', 'trader'],
+  });
+  const assigned = await t.context.db('events').where({ type: 'role.assigned', user_id: u.id }).count<{ n: number }[]>('* as n');
+  expect(assigned).toEqual([{ n: 1 }]);
   expect((await api(`${base(u.id)}/roles/admin`, { method: 'DELETE', headers: admin.stepUp })).status).toBe(204);
   expect(await can()).toBe(false);
   expect((await api(`${base(u.id)}/roles/admin`, { method: 'DELETE', headers: admin.stepUp })).status).toBe(404);
