@@ -452,3 +452,35 @@ test('no secret or address reaches the events of these acts, nor the step-up tok
   }
   expect(t.logs.text).not.toContain(admin.stepUp['X-Verification-Token']);
 });
+
+test('two admins demoting each other at once: one wins, the other gets 409 last_admin', async () => {
+  const x = await signedInAdmin();
+  const y = await signedInAdmin();
+  // x and y are the only admins for this test.
+  const adminRole = t.context.db('roles').where({ name: 'admin' }).select('id');
+  const others = await t.context.db('user_roles').whereIn('role_id', adminRole).whereNotIn('user_id', [x.id, y.id]).pluck('user_id');
+  await t.context.db('user_roles').whereIn('role_id', adminRole).whereIn('user_id', others).del();
+  try {
+    const [a, b] = await Promise.all([
+      api(`${base(y.id)}/roles/admin`, { method: 'DELETE', headers: x.stepUp }),
+      api(`${base(x.id)}/roles/admin`, { method: 'DELETE', headers: y.stepUp }),
+    ]);
+    // The loser may also have lost its permission by the time it is checked (403).
+    expect([a.status, b.status].sort()).toEqual([204, expect.any(Number)]);
+    expect([403, 409]).toContain([a.status, b.status].find((st) => st !== 204));
+    const left = await t.context
+      .db('user_roles')
+      .whereIn('role_id', adminRole)
+      .whereIn('user_id', [x.id, y.id])
+      .count<{ n: number }[]>('* as n');
+    expect(left).toEqual([{ n: 1 }]);
+  } finally {
+    const roleId = (await t.context.db('roles').where({ name: 'admin' }).first('id'))!.id;
+    await t.context
+      .db('user_roles')
+      .insert(others.map((id) => ({ user_id: id, role_id: roleId })))
+      .onConflict(['user_id', 'role_id'])
+      .ignore();
+    for (const id of others) await t.context.permissions.invalidate(id);
+  }
+});
