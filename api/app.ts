@@ -22,6 +22,9 @@ import { userRoutes } from './users/routes';
 import { authzRoutes } from './authz/routes';
 import { bullBoard } from './admin/bull-board';
 import { operatorLoginRoutes } from './admin/login';
+// Account lifecycle (admin API, email change).
+import { adminUserRoutes } from './admin-users/routes';
+import { emailChangeRoutes } from './users/email-change-routes';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
@@ -125,6 +128,9 @@ export function createApp(app: Context): App {
     userRoutes(app, registry),
     authzRoutes(app, registry),
     operatorLoginRoutes(app, registry),
+    // Account lifecycle (admin API, email change).
+    adminUserRoutes(app, registry),
+    emailChangeRoutes(app, registry),
   ];
   // One router holding every feature's routes: a request is matched once, not once per feature.
   const root = new Router<AppState>();

@@ -4,7 +4,7 @@
 // (never "let everyone through").
 import crypto from 'node:crypto';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
-import type { Redis } from './redis';
+import { scanKeys, unlinkKeys, type Redis } from './redis';
 import type { Config } from './config';
 import { RateLimitedError, UnavailableError } from './errors';
 
@@ -19,6 +19,8 @@ export interface Limiter {
   reset(key: LimitKey): Promise<void>;
   /** Gives back one hit (a reservation that turned out not to count). */
   refund(key: LimitKey): Promise<void>;
+  /** Clears every count whose key starts with `first` (all pairs of one address: an admin's unlock). */
+  resetStartingWith(first: string): Promise<void>;
 }
 
 export function rateLimitHeaders(res: RateLimiterRes, points: number): Record<string, string> {
@@ -74,6 +76,16 @@ export function createLimiter(
         await limiter.reward(hashKey(key), 1);
       } catch (err) {
         throw failure(err);
+      }
+    },
+    async resetStartingWith(first) {
+      // Each part's hash has one length, so the pattern matches that key alone and its pairs.
+      const pattern = `${keyPrefix}:${hashKey(first)}*`;
+      try {
+        // A rare admin act: a scan of every primary (the keys of one address may sit in any slot).
+        await unlinkKeys(redis, await scanKeys(redis, pattern));
+      } catch (err) {
+        throw new UnavailableError(undefined, err);
       }
     },
   };

@@ -69,3 +69,24 @@ export const PublicProfile = Type.Object({ id: Uuid, name: Type.String(), avatar
 
 export type MeBody = Static<typeof Me>;
 export type PublicProfileBody = Static<typeof PublicProfile>;
+
+// Account lifecycle: email change.
+export const EmailChangeBody = Strict(
+  {
+    new_email: Type.String({ format: 'email', maxLength: 254, description: 'The new address (case-insensitive)' }),
+    password: Type.Optional(Password),
+  },
+  {
+    examples: [{ new_email: 'asha.rao@example.com', password: 'Correct-Horse-Battery-9' }],
+    description: 'Accounts without a password (Google only) omit it and send X-Verification-Token, or sign in again first',
+  },
+);
+export const EmailChangeRequested = Type.Object({
+  status: Type.Literal('pending_confirmation'),
+  expires_in: Type.Integer({ description: 'Seconds the link sent to the new address works' }),
+});
+export const EmailChangeConfirmBody = Strict(
+  { token: Type.String({ minLength: 16, maxLength: 512 }) },
+  { examples: [{ token: 'Qm9ndXMtZXhhbXBsZS10b2tlbi1vZi00My1jaGFycw' }] },
+);
+export const EmailChanged = Type.Object({ email: Type.String(), email_verified: Type.Literal(true) });

@@ -49,7 +49,12 @@ export async function writePasswordResetEmail(
   };
   // Before the commit: the emailed link must find its token however fast the email goes out.
   await app.redis.set(passwordResetKey(app, token.hash), JSON.stringify(stored), 'EX', ttlSeconds);
-  await recordEvent(trx, { type: 'password.reset_requested', userId: user.id, data: {} }, { ...origin, actorId: user.id });
+  // The actor is the user, or the admin who sent the link for them (POST /v1/admin/users/{id}/password-reset).
+  await recordEvent(
+    trx,
+    { type: 'password.reset_requested', userId: user.id, data: {} },
+    { ...origin, actorId: origin.actorId ?? user.id },
+  );
   return writeEmail(trx, app.kms, {
     template: 'password_reset',
     to: user.email,

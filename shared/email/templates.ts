@@ -15,6 +15,10 @@ export interface TemplateParams {
   password_changed: { name: string };
   mfa_enabled: { name: string };
   mfa_disabled: { name: string };
+  // Account lifecycle (admin API, email change).
+  mfa_reset_by_admin: { name: string };
+  email_change_confirm: { name: string; link: string; expiresInHours: number };
+  email_change_requested: { name: string };
 }
 
 export type TemplateName = keyof TemplateParams;
@@ -89,6 +93,31 @@ export function renderEmail<T extends TemplateName>(appName: string, template: T
       return compose(appName, 'Two-factor authentication is off', [
         hello,
         'Two-factor authentication was turned off for your account.',
+        notYou,
+      ]);
+    // Account lifecycle (admin API, email change).
+    case 'mfa_reset_by_admin':
+      return compose(appName, 'Two-factor authentication was reset', [
+        hello,
+        'At your request, support turned off two-factor authentication for your account and signed out every session. Sign in with your password and turn it on again with your new device.',
+        notYou,
+      ]);
+    case 'email_change_confirm': {
+      const q = params as TemplateParams['email_change_confirm'];
+      return compose(
+        appName,
+        'Confirm your new email address',
+        [
+          hello,
+          `Confirm this address to make it the email of your account. The link works once and expires in ${q.expiresInHours} hours. If you did not ask for this, ignore this email.`,
+        ],
+        { label: 'Confirm new email', url: q.link },
+      );
+    }
+    case 'email_change_requested':
+      return compose(appName, 'Your email address is about to change', [
+        hello,
+        'Someone signed in to your account asked to change its email address; the change happens when the link sent to the new address is used.',
         notYou,
       ]);
     default:

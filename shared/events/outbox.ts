@@ -33,6 +33,10 @@ export const EVENT_TYPES = [
   'role.assigned',
   'role.removed',
   'queue.action',
+  // Account lifecycle (admin API, email change).
+  'user.email_change_requested',
+  'user.email_changed',
+  'user.unlocked',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -180,7 +180,8 @@ export type RevokeReason =
   | 'account_deleted'
   | 'admin'
   | 'expired'
-  | 'mfa_failures';
+  | 'mfa_failures'
+  | 'email_change';
 
 export class Session extends Model {
   static tableName = 'sessions';
@@ -274,4 +275,16 @@ export class AddressRequest extends Model {
   user_agent!: string | null;
   status!: 'pending' | 'failed';
   created_at!: Date;
+}
+
+// Account lifecycle: email change.
+export class EmailChangeToken extends Model {
+  static tableName = 'email_change_tokens';
+  static idColumn = 'token_hash';
+  token_hash!: string;
+  user_id!: string;
+  new_email!: string;
+  created_at!: Date;
+  expires_at!: Date;
+  used_at!: Date | null;
 }

@@ -20,5 +20,7 @@ declare module 'knex/types/tables' {
     email_messages: ModelObject<M.EmailMessage>;
     email_verification_tokens: ModelObject<M.EmailVerificationToken>;
     address_requests: ModelObject<M.AddressRequest>;
+    // Account lifecycle: email change.
+    email_change_tokens: ModelObject<M.EmailChangeToken>;
   }
 }

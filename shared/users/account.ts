@@ -60,7 +60,7 @@ export async function updateProfile(app: Context, userId: string, changes: Profi
  * (the login limit), reserved before bcrypt runs and given back on success, so a stolen access
  * token is no faster a password oracle than the login endpoint.
  */
-async function confirmPassword(
+export async function confirmPassword(
   app: Context,
   user: { id: string; password_hash: string },
   password: string | undefined,
@@ -112,6 +112,7 @@ export async function deleteAccount(app: Context, actor: Actor, proof: DeletionP
       await trx('mfa_backup_codes').where({ user_id: user.id }).del();
       await trx('auth_providers').where({ user_id: user.id }).del();
       await trx('email_verification_tokens').where({ user_id: user.id }).del();
+      await trx('email_change_tokens').where({ user_id: user.id }).del();
       await trx('email_messages').where({ user_id: user.id, status: 'pending' }).update({ status: 'cancelled' });
       await trx('email_messages').where({ user_id: user.id }).update({ to_address: null });
       await trx('users')

@@ -81,6 +81,23 @@ const CELLS: Cell[] = [
     request: async (_me, other) => ({ method: 'DELETE', path: `/v1/authz/permissions/${await grantFor(other.id)}` }),
     expect: adminOnly(204),
   },
+  // Account lifecycle: the admin API (writes need a step-up token besides users:admin).
+  { name: 'search users', request: () => ({ method: 'GET', path: '/v1/admin/users' }), expect: adminOnly(200) },
+  {
+    name: "read another user's account",
+    request: (_me, other) => ({ method: 'GET', path: `/v1/admin/users/${other.id}` }),
+    expect: adminOnly(200),
+  },
+  {
+    name: 'suspend another user without a step-up token',
+    request: (_me, other) => ({ method: 'POST', path: `/v1/admin/users/${other.id}/suspend`, body: { reason_code: 'other' } }),
+    expect: all(403),
+  },
+  {
+    name: "end another user's sessions without a step-up token",
+    request: (_me, other) => ({ method: 'DELETE', path: `/v1/admin/users/${other.id}/sessions` }),
+    expect: all(403),
+  },
 ];
 
 describe.each(CELLS)('$name', (cell) => {

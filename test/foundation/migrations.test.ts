@@ -27,6 +27,7 @@ test('migrations run down to zero and up again', async () => {
   expect(before).toEqual([
     'address_requests',
     'auth_providers',
+    'email_change_tokens',
     'email_messages',
     'email_verification_tokens',
     'events',
