@@ -56,6 +56,8 @@ export interface FakeKite {
   reset(): void;
   requests: KiteRequest[];
   count(route: Route, apiKey?: string): number;
+  /** Every api key, secret and token this server knows: none may show anywhere but in a reveal. */
+  secrets(): string[];
   close(): Promise<void>;
 }
 
@@ -274,6 +276,7 @@ export async function startFakeKite(): Promise<FakeKite> {
       permanent.clear();
     },
     requests,
+    secrets: () => [...[...apps.values()].flatMap((a) => [a.apiKey, a.apiSecret]), ...requestTokens.keys(), ...accessTokens.keys()],
     count: (route, apiKey) => requests.filter((r) => r.route === route && (!apiKey || r.apiKey === apiKey)).length,
     async close() {
       for (const resolve of holds) resolve();

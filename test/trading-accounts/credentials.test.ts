@@ -1,7 +1,7 @@
 // Credentials after the link: who may see them (and the event each reveal leaves), rotation with
 // step-up, unlinking with a Kite logout, the daily Kite login, and the expiry of access tokens.
 import { call, eventually } from '../helpers/app';
-import { enableMfa, signedInUser, type SignedIn } from '../helpers/auth';
+import { enableMfa, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
 import { cliEnvironment, runCli } from '../helpers/cli';
 import { startStack, type TestStack } from '../helpers/stack';
 import type { Authenticator } from '../mfa/rfc6238';
@@ -292,4 +292,29 @@ describe('expiry', () => {
     const ist = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Kolkata', hour: '2-digit', minute: '2-digit' }).format(next);
     expect(ist).toBe('06:01');
   });
+});
+
+test('every trading-account event type reached the stream, none with a secret, a token or an api key', async () => {
+  const stream = await eventually(async () => {
+    const rows = await s.app.context.db('events').where('type', 'like', 'trading_account.%').count<{ count: string }[]>('id as count');
+    const all = (await streamEvents(s.app.context.redis, s.app.config.events.streamName)).filter((e) =>
+      e.type.startsWith('trading_account.'),
+    );
+    return all.length === Number(rows[0].count) && all;
+  });
+  const types = new Set(stream.map((e) => e.type));
+  for (const type of [
+    'trading_account.linked',
+    'trading_account.unlinked',
+    'trading_account.credentials_updated',
+    'trading_account.status_changed',
+    'trading_account.credentials_revealed',
+  ]) {
+    expect(types).toContain(type);
+  }
+  const raw = stream.map((e) => e.raw).join('\n');
+  const secrets = s.kite.secrets();
+  expect(secrets.length).toBeGreaterThan(20);
+  for (const secret of secrets) expect(raw).not.toContain(secret);
+  for (const secret of secrets) expect(s.app.logs.text).not.toContain(secret);
 });

@@ -53,8 +53,8 @@ async function startWorkerProcess(): Promise<ChildProcess> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  worker.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  worker.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  worker.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  worker.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   await eventually(
     () => {
       if (worker.exitCode !== null) throw new Error(`worker exited early (${worker.exitCode}):\n${output}`);
