@@ -151,6 +151,7 @@ export function tradingAccountRoutes(app: Context, registry: RouteRegistry): Rou
     security: 'bearer',
     guard: writer,
     params: schemas.AccountParams,
+    body: schemas.VerifyBody,
     responses: { 202: { description: 'Queued (a second request joins the same verification)', schema: schemas.StatusOnly }, ...notFound },
     async handler(ctx, { params }) {
       const account = await accounts.requestVerification(app, actorOf(ctx.state), params.account_id, eventOrigin(ctx.state));

@@ -89,6 +89,8 @@ export const SessionBody = Strict(
 
 export const LoginUrl = Type.Object({ login_url: Type.String(), state: Type.String(), expires_in: Type.Integer() });
 
+export const VerifyBody = Strict({}, { examples: [{}] });
+
 export const AccountParams = Strict({ account_id: Uuid });
 export const CredentialsQuery = Strict({
   include_credentials: Type.Optional(

@@ -44,14 +44,12 @@ async function failRound(app: Context, { accountId, round }: RoundData): Promise
       .forUpdate()
       .first()) as AccountRow | undefined;
     if (!account || !['pending_verification', 'verifying'].includes(account.status)) return;
-    await trx('trading_accounts')
-      .where({ id: accountId })
-      .update({
-        status: 'error',
-        last_error: 'The verification could not run; try again.',
-        pending_credentials_encrypted: null,
-        updated_at: trx.fn.now(),
-      });
+    await trx('trading_accounts').where({ id: accountId }).update({
+      status: 'error',
+      last_error: 'The verification could not run; try again.',
+      pending_credentials_encrypted: null,
+      updated_at: trx.fn.now(),
+    });
     await recordStatusChange(trx, account, account.status, 'error');
   });
 }
