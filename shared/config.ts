@@ -386,25 +386,36 @@ export const VARIABLES = {
   BULL_BOARD_ENABLED: v('Operations', 'boolean', 'true', 'Serve Bull Board at /admin/queues (admins only).'),
 
   // Trading accounts on Kite Connect (issue 14)
-  KITE_LOGIN_URL: v('Kite', 'url', 'https://kite.zerodha.com/connect/login', "Kite's login page, where a trader gets a request token."),
+  KITE_LOGIN_URL: v(
+    'Trading accounts',
+    'url',
+    'https://kite.zerodha.com/connect/login',
+    "Kite's login page, where a trader gets a request token.",
+  ),
   KITE_API_REQUESTS_PER_SECOND: v(
-    'Kite',
+    'Trading accounts',
     'integer',
     '10',
     "Kite calls per second per API key (Kite counts per key); a job over its key's budget waits, other keys go on.",
     { minimum: 1 },
   ),
-  KITE_API_RETRY_BACKOFF_MS: v('Kite', 'integer', '500', 'First delay between attempts of one Kite call; doubles each attempt.', {
-    minimum: 1,
-  }),
+  KITE_API_RETRY_BACKOFF_MS: v(
+    'Trading accounts',
+    'integer',
+    '500',
+    'First delay between attempts of one Kite call; doubles each attempt.',
+    {
+      minimum: 1,
+    },
+  ),
   KITE_EXPIRY_SCHEDULE: v(
-    'Kite',
+    'Trading accounts',
     'string',
     '1 6 * * *',
     'Cron pattern, in Asia/Kolkata time, of the job that marks accounts whose access token ended (06:00 IST) as expired.',
   ),
   KITE_JOB_LOCK_SECONDS: v(
-    'Kite',
+    'Trading accounts',
     'integer',
     '30',
     "How long a Kite job stays locked to its worker without a heartbeat: a killed worker's job runs again after this.",
