@@ -367,8 +367,11 @@ export async function renewSession(
   await consumeLoginState(app, actor, accountId, input.state);
   const account = await app.db.transaction(async (trx) => {
     const current = await ownAccount(trx, actor.userId, accountId, true);
-    if (!RENEWABLE.includes(current.status) || !current.credentials_encrypted) {
+    if (!RENEWABLE.includes(current.status)) {
       throw new ConflictError('This account is being verified; wait for the result before logging in again.', 'verification_in_progress');
+    }
+    if (!current.credentials_encrypted) {
+      throw new ConflictError('This account never verified; send its api key and secret again (rotate-credentials).', 'not_verified');
     }
     const { api_key, api_secret } = openCredentials(app.kms, current.id, 'credentials_encrypted', current.credentials_encrypted);
     const next: Credentials = { api_key, api_secret, request_token: input.request_token };

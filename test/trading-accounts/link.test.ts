@@ -1,5 +1,7 @@
 // Linking a Kite Connect account against the fake Kite: the verification job and each way it can
 // end, what the rows hold (envelopes only, one data key each, bound to the row), and the reads.
+import crypto from 'node:crypto';
+import { readMasterKey } from '../../shared/crypto/keys';
 import { call, eventually } from '../helpers/app';
 import { signedInUser } from '../helpers/auth';
 import { createUser } from '../helpers/users';
@@ -244,10 +246,18 @@ test('rows hold envelopes only: no plaintext secret or token, a data key per val
   expect(s.kite.isLive(accessToken)).toBe(true);
   expect(dump).not.toContain(accessToken);
 
-  // v1.<key id>.<wrapped data key>.<body>: each account's data key is its own.
-  const [, , wrappedA] = rowA.credentials_encrypted.split('.');
-  const [, , wrappedB] = rowB.credentials_encrypted.split('.');
-  expect(wrappedA).not.toEqual(wrappedB);
+  // v1.<key id>.<wrapped data key>.<body>: unwrapped with the master key, each account's data key is its own.
+  const dataKeyOf = (envelope: string) => {
+    const [version, keyId, wrapped] = envelope.split('.');
+    const sealed = Buffer.from(wrapped, 'base64url');
+    const decipher = crypto.createDecipheriv('aes-256-gcm', readMasterKey(s.app.config.kms.keyPath), sealed.subarray(0, 12));
+    decipher.setAAD(Buffer.from(`${version}.${keyId}`));
+    decipher.setAuthTag(sealed.subarray(12, 28));
+    return Buffer.concat([decipher.update(sealed.subarray(28)), decipher.final()]).toString('hex');
+  };
+  const keys = [rowA.credentials_encrypted, rowB.credentials_encrypted].map(dataKeyOf);
+  expect(keys[0]).toHaveLength(64);
+  expect(keys[0]).not.toEqual(keys[1]);
 
   // A ciphertext copied to another row does not decrypt there: reading it fails, nothing leaks.
   await s.app.context.db('trading_accounts').where({ id: b.id }).update({ credentials_encrypted: rowA.credentials_encrypted });
