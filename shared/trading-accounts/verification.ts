@@ -6,6 +6,7 @@
 import type { Knex } from 'knex';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Context } from '../context';
+import { DecryptionError } from '../crypto/kms';
 import type { TradingAccountStatus } from '../models';
 import { apiKeyFingerprint, maskApiKey, openCredentials, sealCredentials, type Credentials } from './credentials';
 import { KiteError, type KiteClient } from './kite-client';
@@ -116,6 +117,14 @@ function outcomeOfKiteError(err: unknown, rejectedAs: TradingAccountStatus): Out
   return failure(err, err.kind === 'rejected' ? rejectedAs : 'error');
 }
 
+function credentialsToVerify(app: Context, account: AccountRow): Credentials | null {
+  if (account.pending_credentials_encrypted) {
+    return openCredentials(app.kms, account.id, 'pending_credentials_encrypted', account.pending_credentials_encrypted);
+  }
+  if (account.credentials_encrypted) return openCredentials(app.kms, account.id, 'credentials_encrypted', account.credentials_encrypted);
+  return null;
+}
+
 export interface VerificationDeps {
   kite: KiteClient;
   budget: (fingerprint: string, calls: number) => Promise<void>;
@@ -129,11 +138,21 @@ export async function runVerification(app: Context, deps: VerificationDeps, acco
   const account = (await app.db('trading_accounts').where({ id: accountId }).whereNull('unlinked_at').first()) as AccountRow | undefined;
   if (!account || account.verification_round !== round || !['pending_verification', 'verifying'].includes(account.status)) return;
   const pending = !!account.pending_credentials_encrypted;
-  const credentials = pending
-    ? openCredentials(app.kms, account.id, 'pending_credentials_encrypted', account.pending_credentials_encrypted!)
-    : account.credentials_encrypted
-      ? openCredentials(app.kms, account.id, 'credentials_encrypted', account.credentials_encrypted)
-      : null;
+  let credentials: Credentials | null;
+  try {
+    credentials = credentialsToVerify(app, account);
+  } catch (err) {
+    // An envelope that does not open here never will (copied from another row, tampered): say so
+    // at once rather than retrying.
+    if (!(err instanceof DecryptionError)) throw err;
+    return finishRound(
+      app,
+      accountId,
+      round,
+      { status: 'error', lastError: 'The stored credentials cannot be read; link again.' },
+      pending,
+    );
+  }
   if (!credentials)
     return finishRound(app, accountId, round, { status: 'error', lastError: 'No credentials to verify; link again.' }, false);
   if (!credentials.access_token && !credentials.request_token) {

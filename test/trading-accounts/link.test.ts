@@ -264,7 +264,10 @@ test('rows hold envelopes only: no plaintext secret or token, a data key per val
   expect(() => s.app.context.kms.decrypt(rowA.credentials_encrypted, `trading_accounts.credentials_encrypted:${b.id}`)).toThrow(
     /does not decrypt/,
   );
-  await s.app.context.db('trading_accounts').where({ id: b.id }).update({ credentials_encrypted: rowB.credentials_encrypted });
+  const verify = await call(`${s.app.url}/v1/trading-accounts/${b.id}/verify`, { method: 'POST', headers: user.auth });
+  expect(verify.status).toBe(202);
+  const failed = await settled(s, user, b.id);
+  expect(failed).toMatchObject({ status: 'error', last_error: expect.stringMatching(/cannot be read/) });
 });
 
 test('no secret or token in any event, job payload or log line', async () => {
