@@ -25,6 +25,8 @@ import { operatorLoginRoutes } from './admin/login';
 // Account lifecycle (admin API, email change).
 import { adminUserRoutes } from './admin-users/routes';
 import { emailChangeRoutes } from './users/email-change-routes';
+// Trading accounts on Kite Connect (issue 14)
+import { tradingAccountRoutes } from './trading-accounts/routes';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
@@ -131,6 +133,8 @@ export function createApp(app: Context): App {
     // Account lifecycle (admin API, email change).
     adminUserRoutes(app, registry),
     emailChangeRoutes(app, registry),
+    // Trading accounts on Kite Connect (issue 14)
+    tradingAccountRoutes(app, registry),
   ];
   // One router holding every feature's routes: a request is matched once, not once per feature.
   const root = new Router<AppState>();

@@ -22,9 +22,13 @@ import { createLocalKms } from '../shared/crypto/kms';
 import { emailContext } from '../shared/email/outbox';
 import { queuePrefix } from '../shared/queues';
 import { childPids, cpuMs, memoryMb, sampleRss, type LoadJob, type LoadReply, type LoadResult } from './common';
+// Trading accounts on Kite Connect (issue 14): the fake Kite the tests use, and the service's own client.
+import { startFakeKite, type FakeKite } from '../test/helpers/kite';
+import { createKiteClient } from '../shared/trading-accounts/kite-client';
+import { credentialsContext } from '../shared/trading-accounts/credentials';
 
 const QUICK = process.argv.includes('--quick');
-// `--only=authz,jwks` runs some scenarios (login, latency, refresh, authz, me, jwks, jobs, memory).
+// `--only=authz,jwks` runs some scenarios (login, latency, refresh, authz, me, jwks, jobs, memory, kite).
 const ONLY = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
@@ -344,6 +348,123 @@ function pairRow(scenario: string, baseline: string, target: string, minimum: nu
   return { scenario, baseline, target, ratio, product, base, pass: ratio.median >= minimum, note, rounds: runs };
 }
 
+// ---------------------------------------------------------------- kite (issue 14)
+
+const KITE_CONCURRENCY = 5; // the kite queue's default concurrency (WORKER_CONCURRENCY_KITE)
+const KITE_ACCOUNTS = QUICK ? 100 : 400;
+
+/**
+ * Verification jobs (exchange a request token, then GET /user/profile, each account its own api
+ * key) against the same two calls made by the same client alone, at the same concurrency: what the
+ * queue, the database and the envelopes cost on top of Kite's own latency.
+ */
+async function kiteScenario(db: pg.Pool, kite: FakeKite, serviceEnv: Record<string, string>, workerPid: number): Promise<Row> {
+  log(`Kite verification jobs (${KITE_ACCOUNTS} accounts) vs the same Kite calls alone`);
+  const kms = createLocalKms({ kms: { provider: 'local', keyPath: serviceEnv.LOCAL_KMS_KEY_PATH, previousKeyPaths: [] } });
+  const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = new Queue('kite', { connection, prefix: queuePrefix(`${TAG}bull`, 'kite') });
+  const client = createKiteClient({
+    kite: { baseUrl: kite.url, timeoutMs: 10_000, maxRetries: 3 },
+    tradingAccounts: { loginUrl: kite.url, requestsPerSecond: 10, retryBackoffMs: 500, expirySchedule: '', jobLockMs: 30_000 },
+  });
+  const { rows: owners } = await db.query<{ id: string }>('SELECT id FROM users ORDER BY id LIMIT $1', [KITE_ACCOUNTS]);
+  const timed = async (pid: number, count: number, work: () => Promise<void>): Promise<Run> => {
+    const cpuBefore = cpuMs(pid);
+    const stopSampling = sampleRss(pid);
+    const t0 = Date.now();
+    await work();
+    const seconds = (Date.now() - t0) / 1000;
+    const cpu = cpuMs(pid) - cpuBefore;
+    return {
+      requests: count,
+      ok: count,
+      non2xx: 0,
+      errors: 0,
+      seconds,
+      rps: count / seconds,
+      p50: NaN,
+      p99: NaN,
+      cpuMsPerRequest: cpu / count,
+      peakRssMb: stopSampling(),
+    };
+  };
+  const jobs = async (count: number): Promise<Run> => {
+    const ids = owners.slice(0, count).map(() => crypto.randomUUID());
+    for (const [i, id] of ids.entries()) {
+      const app = kite.addApp();
+      const pending = { api_key: app.apiKey, api_secret: app.apiSecret, request_token: kite.requestToken(app.apiKey) };
+      await db.query(
+        `INSERT INTO trading_accounts (id, user_id, broker, status, api_key_fingerprint, api_key_masked, pending_credentials_encrypted, verification_round)
+         VALUES ($1, $2, 'kite', 'pending_verification', $3, '************' || right($4, 4), $5, 1)`,
+        [
+          id,
+          owners[i].id,
+          crypto.randomBytes(16).toString('hex'),
+          app.apiKey,
+          kms.encrypt(JSON.stringify(pending), credentialsContext(id, 'pending_credentials_encrypted')),
+        ],
+      );
+    }
+    return timed(workerPid, count, async () => {
+      await queue.addBulk(
+        ids.map((accountId) => ({
+          name: 'verify-trading-account',
+          data: { accountId, round: 1 },
+          opts: { jobId: `kite-verify-${accountId}-1` },
+        })),
+      );
+      const deadline = Date.now() + 180_000;
+      for (;;) {
+        const { rows } = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM trading_accounts WHERE id = ANY($1) AND status <> 'pending_verification'`,
+          [ids],
+        );
+        if (rows[0].n >= count) break;
+        if (Date.now() > deadline) throw new Error('timed out waiting for Kite verifications');
+        await sleep(10);
+      }
+      const { rows } = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM trading_accounts WHERE id = ANY($1) AND status = 'active'`,
+        [ids],
+      );
+      if (rows[0].n !== count) throw new Error(`${count - rows[0].n} Kite verifications did not end active`);
+    });
+  };
+  const alone = async (count: number): Promise<Run> => {
+    const apps = Array.from({ length: count }, () => kite.addApp());
+    const tokens = apps.map((app) => kite.requestToken(app.apiKey));
+    return timed(process.pid, count, async () => {
+      let next = 0;
+      const lane = async () => {
+        while (next < count) {
+          const i = next++;
+          const session = await client.createSession(apps[i].apiKey, apps[i].apiSecret, tokens[i]);
+          await client.profile(apps[i].apiKey, session.accessToken);
+        }
+      };
+      await Promise.all(Array.from({ length: KITE_CONCURRENCY }, lane));
+    });
+  };
+  let warm = true;
+  const size = (n: number) => (warm ? ((warm = false), Math.ceil(n / 5)) : n);
+  const runs = await alternate(
+    () => jobs(size(KITE_ACCOUNTS)),
+    () => alone(KITE_ACCOUNTS),
+  );
+  await queue.close();
+  connection.disconnect();
+  return {
+    ...pairRow(
+      `Kite verification jobs → fake Kite (${KITE_ACCOUNTS} accounts, concurrency ${KITE_CONCURRENCY})`,
+      'the same two Kite calls by the same client alone, same concurrency',
+      '≥ 0.7',
+      0.7,
+      runs,
+    ),
+    note: 'accounts/s; each job: POST /session/token, store the access token, GET /user/profile, finish the round',
+  };
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
@@ -378,6 +499,8 @@ async function main(): Promise<void> {
   });
   await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
   const smtpPort = (smtp.server.address() as net.AddressInfo).port;
+  // Trading accounts on Kite Connect (issue 14): the local fake Kite the worker verifies against.
+  const kite = await startFakeKite();
 
   const keysDir = path.join(TMP, 'keys');
   const [apiPort, basePort] = [await freePort(), await freePort()];
@@ -412,6 +535,8 @@ async function main(): Promise<void> {
     SMTP_TLS: 'false',
     REFRESH_TOKEN_REUSE_INTERVAL_SECONDS: '10',
     ...rateLimits,
+    // Trading accounts on Kite Connect (issue 14)
+    KITE_API_BASE_URL: kite.url,
   };
 
   log(`starting the service (node ${path.relative(ROOT, startScript)})`);
@@ -926,6 +1051,9 @@ async function main(): Promise<void> {
     connection.disconnect();
   }
 
+  // ---- kite: verification jobs against the local fake Kite (issue 14)
+  if (wanted('kite')) rows.push(await kiteScenario(db, kite, serviceEnv, workerPid));
+
   // ---- memory: RSS after at least memoryRequests requests vs after start-up
   if (wanted('memory')) {
     const missing = SETTINGS.memoryRequests - apiRequests;
@@ -954,6 +1082,7 @@ async function main(): Promise<void> {
   redis.disconnect();
   await db.end();
   smtp.close();
+  await kite.close();
 
   const runtimeSeconds = (Date.now() - started) / 1000;
   const markdown = render(rows, runtimeSeconds);

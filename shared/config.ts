@@ -445,6 +445,43 @@ export const VARIABLES = {
 
   // Operations
   BULL_BOARD_ENABLED: v('Operations', 'boolean', 'true', 'Serve Bull Board at /admin/queues (admins only).'),
+
+  // Trading accounts on Kite Connect (issue 14)
+  KITE_LOGIN_URL: v(
+    'Trading accounts',
+    'url',
+    'https://kite.zerodha.com/connect/login',
+    "Kite's login page, where a trader gets a request token.",
+  ),
+  KITE_API_REQUESTS_PER_SECOND: v(
+    'Trading accounts',
+    'integer',
+    '10',
+    "Kite calls per second per API key (Kite counts per key); a job over its key's budget waits, other keys go on.",
+    { minimum: 1 },
+  ),
+  KITE_API_RETRY_BACKOFF_MS: v(
+    'Trading accounts',
+    'integer',
+    '500',
+    'First delay between attempts of one Kite call; doubles each attempt.',
+    {
+      minimum: 1,
+    },
+  ),
+  KITE_EXPIRY_SCHEDULE: v(
+    'Trading accounts',
+    'string',
+    '1 6 * * *',
+    'Cron pattern, in Asia/Kolkata time, of the job that marks accounts whose access token ended (06:00 IST) as expired.',
+  ),
+  KITE_JOB_LOCK_SECONDS: v(
+    'Trading accounts',
+    'integer',
+    '30',
+    "How long a Kite job stays locked to its worker without a heartbeat: a killed worker's job runs again after this.",
+    { minimum: 1 },
+  ),
 } satisfies Record<string, VariableSpec>;
 
 export type VariableName = keyof typeof VARIABLES;
@@ -530,6 +567,8 @@ export interface Config {
   bullBoardEnabled: boolean;
   /** Values of the guide's variables that have no effect here but were set; reported at start-up. */
   ignoredSettings: string[];
+  // Trading accounts on Kite Connect (issue 14)
+  tradingAccounts: { loginUrl: string; requestsPerSecond: number; retryBackoffMs: number; expirySchedule: string; jobLockMs: number };
 }
 
 export class ConfigError extends Error {
@@ -831,6 +870,14 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     },
     bullBoardEnabled: bool('BULL_BOARD_ENABLED'),
     ignoredSettings,
+    // Trading accounts on Kite Connect (issue 14)
+    tradingAccounts: {
+      loginUrl: str('KITE_LOGIN_URL'),
+      requestsPerSecond: num('KITE_API_REQUESTS_PER_SECOND'),
+      retryBackoffMs: num('KITE_API_RETRY_BACKOFF_MS'),
+      expirySchedule: str('KITE_EXPIRY_SCHEDULE'),
+      jobLockMs: num('KITE_JOB_LOCK_SECONDS') * 1000,
+    },
   };
 }
 

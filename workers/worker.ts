@@ -28,8 +28,9 @@ async function schedule(app: Context, declaration: QueueDeclaration): Promise<vo
   if (declaration.reconcile) {
     schedules.push({ id: `reconcile-${declaration.name}`, everyMs: app.config.queues.reconcileIntervalMs, jobName: JOB_NAMES.reconcile });
   }
-  for (const { id, everyMs, jobName } of schedules) {
-    await queue.upsertJobScheduler(id, { every: everyMs }, { name: jobName, opts: SCHEDULED_JOB_OPTIONS });
+  for (const { id, jobName, ...when } of schedules) {
+    const repeat = 'everyMs' in when ? { every: when.everyMs } : { pattern: when.pattern, tz: when.tz };
+    await queue.upsertJobScheduler(id, repeat, { name: jobName, opts: SCHEDULED_JOB_OPTIONS });
   }
 }
 
@@ -66,6 +67,7 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
       connection,
       prefix: queuePrefix(app.config.queues.prefix, declaration.name),
       concurrency: app.config.queues.concurrency[declaration.name],
+      ...declaration.workerOptions?.(app),
     });
     worker.on('failed', (job, err) => void onFailed(app, declaration, job, err));
     worker.on('error', (err) => app.logger.error({ queue: declaration.name, error: err.message }, 'worker error'));

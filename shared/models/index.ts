@@ -159,6 +159,10 @@ export class TradingAccount extends Model {
   created_at!: Date;
   updated_at!: Date;
   unlinked_at!: Date | null;
+  // Trading accounts on Kite Connect (issue 14)
+  broker_user_name!: string | null;
+  verification_round!: number;
+  token_exchange_started_at!: Date | null;
 }
 
 export class MfaBackupCode extends Model {

@@ -79,3 +79,14 @@ export async function enqueueAfterCommit(logger: Logger, enqueue: () => Promise<
     logger.warn({ ...row, error: (err as Error).message }, 'job left for the reconciler');
   }
 }
+
+// Trading accounts on Kite Connect (issue 14)
+/** Verifies round `round` of the trading account `accountId` (one job per round). */
+export function enqueueVerification(queues: Queues, accountId: string, round: number): Promise<void> {
+  return add(queues.kite, JOB_NAMES.verifyTradingAccount, { accountId, round }, { jobId: jobIds.kiteVerify(accountId, round) });
+}
+
+/** Ends the Kite session of the unlinked account `accountId`, best effort. */
+export function enqueueKiteLogout(queues: Queues, accountId: string): Promise<void> {
+  return add(queues.kite, JOB_NAMES.kiteLogout, { accountId }, { jobId: jobIds.kiteLogout(accountId), attempts: 3 });
+}

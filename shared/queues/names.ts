@@ -11,6 +11,13 @@ export const JOB_NAMES = {
   relayEvents: 'relay-events',
   /** The scheduled job of a queue's reconciler (workers/worker.ts). */
   reconcile: 'reconcile',
+  // Trading accounts on Kite Connect (issue 14)
+  /** Verifies a trading account's new or current credentials (exchanging a request token first). */
+  verifyTradingAccount: 'verify-trading-account',
+  /** Ends an unlinked account's Kite session, best effort. */
+  kiteLogout: 'kite-logout',
+  /** Marks accounts whose access token ended as expired (scheduled, Asia/Kolkata). */
+  expireTradingAccounts: 'expire-trading-accounts',
 } as const;
 
 /**
@@ -20,4 +27,8 @@ export const JOB_NAMES = {
 export const jobIds = {
   email: (emailId: string) => `email-${emailId}`,
   addressRequest: (requestId: string) => `address-request-${requestId}`,
+  // Trading accounts on Kite Connect (issue 14)
+  /** One job per verification round of an account: a double click queues one verification. */
+  kiteVerify: (accountId: string, round: number) => `kite-verify-${accountId}-${round}`,
+  kiteLogout: (accountId: string) => `kite-logout-${accountId}`,
 };

@@ -1,6 +1,6 @@
 // Trading accounts as the rest of the service sees them: the masked listing a profile shows, and
 // their end when the owner's account is deleted (credentials destroyed at once). The linking,
-// verification and rotation flows join this folder with the trading-accounts feature.
+// verification and rotation flows are in ./service.ts and ./verification.ts.
 import type { Knex } from 'knex';
 import type { TradingAccount } from '../models';
 import { recordEvent, type EventOrigin } from '../events/outbox';

@@ -2,5 +2,7 @@
 import type { QueueDeclaration } from '../declaration';
 import { email } from './email';
 import { events } from './events';
+// Trading accounts on Kite Connect (issue 14)
+import { kite } from './kite';
 
-export const DECLARATIONS: QueueDeclaration[] = [email, events];
+export const DECLARATIONS: QueueDeclaration[] = [email, events, kite];
