@@ -42,9 +42,14 @@ export function tokenPairBody(tokens: SessionTokens): TokenPairBody {
   };
 }
 
-/** A token pair in the body, and its refresh token in the cookie; only persistent sessions outlive the browser. */
-export function sendTokens(app: Context, ctx: KoaContext, tokens: SessionTokens): void {
+/** The session's refresh token in the cookie; only persistent sessions outlive the browser. */
+export function setSessionCookie(app: Context, ctx: KoaContext, tokens: SessionTokens): void {
   setRefreshCookie(app, ctx, tokens.refreshToken, tokens.session.persistent ? new Date(tokens.session.expiresAt) : undefined);
+}
+
+/** A token pair in the body, and its refresh token in the cookie. */
+export function sendTokens(app: Context, ctx: KoaContext, tokens: SessionTokens): void {
+  setSessionCookie(app, ctx, tokens);
   ctx.body = tokenPairBody(tokens);
 }
 

@@ -33,6 +33,9 @@ export const EVENT_TYPES = [
   'role.assigned',
   'role.removed',
   'queue.action',
+  // Google sign-in (issue 13)
+  'identity.linked',
+  'identity.unlinked',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -9,6 +9,7 @@ import { signedInRecently, type Actor } from '../auth/actor';
 import { revokeSessions } from '../auth/sessions';
 import { checkVerificationToken } from '../mfa/service';
 import { listLinkedAccounts, unlinkAllAccounts, type MaskedTradingAccount } from '../trading-accounts/accounts';
+import { listIdentities, type LinkedIdentity } from '../oauth/identities';
 import { hashPassword, verifyPassword } from './passwords';
 import { assertPasswordPolicy } from './password-policy';
 
@@ -24,20 +25,46 @@ export interface Profile {
   /** Names of the effective permissions, each once, sorted. */
   permissions: string[];
   tradingAccounts: MaskedTradingAccount[];
+  /** Linked sign-in identities (Google). */
+  identities: LinkedIdentity[];
+  /** False for accounts that sign in with Google only. */
+  hasPassword: boolean;
 }
 
 export async function getProfile(app: Context, userId: string): Promise<Profile> {
   const user = await app
     .db('users')
     .where({ id: userId })
-    .first('id', 'email', 'email_verified', 'name', 'phone', 'timezone', 'locale', 'avatar_url', 'status', 'mfa_enabled', 'created_at');
+    .first(
+      'id',
+      'email',
+      'email_verified',
+      'name',
+      'phone',
+      'timezone',
+      'locale',
+      'avatar_url',
+      'status',
+      'mfa_enabled',
+      'created_at',
+      app.db.raw('password_hash IS NOT NULL AS has_password'),
+    );
   if (!user) throw new NotFoundError('No such user.');
-  const [roles, permissions, tradingAccounts] = await Promise.all([
+  const { has_password: hasPassword, ...profileUser } = user as typeof user & { has_password: boolean };
+  const [roles, permissions, tradingAccounts, identities] = await Promise.all([
     listRoleNames(app.db, userId),
     app.permissions.get(userId),
     listLinkedAccounts(app.db, userId),
+    listIdentities(app.db, userId),
   ]);
-  return { user, roles, permissions: [...new Set(permissions.map((p) => p.name))].sort(), tradingAccounts };
+  return {
+    user: profileUser,
+    roles,
+    permissions: [...new Set(permissions.map((p) => p.name))].sort(),
+    tradingAccounts,
+    identities,
+    hasPassword,
+  };
 }
 
 export type ProfileChanges = Partial<Pick<User, 'name' | 'timezone' | 'locale'> & Pick<User, 'phone' | 'avatar_url'>>;
