@@ -5,8 +5,9 @@ import { decodeJwt } from 'jose';
 import { call, startTestApp, type Reply, type TestApp } from '../helpers/app';
 import { startFakeGoogle, type FakeGoogle } from '../helpers/oidc-provider';
 import { googleEnvironment, signInWithGoogle, startSignIn } from '../helpers/google';
-import { streamEvents } from '../helpers/auth';
+import { login, streamEvents } from '../helpers/auth';
 import { eventually } from '../helpers/app';
+import { createUser } from '../helpers/users';
 
 let google: FakeGoogle;
 let t: TestApp;
@@ -146,5 +147,131 @@ describe('state refusals: 400 and no call to the provider', () => {
     const r = await expectNoProviderCall(() => call(callbackUrl(), { body: { code: back.query.code, state: back.query.state } }));
     expect(r.status).toBe(400);
     expect(r.body.type).toMatch(/invalid_state$/);
+  });
+});
+
+describe('ID tokens that are refused (401 invalid_id_token, nobody signed in)', () => {
+  const now = () => Math.floor(Date.now() / 1000);
+  const cases: [string, FakeGoogle['tamper']][] = [
+    ['another nonce', (claims) => ({ claims: { ...claims, nonce: 'a-nonce-of-another-sign-in' } })],
+    ['another audience', (claims) => ({ claims: { ...claims, aud: 'another-client' } })],
+    ['another issuer', (claims) => ({ claims: { ...claims, iss: 'https://accounts.evil.example' } })],
+    ['expired', (claims) => ({ claims: { ...claims, iat: now() - 7200, exp: now() - 3600 } })],
+    ['another authorized party (azp)', (claims) => ({ claims: { ...claims, azp: 'another-client' } })],
+    ['alg HS256 (signed with the client secret)', (claims) => ({ claims, alg: 'HS256' })],
+    ['alg none', (claims) => ({ claims, alg: 'none' })],
+  ];
+  test.each(cases)('%s', async (_name, tamper) => {
+    const account = google.addAccount({});
+    google.tamper = tamper;
+    const r = await signInWithGoogle(t, google, account.sub);
+    expect(r.status).toBe(401);
+    expect(r.body.type).toMatch(/invalid_id_token$/);
+    expect(await t.context.db('users').where({ email: account.email }).first()).toBeUndefined();
+  });
+
+  test('an untampered token re-signed by the same key passes (the cases above fail for their one change)', async () => {
+    const account = google.addAccount({});
+    google.tamper = (claims) => ({ claims });
+    expect((await signInWithGoogle(t, google, account.sub)).status).toBe(200);
+  });
+});
+
+test('an email Google has not verified is refused', async () => {
+  const account = google.addAccount({ email_verified: false });
+  const r = await signInWithGoogle(t, google, account.sub);
+  expect(r.status).toBe(401);
+  expect(r.body.type).toMatch(/google_email_unverified$/);
+  expect(await t.context.db('users').where({ email: account.email }).first()).toBeUndefined();
+});
+
+describe('linking by email', () => {
+  test('a password account with a verified email is linked (identity.linked); the password still works', async () => {
+    const owner = await createUser(t.context.db, { email: `linked-${Date.now()}@example.com` });
+    const account = google.addAccount({ email: owner.email.toUpperCase() });
+    const r = await signInWithGoogle(t, google, account.sub);
+    expect(r.status).toBe(200);
+    expect(r.body.user.id).toBe(owner.id);
+    expect(await t.context.db('auth_providers').where({ user_id: owner.id }).first()).toMatchObject({
+      provider: 'google',
+      provider_user_id: account.sub,
+    });
+    const linked = await eventually(async () =>
+      (await streamEvents(t.context.redis, t.config.events.streamName)).find(
+        (e) => e.type === 'identity.linked' && e.payload.user_id === owner.id,
+      ),
+    );
+    expect(linked.payload.data).toEqual({ provider: 'google' });
+    expect((await login(t.url, owner)).accessToken).toBeTruthy();
+  });
+
+  test('a password account whose email is not verified: 409, nothing linked', async () => {
+    const owner = await createUser(t.context.db, { status: 'pending_verification' });
+    await t.context.db('users').where({ id: owner.id }).update({ email_verified: false });
+    const account = google.addAccount({ email: owner.email });
+    const r = await signInWithGoogle(t, google, account.sub);
+    expect(r.status).toBe(409);
+    expect(r.body.type).toMatch(/account_email_unverified$/);
+    expect(r.body.detail).toMatch(/sign in with your password and verify your email first/i);
+    expect(await t.context.db('auth_providers').where({ user_id: owner.id }).first()).toBeUndefined();
+  });
+
+  test('an account already linked to another Google account: 409', async () => {
+    const account = google.addAccount({});
+    const first = await signInWithGoogle(t, google, account.sub);
+    const other = google.addAccount({ email: account.email });
+    const r = await signInWithGoogle(t, google, other.sub);
+    expect(r.status).toBe(409);
+    expect(r.body.type).toMatch(/other_google_account_linked$/);
+    expect(await t.context.db('auth_providers').where({ user_id: first.body.user.id }).pluck('provider_user_id')).toEqual([account.sub]);
+  });
+});
+
+describe('suspended and deleted users get the login’s one 401 answer', () => {
+  async function loginAnswer(): Promise<Reply> {
+    return call(`${t.url}/v1/auth/login`, { body: { email: 'nobody@example.com', password: 'Wrong-password-123' } });
+  }
+
+  test('a linked user who is suspended', async () => {
+    const account = google.addAccount({});
+    const first = await signInWithGoogle(t, google, account.sub);
+    await t.context.db('users').where({ id: first.body.user.id }).update({ status: 'suspended' });
+    const r = await signInWithGoogle(t, google, account.sub);
+    const expected = await loginAnswer();
+    expect(r.status).toBe(401);
+    expect({ type: r.body.type, detail: r.body.detail }).toEqual({ type: expected.body.type, detail: expected.body.detail });
+  });
+
+  test('a suspended password account with the same email is neither linked nor signed in', async () => {
+    const owner = await createUser(t.context.db, { status: 'suspended' });
+    const account = google.addAccount({ email: owner.email });
+    const r = await signInWithGoogle(t, google, account.sub);
+    expect(r.status).toBe(401);
+    expect(r.body.detail).toBe((await loginAnswer()).body.detail);
+    expect(await t.context.db('auth_providers').where({ user_id: owner.id }).first()).toBeUndefined();
+  });
+});
+
+describe('the provider down: 503', () => {
+  test('at the code exchange', async () => {
+    const account = google.addAccount({});
+    const started = await startSignIn(t);
+    const back = await google.authorize(started.body.authorization_url, account.sub);
+    google.down = true;
+    const r = await call(callbackUrl(), { body: { code: back.query.code, state: back.query.state } });
+    expect(r.status).toBe(503);
+    expect(r.headers.get('retry-after')).toBeTruthy();
+  });
+
+  test('at discovery, for an app that has not read the discovery document yet', async () => {
+    const gone = await startFakeGoogle();
+    const other = await startTestApp(googleEnvironment(gone));
+    try {
+      await gone.close();
+      const r = await startSignIn(other);
+      expect(r.status).toBe(503);
+    } finally {
+      await other.close();
+    }
   });
 });
