@@ -30,6 +30,8 @@ export interface FakeGoogle {
   down: boolean;
   /** When set, the token endpoint's ID token is rewritten. */
   tamper: Tamper | null;
+  /** Every ID and access token the token endpoint gave out (to look for them where they must not be). */
+  issuedTokens: string[];
   addAccount(account: Partial<FakeAccount>): FakeAccount;
   /** Signs `sub` in at the authorization URL and returns what the browser would bring back. */
   authorize(authorizationUrl: string, sub: string): Promise<{ callbackUrl: URL; query: Record<string, string> }>;
@@ -85,6 +87,7 @@ export async function startFakeGoogle(options: { redirectUri?: string } = {}): P
     requests: [],
     down: false,
     tamper: null,
+    issuedTokens: [],
     addAccount(partial) {
       const sub = partial.sub ?? crypto.randomBytes(10).toString('hex');
       const account: FakeAccount = {
@@ -108,10 +111,13 @@ export async function startFakeGoogle(options: { redirectUri?: string } = {}): P
   // The token endpoint's answer, rewritten when the test asks for a crafted ID token.
   provider.use(async (ctx, next) => {
     await next();
-    const body = ctx.body as { id_token?: string } | undefined;
-    if (ctx.path !== '/token' || ctx.status !== 200 || !fake.tamper || !body?.id_token) return;
-    const { claims, alg = 'RS256' } = fake.tamper(decodeJwt(body.id_token));
-    ctx.body = { ...body, id_token: await sign(claims, alg) };
+    const body = ctx.body as { id_token?: string; access_token?: string } | undefined;
+    if (ctx.path !== '/token' || ctx.status !== 200 || !body?.id_token) return;
+    if (fake.tamper) {
+      const { claims, alg = 'RS256' } = fake.tamper(decodeJwt(body.id_token));
+      ctx.body = { ...body, id_token: await sign(claims, alg) };
+    }
+    fake.issuedTokens.push((ctx.body as { id_token: string }).id_token, ...(body.access_token ? [body.access_token] : []));
   });
 
   async function sign(claims: JWTPayload, alg: 'RS256' | 'HS256' | 'none'): Promise<string> {
