@@ -8,6 +8,7 @@ import { googleEnvironment, signInWithGoogle, startSignIn } from '../helpers/goo
 import { login, streamEvents } from '../helpers/auth';
 import { eventually } from '../helpers/app';
 import { createUser } from '../helpers/users';
+import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
 
 let google: FakeGoogle;
 let t: TestApp;
@@ -274,4 +275,40 @@ describe('the provider down: 503', () => {
       await other.close();
     }
   });
+});
+
+test('no code, state, verifier, nonce, client secret or token reaches the log or an event', async () => {
+  const secrets: string[] = [google.clientSecret];
+  const pendingOf = async (state: string) => {
+    const stored = await t.context.redis.get(t.context.key('oauth-state', hashOpaqueToken(state)));
+    const pending = JSON.parse(stored!) as { verifier: string; nonce: string };
+    secrets.push(state, pending.verifier, pending.nonce);
+  };
+  const account = google.addAccount({});
+  for (const method of ['POST', 'GET', 'down', 'tampered'] as const) {
+    const started = await startSignIn(t);
+    await pendingOf(started.body.state);
+    const back = await google.authorize(started.body.authorization_url, account.sub);
+    secrets.push(back.query.code);
+    google.down = method === 'down';
+    if (method === 'tampered') google.tamper = (claims) => ({ claims: { ...claims, nonce: 'another' } });
+    const r =
+      method === 'GET'
+        ? await call(`${callbackUrl()}${back.callbackUrl.search}`)
+        : await call(callbackUrl(), { body: { code: back.query.code, state: back.query.state } });
+    expect(r.status).toBe({ POST: 200, GET: 200, down: 503, tampered: 401 }[method]);
+    if (r.status === 200) secrets.push(r.body.access_token, r.body.refresh_token);
+    google.down = false;
+    google.tamper = null;
+  }
+  secrets.push(...google.issuedTokens);
+  // The 503 was logged (with its cause), and the sign-ins were: the log is not empty by accident.
+  expect(t.logs.text).toContain('request failed');
+  await eventually(async () => (await t.context.db('events').whereNull('published_at').count({ n: '*' }))[0].n === 0);
+  const events = JSON.stringify(await t.context.db('events').select('data'));
+  const stream = JSON.stringify(await streamEvents(t.context.redis, t.config.events.streamName));
+  for (const secret of secrets) {
+    expect(secret.length).toBeGreaterThan(15);
+    expect([secret, t.logs.text.includes(secret), events.includes(secret), stream.includes(secret)]).toEqual([secret, false, false, false]);
+  }
 });
