@@ -25,6 +25,25 @@ const SIGN_IN_REFUSALS = {
   429: { description: 'Too many sign-ins from this IP' },
 };
 
+/** The cookie that ties a sign-in to the browser that started it; sent back only to the browser callback. */
+const BINDING_COOKIE = 'google_oauth_binding';
+const CALLBACK_PATH = '/v1/auth/oauth/google/callback';
+
+function setBindingCookie(app: Context, ctx: KoaContext, value: string | null): void {
+  const { secure } = app.config.cookie;
+  // Koa refuses Secure cookies on what it sees as plain HTTP (TLS usually ends at a proxy).
+  ctx.cookies.secure = ctx.cookies.secure || secure;
+  // Lax, not Strict: it must come along on the top-level redirect from Google back to us.
+  ctx.cookies.set(BINDING_COOKIE, value ?? '', {
+    path: CALLBACK_PATH,
+    secure,
+    httpOnly: true,
+    sameSite: 'lax',
+    overwrite: true,
+    ...(value ? { maxAge: 600_000 } : { expires: new Date(0) }),
+  });
+}
+
 /** The browser's answer on success: the refresh cookie and the web app, or the MFA challenge in the fragment. */
 function redirectSignedIn(app: Context, ctx: KoaContext, result: SignInResult, target: string): void {
   const url = new URL(target);
@@ -67,13 +86,14 @@ export function oauthRoutes(app: Context, registry: RouteRegistry): Router<AppSt
           { redirectUri: body.redirect_uri, persistent: body.remember_me === true },
           ctx.state.origin.ip,
         );
+        setBindingCookie(app, ctx, started.browserBinding);
         ctx.body = { authorization_url: started.authorizationUrl, state: started.state };
       },
     });
 
     registry.add(router, {
       method: 'post',
-      path: '/v1/auth/oauth/google/callback',
+      path: CALLBACK_PATH,
       summary: 'Complete Google sign-in with the code and state (JSON answer, like login)',
       tags: ['auth', 'oauth'],
       security: 'none',
@@ -89,7 +109,7 @@ export function oauthRoutes(app: Context, registry: RouteRegistry): Router<AppSt
 
     registry.add(router, {
       method: 'get',
-      path: '/v1/auth/oauth/google/callback',
+      path: CALLBACK_PATH,
       summary: 'Where Google sends the browser back: redirects to the web app when OAUTH_*_REDIRECT_URL are set, else JSON',
       tags: ['auth', 'oauth'],
       security: 'none',
@@ -104,8 +124,10 @@ export function oauthRoutes(app: Context, registry: RouteRegistry): Router<AppSt
       },
       async handler(ctx, { query }) {
         let result: SignInResult;
+        const browserBinding = ctx.cookies.get(BINDING_COOKIE) || null;
+        setBindingCookie(app, ctx, null);
         try {
-          result = await completeGoogleSignIn(app, query, clientInfo(ctx, app.config));
+          result = await completeGoogleSignIn(app, { ...query, browserBinding }, clientInfo(ctx, app.config));
         } catch (err) {
           if (!failureRedirectUrl || !(err instanceof AppError)) throw err;
           // The problem renderer is skipped: what it would log, is logged here.

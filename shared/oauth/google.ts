@@ -21,6 +21,8 @@ interface PendingSignIn {
   nonce: string;
   redirectUri: string;
   persistent: boolean;
+  /** Hash of the browser binding handed to the starting client (a cookie, for the browser callback). */
+  bindingHash: string;
 }
 
 // One provider per context, built on first use: a process that never signs anyone in with
@@ -42,12 +44,17 @@ function assertConfigured(app: Context): void {
   }
 }
 
-/** Starts a sign-in: the URL to send the browser to, and its state (256 random bits, 10 minutes, single use). */
+/**
+ * Starts a sign-in: the URL to send the browser to, its state (256 random bits, 10 minutes, single
+ * use), and a browser binding for the api to keep in a cookie: the browser callback accepts the
+ * state only from the browser that started it, so nobody can make a victim's browser finish a
+ * sign-in the attacker started (login CSRF, RFC 6749 10.12).
+ */
 export async function startGoogleSignIn(
   app: Context,
   input: { redirectUri?: string; persistent: boolean },
   ip: string | null,
-): Promise<{ authorizationUrl: string; state: string }> {
+): Promise<{ authorizationUrl: string; state: string; browserBinding: string }> {
   await app.limits.oauth.startPerIp.hit(ip ?? '-');
   assertConfigured(app);
   const allowed = app.config.google.redirectUris;
@@ -56,7 +63,14 @@ export async function startGoogleSignIn(
     throw new ValidationError([{ field: 'redirect_uri', message: 'must be one of the configured redirect URIs' }]);
   }
   const { authorization_endpoint: endpoint } = await providerOf(app).metadata();
-  const pending: PendingSignIn = { verifier: random(), nonce: random(), redirectUri, persistent: input.persistent };
+  const browserBinding = random();
+  const pending: PendingSignIn = {
+    verifier: random(),
+    nonce: random(),
+    redirectUri,
+    persistent: input.persistent,
+    bindingHash: hashOpaqueToken(browserBinding),
+  };
   const state = random();
   await app.redis.set(stateKey(app, state), JSON.stringify(pending), 'EX', STATE_TTL_SECONDS);
   const url = new URL(endpoint);
@@ -72,7 +86,7 @@ export async function startGoogleSignIn(
     code_challenge_method: 'S256',
   };
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
-  return { authorizationUrl: url.toString(), state };
+  return { authorizationUrl: url.toString(), state, browserBinding };
 }
 
 /** The meaning of the provider's `error` (RFC 6749, 4.1.2.1; OpenID Connect Core 3.1.2.6). */
@@ -93,6 +107,11 @@ export interface CallbackInput {
   error?: string;
   /** The issuer of the answer (RFC 9207), when the provider names it. */
   iss?: string;
+  /**
+   * The browser callback passes the binding its cookie holds (null: no cookie); a client posting
+   * the code itself passes nothing, since it holds the state of its own start call.
+   */
+  browserBinding?: string | null;
 }
 
 /**
@@ -107,6 +126,12 @@ export async function completeGoogleSignIn(app: Context, input: CallbackInput, c
     throw new BadRequestError('invalid_state', 'The sign-in state is missing, unknown, expired or already used; start the sign-in again.');
   }
   const pending = JSON.parse(stored) as PendingSignIn;
+  if (input.browserBinding !== undefined && (!input.browserBinding || hashOpaqueToken(input.browserBinding) !== pending.bindingHash)) {
+    throw new BadRequestError(
+      'browser_mismatch',
+      'This sign-in was started in another browser, or its cookie was blocked; start again from this browser.',
+    );
+  }
   if (input.error) {
     const meaning = PROVIDER_ERRORS[input.error] ?? 'Google refused the sign-in; start again.';
     throw new BadRequestError(PROVIDER_ERRORS[input.error] ? input.error : 'provider_error', meaning);

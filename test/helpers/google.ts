@@ -20,6 +20,13 @@ export function startSignIn(t: TestApp, body: Record<string, unknown> = {}): Pro
   return call(`${t.url}/v1/auth/oauth/google`, { body });
 }
 
+/** The browser-binding cookie a start set, as a Cookie header: what the browser sends to the callback. */
+export function bindingCookie(started: Reply): { Cookie: string } {
+  const cookie = started.headers.getSetCookie().find((c) => c.startsWith('google_oauth_binding='));
+  if (!cookie) throw new Error('the start set no binding cookie');
+  return { Cookie: cookie.split(';')[0] };
+}
+
 /**
  * The whole flow for `sub`: start, sign in at the provider, and bring the code and state back by
  * POST (JSON) or by GET (as the browser does, with every parameter the provider added).
@@ -34,6 +41,6 @@ export async function signInWithGoogle(
   if (started.status !== 200) throw new Error(`start failed: ${started.status} ${started.text}`);
   const back = await google.authorize(started.body.authorization_url, sub);
   const url = `${t.url}/v1/auth/oauth/google/callback`;
-  if (options.method === 'GET') return call(`${url}${back.callbackUrl.search}`);
+  if (options.method === 'GET') return call(`${url}${back.callbackUrl.search}`, { headers: bindingCookie(started) });
   return call(url, { body: { code: back.query.code, state: back.query.state } });
 }

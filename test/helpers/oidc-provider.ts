@@ -6,7 +6,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
 
 export interface FakeAccount {
@@ -40,6 +40,22 @@ export interface FakeGoogle {
 
 const SCOPE = 'openid email profile';
 
+/**
+ * Runs `create` without oidc-provider's start-up warnings (an unsupported Node version, the
+ * in-memory adapter): both expected here, and noise in every test's output.
+ */
+async function quietly<T>(create: () => Promise<T>): Promise<T> {
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (!String(args[0]).startsWith('oidc-provider WARNING')) warn(...args);
+  };
+  try {
+    return await create();
+  } finally {
+    console.warn = warn;
+  }
+}
+
 export async function startFakeGoogle(options: { redirectUri?: string } = {}): Promise<FakeGoogle> {
   const server = http.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -53,30 +69,33 @@ export async function startFakeGoogle(options: { redirectUri?: string } = {}): P
   const kid = crypto.randomBytes(8).toString('hex');
   const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
 
-  const provider = new Provider(issuer, {
-    clients: [
-      {
-        client_id: clientId,
-        client_secret: clientSecret,
-        redirect_uris: [redirectUri],
-        grant_types: ['authorization_code'],
-        response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_post',
+  const provider = await quietly(async () => {
+    const { default: Provider } = await import('oidc-provider');
+    return new Provider(issuer, {
+      clients: [
+        {
+          client_id: clientId,
+          client_secret: clientSecret,
+          redirect_uris: [redirectUri],
+          grant_types: ['authorization_code'],
+          response_types: ['code'],
+          token_endpoint_auth_method: 'client_secret_post',
+        },
+      ],
+      jwks: { keys: [privateJwk] },
+      cookies: { keys: [crypto.randomBytes(16).toString('hex')] },
+      pkce: { required: () => true },
+      // Google puts the email in the ID token itself.
+      conformIdTokenClaims: false,
+      claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+      features: { devInteractions: { enabled: false } },
+      interactions: { url: (_ctx: KoaContextWithOIDC, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+      findAccount(_ctx: KoaContextWithOIDC, id: string) {
+        const account = accounts.get(id);
+        if (!account) return Promise.resolve(undefined);
+        return Promise.resolve({ accountId: id, claims: () => Promise.resolve({ ...account }) });
       },
-    ],
-    jwks: { keys: [privateJwk] },
-    cookies: { keys: [crypto.randomBytes(16).toString('hex')] },
-    pkce: { required: () => true },
-    // Google puts the email in the ID token itself.
-    conformIdTokenClaims: false,
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
-    features: { devInteractions: { enabled: false } },
-    interactions: { url: (_ctx: KoaContextWithOIDC, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
-    findAccount(_ctx: KoaContextWithOIDC, id: string) {
-      const account = accounts.get(id);
-      if (!account) return Promise.resolve(undefined);
-      return Promise.resolve({ accountId: id, claims: () => Promise.resolve({ ...account }) });
-    },
+    });
   });
 
   const fake: FakeGoogle = {

@@ -5,7 +5,7 @@
 import { decodeJwt } from 'jose';
 import { call, eventually, startTestApp, type Reply, type TestApp } from '../helpers/app';
 import { startFakeGoogle, type FakeGoogle } from '../helpers/oidc-provider';
-import { googleEnvironment, signInWithGoogle, startSignIn } from '../helpers/google';
+import { bindingCookie, googleEnvironment, signInWithGoogle, startSignIn } from '../helpers/google';
 import { enableMfa, login, streamEvents, type SignedIn } from '../helpers/auth';
 import { createUser } from '../helpers/users';
 
@@ -107,7 +107,8 @@ describe('the browser callback with redirect URLs', () => {
     expectFailure(await call(`${callbackUrl()}?code=x&state=unknown-state`), 'invalid_state');
 
     const started = await startSignIn(t);
-    expectFailure(await call(`${callbackUrl()}?error=access_denied&state=${started.body.state}`), 'access_denied');
+    const denied = await call(`${callbackUrl()}?error=access_denied&state=${started.body.state}`, { headers: bindingCookie(started) });
+    expectFailure(denied, 'access_denied');
 
     const account = google.addAccount({ email_verified: false });
     expectFailure(await signInWithGoogle(t, google, account.sub, { method: 'GET' }), 'google_email_unverified');
@@ -115,7 +116,7 @@ describe('the browser callback with redirect URLs', () => {
     const next = await startSignIn(t);
     const back = await google.authorize(next.body.authorization_url, google.addAccount({}).sub);
     google.down = true;
-    expectFailure(await call(`${callbackUrl()}${back.callbackUrl.search}`), 'service_unavailable');
+    expectFailure(await call(`${callbackUrl()}${back.callbackUrl.search}`, { headers: bindingCookie(next) }), 'service_unavailable');
   });
 
   test('the POST callback answers JSON whatever the redirect URLs', async () => {

@@ -57,7 +57,8 @@ test('starts and callbacks are limited per IP, each apart: 429 with Retry-After'
 });
 
 test('a provider that never answers: 503 once GOOGLE_OAUTH_TIMEOUT_SECONDS pass', async () => {
-  const silent = net.createServer(() => undefined);
+  const sockets: net.Socket[] = [];
+  const silent = net.createServer((socket) => void sockets.push(socket));
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   try {
     const issuer = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
@@ -68,6 +69,7 @@ test('a provider that never answers: 503 once GOOGLE_OAUTH_TIMEOUT_SECONDS pass'
       expect(Date.now() - began).toBeLessThan(5000);
     });
   } finally {
+    for (const socket of sockets) socket.destroy();
     silent.close();
   }
 });

@@ -4,7 +4,7 @@
 import { decodeJwt } from 'jose';
 import { call, startTestApp, type Reply, type TestApp } from '../helpers/app';
 import { startFakeGoogle, type FakeGoogle } from '../helpers/oidc-provider';
-import { googleEnvironment, signInWithGoogle, startSignIn } from '../helpers/google';
+import { bindingCookie, googleEnvironment, signInWithGoogle, startSignIn } from '../helpers/google';
 import { login, streamEvents } from '../helpers/auth';
 import { eventually } from '../helpers/app';
 import { createUser } from '../helpers/users';
@@ -134,6 +134,29 @@ describe('state refusals: 400 and no call to the provider', () => {
     const again = await expectNoProviderCall(() => call(callbackUrl(), { body: { code: back.query.code, state: back.query.state } }));
     expect(again.status).toBe(400);
     expect(again.body.type).toMatch(/invalid_state$/);
+  });
+
+  test('the browser callback from another browser (login CSRF): 400 browser_mismatch, the state is spent', async () => {
+    const started = await startSignIn(t);
+    const cookie = started.headers.getSetCookie().find((c) => c.startsWith('google_oauth_binding='))!;
+    expect(cookie).toMatch(/path=\/v1\/auth\/oauth\/google\/callback/i);
+    expect(cookie).toMatch(/httponly/i);
+    expect(cookie).toMatch(/samesite=lax/i);
+    const back = await google.authorize(started.body.authorization_url, google.addAccount({}).sub);
+    const other = bindingCookie(await startSignIn(t));
+    const withoutCookie = await expectNoProviderCall(() => call(`${callbackUrl()}${back.callbackUrl.search}`, { headers: other }));
+    expect(withoutCookie.status).toBe(400);
+    expect(withoutCookie.body.type).toMatch(/browser_mismatch$/);
+    const again = await expectNoProviderCall(() => call(`${callbackUrl()}${back.callbackUrl.search}`, { headers: bindingCookie(started) }));
+    expect(again.body.type).toMatch(/invalid_state$/);
+  });
+
+  test('the browser callback without the cookie: 400 browser_mismatch', async () => {
+    const started = await startSignIn(t);
+    const back = await google.authorize(started.body.authorization_url, google.addAccount({}).sub);
+    const r = await expectNoProviderCall(() => call(`${callbackUrl()}${back.callbackUrl.search}`));
+    expect(r.status).toBe(400);
+    expect(r.body.type).toMatch(/browser_mismatch$/);
   });
 
   test('an expired state', async () => {
@@ -288,13 +311,14 @@ test('no code, state, verifier, nonce, client secret or token reaches the log or
   for (const method of ['POST', 'GET', 'down', 'tampered'] as const) {
     const started = await startSignIn(t);
     await pendingOf(started.body.state);
+    secrets.push(bindingCookie(started).Cookie.split('=')[1]);
     const back = await google.authorize(started.body.authorization_url, account.sub);
     secrets.push(back.query.code);
     google.down = method === 'down';
     if (method === 'tampered') google.tamper = (claims) => ({ claims: { ...claims, nonce: 'another' } });
     const r =
       method === 'GET'
-        ? await call(`${callbackUrl()}${back.callbackUrl.search}`)
+        ? await call(`${callbackUrl()}${back.callbackUrl.search}`, { headers: bindingCookie(started) })
         : await call(callbackUrl(), { body: { code: back.query.code, state: back.query.state } });
     expect(r.status).toBe({ POST: 200, GET: 200, down: 503, tampered: 401 }[method]);
     if (r.status === 200) secrets.push(r.body.access_token, r.body.refresh_token);
