@@ -2,7 +2,10 @@
 // OAUTH_FAILURE_REDIRECT_URL set (DESIGN.md, "OAuth browser callback"); and what a Google user can
 // do with their account: the MFA challenge, unlinking, turning MFA off and deleting the account
 // without a password (DESIGN.md, "Step-up").
+import fs from 'node:fs';
+import path from 'node:path';
 import { decodeJwt } from 'jose';
+import { simpleParser } from 'mailparser';
 import { call, eventually, startTestApp, type Reply, type TestApp } from '../helpers/app';
 import { startFakeGoogle, type FakeGoogle } from '../helpers/oidc-provider';
 import { bindingCookie, googleEnvironment, signInWithGoogle, startSignIn } from '../helpers/google';
@@ -248,5 +251,25 @@ describe('a Google-only user (no password)', () => {
       headers: { ...stale, 'X-Verification-Token': step.body.verification_token },
     });
     expect(r.status).toBe(204);
+  });
+
+  test('sets a password with the reset flow, then signs in with it and may unlink Google', async () => {
+    const user = await googleUser();
+    expect((await call(`${t.url}/v1/auth/password/reset-request`, { body: { email: user.email } })).status).toBe(202);
+    const message = await eventually<{ id: string }>(() =>
+      t.context.db('email_messages').where({ user_id: user.id, template: 'password_reset', status: 'sent' }).first('id'),
+    );
+    const dir = t.config.smtp.devDir;
+    const file = await eventually(() => fs.readdirSync(dir).find((name) => name.endsWith(`-${message.id}.eml`)));
+    const parsed = await simpleParser(fs.readFileSync(path.join(dir, file)));
+    const link = /https?:\/\/[^\s"<>]+reset-password\?[^\s"<>]+/.exec(parsed.text ?? '')?.[0];
+    const token = new URL(link!).searchParams.get('token')!;
+    const password = 'A-fresh-Passphrase-9-of-mine';
+    const reset = await call(`${t.url}/v1/auth/password/reset`, { body: { token, new_password: password } });
+    expect([reset.status, reset.text]).toEqual([204, '']);
+    const signedIn = await login(t.url, { id: user.id, email: user.email, password });
+    expect((await call(`${t.url}/v1/users/me`, { headers: signedIn.auth })).body.has_password).toBe(true);
+    const unlinked = await call(`${t.url}/v1/users/me/identities/google`, { method: 'DELETE', headers: signedIn.auth });
+    expect(unlinked.status).toBe(204);
   });
 });
