@@ -39,7 +39,7 @@ async function createGoogleUser(trx: Knex.Transaction, identity: GoogleIdentity,
     .insert({
       email: normalizeEmail(identity.email),
       email_verified: true,
-      email_verified_at: trx.fn.now() as unknown as Date,
+      email_verified_at: trx.fn.now(),
       password_hash: null,
       name: nameOf(identity),
       avatar_url: avatarOf(identity),
@@ -81,7 +81,7 @@ async function resolve(app: Context, identity: GoogleIdentity, origin: EventOrig
   const userId = await app.db.transaction(async (trx) => {
     const link = await trx('auth_providers')
       .where({ provider: PROVIDER, provider_user_id: identity.sub })
-      .update({ last_used_at: trx.fn.now() as unknown as Date, email: identity.email })
+      .update({ last_used_at: trx.fn.now(), email: identity.email })
       .returning('user_id');
     if (link.length) return link[0].user_id;
     const owner = await trx('users')

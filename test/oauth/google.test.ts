@@ -72,6 +72,22 @@ describe('the full flow', () => {
     expect(decodeJwt(refreshed.body.access_token).amr).toEqual(['google']);
   });
 
+  test('two first sign-ins of one new sub at once: one user, both signed in', async () => {
+    const account = google.addAccount({});
+    const flows = await Promise.all(
+      [1, 2].map(async () => {
+        const started = await startSignIn(t);
+        return google.authorize(started.body.authorization_url, account.sub);
+      }),
+    );
+    const answers = await Promise.all(
+      flows.map((back) => call(callbackUrl(), { body: { code: back.query.code, state: back.query.state } })),
+    );
+    expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    expect(answers[0].body.user.id).toBe(answers[1].body.user.id);
+    expect(await t.context.db('auth_providers').where({ provider_user_id: account.sub }).count({ n: '*' })).toEqual([{ n: 1 }]);
+  });
+
   test('by the browser GET, without redirect URLs: the same JSON answer and the refresh cookie', async () => {
     const account = google.addAccount({});
     const r = await signInWithGoogle(t, google, account.sub, { method: 'GET' });
