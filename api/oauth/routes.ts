@@ -13,7 +13,7 @@ import type { RouteRegistry } from '../http/route';
 import { actorOf, eventOrigin, type AppState } from '../http/state';
 import { clientInfo } from '../http/request-context';
 import { requirePerson } from '../auth/authenticate';
-import { sendSignIn, setSessionCookie } from '../auth/presenters';
+import { sendSignIn, setCookie, setSessionCookie } from '../auth/presenters';
 import { SignInResult as SignInResultSchema } from '../auth/schemas';
 import { VERIFICATION_HEADER } from '../mfa/step-up';
 import * as schemas from './schemas';
@@ -30,16 +30,11 @@ const BINDING_COOKIE = 'google_oauth_binding';
 const CALLBACK_PATH = '/v1/auth/oauth/google/callback';
 
 function setBindingCookie(app: Context, ctx: KoaContext, value: string | null): void {
-  const { secure } = app.config.cookie;
-  // Koa refuses Secure cookies on what it sees as plain HTTP (TLS usually ends at a proxy).
-  ctx.cookies.secure = ctx.cookies.secure || secure;
   // Lax, not Strict: it must come along on the top-level redirect from Google back to us.
-  ctx.cookies.set(BINDING_COOKIE, value ?? '', {
+  setCookie(app, ctx, BINDING_COOKIE, value ?? '', {
     path: CALLBACK_PATH,
-    secure,
     httpOnly: true,
     sameSite: 'lax',
-    overwrite: true,
     ...(value ? { maxAge: 600_000 } : { expires: new Date(0) }),
   });
 }

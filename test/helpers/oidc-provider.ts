@@ -85,6 +85,8 @@ export async function startFakeGoogle(options: { redirectUri?: string } = {}): P
       jwks: { keys: [privateJwk] },
       cookies: { keys: [crypto.randomBytes(16).toString('hex')] },
       pkce: { required: () => true },
+      // Stated, so the provider does not print a notice for each default it falls back to.
+      ttl: { AccessToken: 3600, AuthorizationCode: 60, IdToken: 3600, Interaction: 600, Session: 600, Grant: 600 },
       // Google puts the email in the ID token itself.
       conformIdTokenClaims: false,
       claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },

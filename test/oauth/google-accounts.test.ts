@@ -12,6 +12,9 @@ import { bindingCookie, googleEnvironment, signInWithGoogle, startSignIn } from 
 import { enableMfa, login, streamEvents, type SignedIn } from '../helpers/auth';
 import { createUser } from '../helpers/users';
 
+// Some tests use three TOTP codes of one authenticator, which may wait for the next time step.
+jest.setTimeout(90_000);
+
 const SUCCESS = 'https://app.example.test/signed-in?from=google';
 const FAILURE = 'https://app.example.test/sign-in-failed';
 
