@@ -114,6 +114,13 @@ describe('the full flow', () => {
     expect(Buffer.from(started.body.state, 'base64url')).toHaveLength(32);
   });
 
+  test('the discovery document and the key set are read once, not at every sign-in', async () => {
+    for (let i = 0; i < 2; i++) expect((await signInWithGoogle(t, google, google.addAccount({}).sub)).status).toBe(200);
+    const reads = (path: string) => google.requests.filter((p) => p === path).length;
+    expect(reads('/.well-known/openid-configuration')).toBe(1);
+    expect(reads('/jwks')).toBe(1);
+  });
+
   test('a redirect URI that is not configured is refused', async () => {
     const r = await startSignIn(t, { redirect_uri: 'https://evil.example/cb' });
     expect(r.status).toBe(400);
