@@ -27,6 +27,8 @@ import { adminUserRoutes } from './admin-users/routes';
 import { emailChangeRoutes } from './users/email-change-routes';
 // Trading accounts on Kite Connect (issue 14)
 import { tradingAccountRoutes } from './trading-accounts/routes';
+// Google sign-in (issue 13)
+import { oauthRoutes } from './oauth/routes';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
@@ -135,6 +137,8 @@ export function createApp(app: Context): App {
     emailChangeRoutes(app, registry),
     // Trading accounts on Kite Connect (issue 14)
     tradingAccountRoutes(app, registry),
+    // Google sign-in (issue 13)
+    oauthRoutes(app, registry),
   ];
   // One router holding every feature's routes: a request is matched once, not once per feature.
   const root = new Router<AppState>();

@@ -257,9 +257,9 @@ export const VARIABLES = {
   GOOGLE_OAUTH_CLIENT_SECRET: v('OAuth', 'string', '', 'Google OAuth client secret.'),
   GOOGLE_OAUTH_REDIRECT_URI: v(
     'OAuth',
-    'url',
+    'list',
     'http://localhost:8001/v1/auth/oauth/google/callback',
-    'Redirect URI registered with Google.',
+    'Redirect URIs registered with Google, comma-separated; the first is used when a client names none, and a client may name only these.',
   ),
   GOOGLE_OAUTH_ISSUER: v(
     'OAuth',
@@ -267,8 +267,25 @@ export const VARIABLES = {
     'https://accounts.google.com',
     'OpenID Connect issuer whose discovery document gives the endpoints (a local provider in tests).',
   ),
-  OAUTH_SUCCESS_REDIRECT_URL: v('OAuth', 'string', '', 'Where the browser callback redirects after sign-in; empty: it answers JSON.'),
-  OAUTH_FAILURE_REDIRECT_URL: v('OAuth', 'string', '', 'Where the browser callback redirects on failure, with `?error=<code>`.'),
+  OAUTH_SUCCESS_REDIRECT_URL: v(
+    'OAuth',
+    'url',
+    '',
+    'Where the browser callback (GET) redirects after sign-in, with the refresh cookie set (or `#mfa_token=…` when MFA is next); empty: it answers JSON.',
+  ),
+  OAUTH_FAILURE_REDIRECT_URL: v(
+    'OAuth',
+    'url',
+    '',
+    'Where the browser callback redirects on failure, with `?error=<code>`; empty: it answers problem+json.',
+  ),
+  GOOGLE_OAUTH_TIMEOUT_SECONDS: v(
+    'OAuth',
+    'integer',
+    '10',
+    'Timeout of one call to the provider (discovery, keys, code exchange); beyond it: 503.',
+    { minimum: 1 },
+  ),
 
   // Email
   SMTP_HOST: v(
@@ -335,6 +352,15 @@ export const VARIABLES = {
     { minimum: 1 },
   ),
   RATELIMIT_EMAIL_WINDOW_MINUTES: v('Rate limiting', 'number', '60', 'Window of the email-sending limits (fractions allowed).'),
+  // Google sign-in (issue 13)
+  RATELIMIT_OAUTH_ATTEMPTS: v(
+    'Rate limiting',
+    'integer',
+    '30',
+    'Google sign-in starts, and callbacks, per IP per window (each counted apart).',
+    { minimum: 1 },
+  ),
+  RATELIMIT_OAUTH_WINDOW_MINUTES: v('Rate limiting', 'number', '10', 'Window of the Google sign-in limits (fractions allowed).'),
 
   // Security
   PASSWORD_MIN_LENGTH: v('Security', 'integer', '12', 'Shortest password, in Unicode code points.', { minimum: 8, maximum: 64 }),
@@ -527,10 +553,12 @@ export interface Config {
   google: {
     clientId: string;
     clientSecret: string;
-    redirectUri: string;
+    /** The allowed redirect URIs; the first is the default. */
+    redirectUris: string[];
     issuer: string;
     successRedirectUrl: string;
     failureRedirectUrl: string;
+    timeoutMs: number;
   };
   smtp: { host: string; port: number; username: string; password: string; from: string; tls: boolean; devDir: string };
   rateLimits: {
@@ -539,6 +567,7 @@ export interface Config {
     refresh: { attempts: number; windowSeconds: number };
     passwordReset: { attempts: number; windowSeconds: number };
     email: { attempts: number; ipAttempts: number; windowSeconds: number };
+    oauth: { attempts: number; windowSeconds: number };
   };
   password: {
     minLength: number;
@@ -706,6 +735,8 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     if (!str('SMTP_HOST')) problems.push('SMTP_HOST: is required outside development (emails would not be sent)');
     if (!bool('SESSION_COOKIE_SECURE')) problems.push('SESSION_COOKIE_SECURE: must be true outside development');
   }
+  const redirectUris = splitList(str('GOOGLE_OAUTH_REDIRECT_URI'));
+  for (const uri of redirectUris) if (!URL.canParse(uri)) problems.push(`GOOGLE_OAUTH_REDIRECT_URI: "${uri}" is not a URL`);
   const metricsPort = str('METRICS_PORT') === '' ? null : Number(str('METRICS_PORT'));
   if (metricsPort !== null && !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort <= 65535)) {
     problems.push('METRICS_PORT: must be a port number (0 to 65535) or empty');
@@ -788,10 +819,11 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     google: {
       clientId: str('GOOGLE_OAUTH_CLIENT_ID'),
       clientSecret: str('GOOGLE_OAUTH_CLIENT_SECRET'),
-      redirectUri: str('GOOGLE_OAUTH_REDIRECT_URI'),
-      issuer: str('GOOGLE_OAUTH_ISSUER'),
+      redirectUris,
+      issuer: str('GOOGLE_OAUTH_ISSUER').replace(/\/$/, ''),
       successRedirectUrl: str('OAUTH_SUCCESS_REDIRECT_URL'),
       failureRedirectUrl: str('OAUTH_FAILURE_REDIRECT_URL'),
+      timeoutMs: num('GOOGLE_OAUTH_TIMEOUT_SECONDS') * 1000,
     },
     smtp: {
       host: str('SMTP_HOST'),
@@ -820,6 +852,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
         ipAttempts: num('RATELIMIT_EMAIL_IP_ATTEMPTS'),
         windowSeconds: seconds(num('RATELIMIT_EMAIL_WINDOW_MINUTES') * 60),
       },
+      oauth: { attempts: num('RATELIMIT_OAUTH_ATTEMPTS'), windowSeconds: seconds(num('RATELIMIT_OAUTH_WINDOW_MINUTES') * 60) },
     },
     password: {
       minLength: num('PASSWORD_MIN_LENGTH'),

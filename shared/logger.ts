@@ -32,6 +32,9 @@ export const SECRET_FIELDS = [
   'cookie',
   'set-cookie',
   'x-verification-token',
+  // Google sign-in (issue 13)
+  'code_verifier',
+  'nonce',
 ];
 
 function redactPaths(): string[] {

@@ -114,6 +114,9 @@ export interface Limits {
   stepUpPerSession: Limiter;
   /** Wrong passwords of signed-in users (change password, delete account) per user. */
   passwordCheckPerUser: Limiter;
+  // Google sign-in (issue 13)
+  /** Google sign-in starts, and callbacks, per IP. */
+  oauth: { startPerIp: Limiter; callbackPerIp: Limiter };
 }
 
 export function createLimits(
@@ -122,7 +125,7 @@ export function createLimits(
   key: (...parts: string[]) => string,
   secret: Buffer,
 ): Limits {
-  const { login, register, refresh, email, passwordReset } = config.rateLimits;
+  const { login, register, refresh, email, passwordReset, oauth } = config.rateLimits;
   const hashKey = keyHasher(secret);
   const limiter = (name: string, points: number, windowSeconds: number) =>
     createLimiter(redis, key('rl', name), points, windowSeconds, hashKey);
@@ -149,5 +152,10 @@ export function createLimits(
     mfaPerAccount: limiter('mfa-account', MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS),
     stepUpPerSession: limiter('step-up-session', MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS),
     passwordCheckPerUser: limiter('password-check-user', login.attempts, login.windowSeconds),
+    // Google sign-in (issue 13)
+    oauth: {
+      startPerIp: limiter('oauth-start-ip', oauth.attempts, oauth.windowSeconds),
+      callbackPerIp: limiter('oauth-callback-ip', oauth.attempts, oauth.windowSeconds),
+    },
   };
 }

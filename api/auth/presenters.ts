@@ -2,6 +2,7 @@
 // with their refresh cookie, MFA challenges, and session lists. Used by every route that signs in
 // (password, MFA completion, refresh; Google later).
 import type { Context as KoaContext } from 'koa';
+import type { SetOption } from 'cookies';
 import type { Context } from '../../shared/context';
 import type { SignInResult } from '../../shared/auth/sign-in';
 import type { LiveSessionRow, SessionTokens } from '../../shared/auth/sessions';
@@ -10,12 +11,18 @@ import type { MfaChallengeBody, SessionsBody, TokenPairBody } from './schemas';
 /** The refresh cookie is sent to the auth endpoints only. */
 const COOKIE_PATH = '/v1/auth';
 
-/** Sets (or, with an empty value, clears) the refresh cookie; without `expires` it ends with the browser. */
-function setRefreshCookie(app: Context, ctx: KoaContext, value: string, expires?: Date): void {
-  const { name, secure, httpOnly, sameSite } = app.config.cookie;
+/** Sets a cookie, Secure as configured (SESSION_COOKIE_SECURE). */
+export function setCookie(app: Context, ctx: KoaContext, name: string, value: string, options: Omit<SetOption, 'secure'>): void {
+  const { secure } = app.config.cookie;
   // Koa refuses Secure cookies on what it sees as plain HTTP (TLS usually ends at a proxy).
   ctx.cookies.secure = ctx.cookies.secure || secure;
-  ctx.cookies.set(name, value, { path: COOKIE_PATH, secure, httpOnly, sameSite, overwrite: true, ...(expires && { expires }) });
+  ctx.cookies.set(name, value, { secure, overwrite: true, ...options });
+}
+
+/** Sets (or, with an empty value, clears) the refresh cookie; without `expires` it ends with the browser. */
+function setRefreshCookie(app: Context, ctx: KoaContext, value: string, expires?: Date): void {
+  const { name, httpOnly, sameSite } = app.config.cookie;
+  setCookie(app, ctx, name, value, { path: COOKIE_PATH, httpOnly, sameSite, ...(expires && { expires }) });
 }
 
 export function clearRefreshCookie(app: Context, ctx: KoaContext): void {
@@ -42,9 +49,14 @@ export function tokenPairBody(tokens: SessionTokens): TokenPairBody {
   };
 }
 
-/** A token pair in the body, and its refresh token in the cookie; only persistent sessions outlive the browser. */
-export function sendTokens(app: Context, ctx: KoaContext, tokens: SessionTokens): void {
+/** The session's refresh token in the cookie; only persistent sessions outlive the browser. */
+export function setSessionCookie(app: Context, ctx: KoaContext, tokens: SessionTokens): void {
   setRefreshCookie(app, ctx, tokens.refreshToken, tokens.session.persistent ? new Date(tokens.session.expiresAt) : undefined);
+}
+
+/** A token pair in the body, and its refresh token in the cookie. */
+export function sendTokens(app: Context, ctx: KoaContext, tokens: SessionTokens): void {
+  setSessionCookie(app, ctx, tokens);
   ctx.body = tokenPairBody(tokens);
 }
 

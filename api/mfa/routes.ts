@@ -11,6 +11,7 @@ import { actorOf, eventOrigin, type AppState } from '../http/state';
 import { requirePerson, requireRecentSignIn } from '../auth/authenticate';
 import { sendTokens } from '../auth/presenters';
 import { TokenPair } from '../auth/schemas';
+import { passwordlessProof } from './step-up';
 import * as schemas from './schemas';
 
 export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
@@ -116,7 +117,7 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
   registry.add(router, {
     method: 'post',
     path: '/v1/mfa/totp/disable',
-    summary: 'Turn MFA off (password and a TOTP or backup code)',
+    summary: 'Turn MFA off (password and a TOTP or backup code; without a password: a fresh sign-in or step-up token)',
     tags: ['mfa'],
     security: 'bearer',
     guard: person,
@@ -124,10 +125,11 @@ export function mfaRoutes(app: Context, registry: RouteRegistry): Router<AppStat
     responses: {
       204: { description: 'MFA is off and the backup codes are deleted' },
       401: { description: 'Wrong password or code; the fifth wrong attempt of a session signs it out (session_revoked)' },
+      403: { description: 'An account without a password, without a sign-in of the last 5 minutes or a verification token' },
       409: { description: 'MFA is not enabled' },
     },
     async handler(ctx, { body }) {
-      await disableTotp(app, actorOf(ctx.state), body, eventOrigin(ctx.state));
+      await disableTotp(app, actorOf(ctx.state), { ...body, ...passwordlessProof(ctx) }, eventOrigin(ctx.state));
       ctx.status = 204;
     },
   });

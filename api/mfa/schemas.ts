@@ -12,8 +12,11 @@ export const SetupBody = Strict({}, { examples: [{}] });
 export const CodeBody = Strict({ code: Code }, { examples: [{ code: '492039' }, { code: '7k3m-q9x2-hv4d' }] });
 export const EnableBody = Strict({ code: TotpCode }, { examples: [{ code: '492039' }] });
 export const DisableBody = Strict(
-  { password: Type.String({ minLength: 1, maxLength: 1024 }), code: Code },
-  { examples: [{ password: 'Correct-Horse-Battery-9', code: '492039' }] },
+  { password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })), code: Code },
+  {
+    examples: [{ password: 'Correct-Horse-Battery-9', code: '492039' }],
+    description: 'Google-only accounts (no password) send the code with X-Verification-Token or a fresh sign-in instead',
+  },
 );
 export const LoginVerifyBody = Strict(
   { mfa_token: Type.String({ minLength: 16, maxLength: 512 }), code: Code },

@@ -6,9 +6,15 @@ import type { Middleware } from 'koa';
 import type { Context } from '../../shared/context';
 import { ForbiddenError } from '../../shared/errors';
 import { checkVerificationToken } from '../../shared/mfa/service';
+import type { PasswordlessProof } from '../../shared/auth/reauthentication';
 import { actorOf, type AppState } from '../http/state';
 
 export const VERIFICATION_HEADER = 'X-Verification-Token';
+
+/** What a request brings instead of a password, for accounts without one (shared/auth/reauthentication.ts). */
+export function passwordlessProof(ctx: { get(name: string): string; state: AppState }): PasswordlessProof {
+  return { verificationToken: ctx.get(VERIFICATION_HEADER) || undefined, authTime: ctx.state.principal?.token?.auth_time };
+}
 
 export function requireVerificationToken(app: Context): Middleware<AppState> {
   return async (ctx, next) => {

@@ -4,7 +4,7 @@ import type { MeBody, PublicProfileBody } from './schemas';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-export function meBody({ user, roles, permissions, tradingAccounts }: Profile): MeBody {
+export function meBody({ user, roles, permissions, tradingAccounts, identities, hasPassword }: Profile): MeBody {
   return {
     id: user.id,
     email: user.email,
@@ -31,6 +31,8 @@ export function meBody({ user, roles, permissions, tradingAccounts }: Profile): 
       created_at: a.created_at.toISOString(),
     })),
     created_at: user.created_at.toISOString(),
+    identities: identities.map((i) => ({ provider: i.provider, email: i.email, linked_at: i.linkedAt.toISOString() })),
+    has_password: hasPassword,
   };
 }
 

@@ -5,7 +5,7 @@ import { changePassword, deleteAccount, getProfile, publicProfile, updateProfile
 import type { RouteRegistry } from '../http/route';
 import { actorOf, eventOrigin, type AppState } from '../http/state';
 import { requirePerson, requireUser } from '../auth/authenticate';
-import { VERIFICATION_HEADER } from '../mfa/step-up';
+import { passwordlessProof } from '../mfa/step-up';
 import { meBody, publicProfileBody } from './presenters';
 import * as schemas from './schemas';
 
@@ -56,11 +56,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
       429: { description: 'Too many wrong passwords' },
     },
     async handler(ctx, { body }) {
-      const proof = {
-        password: body.password,
-        verificationToken: ctx.get(VERIFICATION_HEADER) || undefined,
-        authTime: ctx.state.principal!.token?.auth_time,
-      };
+      const proof = { password: body.password, ...passwordlessProof(ctx) };
       await deleteAccount(app, actorOf(ctx.state), proof, eventOrigin(ctx.state));
       ctx.status = 204;
     },

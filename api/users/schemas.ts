@@ -34,6 +34,11 @@ export const Me = Type.Object({
   permissions: Type.Array(Type.String()),
   trading_accounts: Type.Array(TradingAccountSummary),
   created_at: DateTime,
+  // Google sign-in (issue 13)
+  identities: Type.Array(Type.Object({ provider: Type.String(), email: Nullable(Type.String()), linked_at: DateTime }), {
+    description: 'Linked sign-in identities (Google)',
+  }),
+  has_password: Type.Boolean({ description: 'False for accounts that sign in with Google only (set one with the password reset flow)' }),
 });
 
 export const UpdateMeBody = Type.Object(

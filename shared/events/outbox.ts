@@ -37,6 +37,9 @@ export const EVENT_TYPES = [
   'user.email_change_requested',
   'user.email_changed',
   'user.unlocked',
+  // Google sign-in (issue 13)
+  'identity.linked',
+  'identity.unlinked',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -17,6 +17,7 @@ import { AppError, BadRequestError, ConflictError, ForbiddenError, RateLimitedEr
 import { User } from '../models';
 import { verifyPassword } from '../users/passwords';
 import type { Actor } from '../auth/actor';
+import { confirmWithoutPassword, type PasswordlessProof } from '../auth/reauthentication';
 import { revokeSessions } from '../auth/sessions';
 import { newTotpSecret, totpUri, verifyTotp } from './totp';
 
@@ -235,15 +236,17 @@ export async function checkVerificationToken(app: Context, actor: Actor, token: 
 export async function disableTotp(
   app: Context,
   actor: Actor,
-  input: { password: string; code: string },
+  input: { password?: string; code: string } & PasswordlessProof,
   origin: EventOrigin,
 ): Promise<void> {
   const { userId } = actor;
   const user = await findUser(app, userId);
   if (!user.mfa_enabled) throw new ConflictError('MFA is not enabled.', 'mfa_not_enabled');
+  // Without a password (Google only), a fresh sign-in or a step-up token stands in for it.
+  if (!user.password_hash) await confirmWithoutPassword(app, actor, input, 'turn MFA off');
   const emailId = await countingWrongCodes(app, actor, origin, async () => {
     // A wrong password counts like a wrong code: this endpoint must not become a password oracle.
-    if (!user.password_hash || !(await verifyPassword(input.password, user.password_hash))) {
+    if (user.password_hash && !(input.password && (await verifyPassword(input.password, user.password_hash)))) {
       throw new UnauthorizedError('The password is incorrect.', 'invalid_credentials');
     }
     return app.db.transaction(async (trx) => {

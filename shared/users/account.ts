@@ -1,14 +1,15 @@
 // The user's own account: profile, changes to it, password change, and deletion.
 import type { Context } from '../context';
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../errors';
+import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError, ValidationError } from '../errors';
 import { recordEvent, type EventOrigin } from '../events/outbox';
 import { listRoleNames } from '../authz/permissions';
 import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
 import type { User } from '../models';
-import { signedInRecently, type Actor } from '../auth/actor';
+import type { Actor } from '../auth/actor';
+import { confirmWithoutPassword, type PasswordlessProof } from '../auth/reauthentication';
 import { revokeSessions } from '../auth/sessions';
-import { checkVerificationToken } from '../mfa/service';
 import { listLinkedAccounts, unlinkAllAccounts, type MaskedTradingAccount } from '../trading-accounts/accounts';
+import { listIdentities, type LinkedIdentity } from '../oauth/identities';
 import { hashPassword, verifyPassword } from './passwords';
 import { assertPasswordPolicy } from './password-policy';
 
@@ -24,20 +25,46 @@ export interface Profile {
   /** Names of the effective permissions, each once, sorted. */
   permissions: string[];
   tradingAccounts: MaskedTradingAccount[];
+  /** Linked sign-in identities (Google). */
+  identities: LinkedIdentity[];
+  /** False for accounts that sign in with Google only. */
+  hasPassword: boolean;
 }
 
 export async function getProfile(app: Context, userId: string): Promise<Profile> {
   const user = await app
     .db('users')
     .where({ id: userId })
-    .first('id', 'email', 'email_verified', 'name', 'phone', 'timezone', 'locale', 'avatar_url', 'status', 'mfa_enabled', 'created_at');
+    .first(
+      'id',
+      'email',
+      'email_verified',
+      'name',
+      'phone',
+      'timezone',
+      'locale',
+      'avatar_url',
+      'status',
+      'mfa_enabled',
+      'created_at',
+      app.db.raw('password_hash IS NOT NULL AS has_password'),
+    );
   if (!user) throw new NotFoundError('No such user.');
-  const [roles, permissions, tradingAccounts] = await Promise.all([
+  const { has_password: hasPassword, ...profileUser } = user as typeof user & { has_password: boolean };
+  const [roles, permissions, tradingAccounts, identities] = await Promise.all([
     listRoleNames(app.db, userId),
     app.permissions.get(userId),
     listLinkedAccounts(app.db, userId),
+    listIdentities(app.db, userId),
   ]);
-  return { user, roles, permissions: [...new Set(permissions.map((p) => p.name))].sort(), tradingAccounts };
+  return {
+    user: profileUser,
+    roles,
+    permissions: [...new Set(permissions.map((p) => p.name))].sort(),
+    tradingAccounts,
+    identities,
+    hasPassword,
+  };
 }
 
 export type ProfileChanges = Partial<Pick<User, 'name' | 'timezone' | 'locale'> & Pick<User, 'phone' | 'avatar_url'>>;
@@ -73,13 +100,9 @@ export async function confirmPassword(
   await limiter.refund(user.id);
 }
 
-/** How the owner confirms deleting their account. */
-export interface DeletionProof {
+/** How the owner confirms deleting their account: the password, or for accounts without one, a passwordless proof. */
+export interface DeletionProof extends PasswordlessProof {
   password?: string;
-  /** A step-up token of the actor's session. */
-  verificationToken?: string;
-  /** `auth_time` of the actor's sign-in, in seconds since the epoch. */
-  authTime?: number | null;
 }
 
 /**
@@ -97,12 +120,8 @@ export async function deleteAccount(app: Context, actor: Actor, proof: DeletionP
       'invalid_credentials',
       'The password is incorrect.',
     );
-  } else if (!signedInRecently(proof.authTime) && !(await checkVerificationToken(app, actor, proof.verificationToken))) {
-    // Users without a password (Google only) confirm with a step-up token or a recent sign-in.
-    throw new ForbiddenError(
-      'Confirm with an X-Verification-Token, or sign in again (within the last 5 minutes), to delete your account.',
-      'reauthentication_required',
-    );
+  } else {
+    await confirmWithoutPassword(app, actor, proof, 'delete your account');
   }
   await app.permissions.changing(
     app.db,
