@@ -22,6 +22,8 @@ import { userRoutes } from './users/routes';
 import { authzRoutes } from './authz/routes';
 import { bullBoard } from './admin/bull-board';
 import { operatorLoginRoutes } from './admin/login';
+// Audit trail (issue 15)
+import { auditRoutes } from './audit/routes';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
@@ -125,6 +127,8 @@ export function createApp(app: Context): App {
     userRoutes(app, registry),
     authzRoutes(app, registry),
     operatorLoginRoutes(app, registry),
+    // Audit trail (issue 15)
+    auditRoutes(app, registry),
   ];
   // One router holding every feature's routes: a request is matched once, not once per feature.
   const root = new Router<AppState>();

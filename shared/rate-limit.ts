@@ -83,6 +83,9 @@ export function createLimiter(
 export const MFA_MAX_WRONG_CODES = 5;
 export const MFA_WRONG_CODE_WINDOW_SECONDS = 15 * 60;
 
+/** Audit exports a user may request per hour (issue 15). */
+export const AUDIT_EXPORTS_PER_HOUR = 10;
+
 /**
  * Every limit, built once per process from the configuration. Keys of one limit are shared by
  * every flow that counts against it (the login endpoint and operators' sign-in, say).
@@ -102,6 +105,9 @@ export interface Limits {
   stepUpPerSession: Limiter;
   /** Wrong passwords of signed-in users (change password, delete account) per user. */
   passwordCheckPerUser: Limiter;
+  // Audit trail (issue 15)
+  /** Audit exports requested per user: each one reads up to 10,000 events and keeps a file for a day. */
+  auditExportPerUser: Limiter;
 }
 
 export function createLimits(
@@ -137,5 +143,7 @@ export function createLimits(
     mfaPerAccount: limiter('mfa-account', MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS),
     stepUpPerSession: limiter('step-up-session', MFA_MAX_WRONG_CODES, MFA_WRONG_CODE_WINDOW_SECONDS),
     passwordCheckPerUser: limiter('password-check-user', login.attempts, login.windowSeconds),
+    // Audit trail (issue 15)
+    auditExportPerUser: limiter('audit-export-user', AUDIT_EXPORTS_PER_HOUR, 3600),
   };
 }

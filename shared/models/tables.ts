@@ -20,5 +20,7 @@ declare module 'knex/types/tables' {
     email_messages: ModelObject<M.EmailMessage>;
     email_verification_tokens: ModelObject<M.EmailVerificationToken>;
     address_requests: ModelObject<M.AddressRequest>;
+    // Audit trail (issue 15)
+    audit_exports: ModelObject<M.AuditExport>;
   }
 }

@@ -66,3 +66,9 @@ export async function enqueueAfterCommit(logger: Logger, enqueue: () => Promise<
     logger.warn({ ...row, error: (err as Error).message }, 'job left for the reconciler');
   }
 }
+
+// Audit trail (issue 15)
+/** Writes the file of the audit_exports row `exportId`. */
+export function enqueueAuditExport(queues: Queues, exportId: string): Promise<void> {
+  return add(queues['audit-export'], JOB_NAMES.auditExport, { exportId }, { jobId: jobIds.auditExport(exportId) });
+}

@@ -11,6 +11,9 @@ export const JOB_NAMES = {
   relayEvents: 'relay-events',
   /** The scheduled job of a queue's reconciler (workers/worker.ts). */
   reconcile: 'reconcile',
+  // Audit trail (issue 15): writes one audit_exports row's file; deletes expired exports.
+  auditExport: 'audit-export',
+  auditRetention: 'audit-retention',
 } as const;
 
 /**
@@ -20,4 +23,6 @@ export const JOB_NAMES = {
 export const jobIds = {
   email: (emailId: string) => `email-${emailId}`,
   addressRequest: (requestId: string) => `address-request-${requestId}`,
+  // Audit trail (issue 15)
+  auditExport: (exportId: string) => `audit-export-${exportId}`,
 };

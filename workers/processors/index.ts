@@ -2,5 +2,12 @@
 import type { QueueDeclaration } from '../declaration';
 import { email } from './email';
 import { events } from './events';
+// Audit trail (issue 15)
+import { auditExport } from './audit-export';
 
-export const DECLARATIONS: QueueDeclaration[] = [email, events];
+export const DECLARATIONS: QueueDeclaration[] = [
+  email,
+  events,
+  // Audit trail (issue 15)
+  auditExport,
+];
