@@ -65,6 +65,9 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
       connection,
       prefix: app.config.queues.prefix,
       concurrency: app.config.queues.concurrency[declaration.name],
+      // A job whose worker died is found by the stalled check once its lock lapses.
+      lockDuration: app.config.queues.lockMs,
+      stalledInterval: app.config.queues.lockMs,
     });
     worker.on('failed', (job, err) => void onFailed(app, declaration, job, err));
     worker.on('error', (err) => app.logger.error({ queue: declaration.name, error: err.message }, 'worker error'));

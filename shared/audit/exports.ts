@@ -4,7 +4,8 @@
 // by the reconciler, a lost file is written again, and an expired row answers 410.
 import type { Context } from '../context';
 import { GoneError, NotFoundError } from '../errors';
-import { enqueueAfterCommit, enqueueAuditExport } from '../queues';
+import { enqueueAfterCommit, enqueueAuditExport, jobIds } from '../queues';
+import { requeueLostJobs } from '../queues/reconcile';
 import type { ModelObject } from 'objection';
 import type { AuditExport as AuditExportModel, AuditExportFormat } from '../models';
 import { envelopeOf } from '../events/outbox';
@@ -29,6 +30,17 @@ export interface ExportRequest {
 }
 
 export type AuditExport = ModelObject<AuditExportModel>;
+
+/** Enqueues the export's job again; its completed predecessor (same job id) is removed first. */
+async function requeueExport(app: Context, exportId: string): Promise<void> {
+  const queue = app.queues['audit-export'];
+  await requeueLostJobs({
+    queue,
+    pendingRowIds: [exportId],
+    jobId: jobIds.auditExport,
+    enqueue: (id) => enqueueAuditExport(app.queues, id),
+  });
+}
 
 const bodyKey = (app: Context, exportId: string) => app.key('audit-export', exportId);
 
@@ -64,7 +76,7 @@ export async function exportFor(app: Context, userId: string, exportId: string):
   if (body !== null) return { kind: 'ready', row, body, filename: `audit-events-${row.id}.${row.format}` };
   // Redis lost the file (a restart without persistence): the row says what to write again.
   await app.db('audit_exports').where({ id: row.id, status: 'ready' }).update({ status: 'pending', completed_at: null });
-  await enqueueAfterCommit(app.logger, () => enqueueAuditExport(app.queues, row.id), { exportId: row.id });
+  await enqueueAfterCommit(app.logger, () => requeueExport(app, row.id), { exportId: row.id });
   return { kind: 'pending', row: { ...row, status: 'pending' } };
 }
 
