@@ -41,8 +41,8 @@ async function startWorker(): Promise<ChildProcess> {
   });
   children.push(child);
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   await eventually(
     () => {
       if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${output}`);
