@@ -13,10 +13,12 @@ import * as schemas from './schemas';
 
 export function auditRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
   const router = new Router<AppState>();
-  const authenticated = requireUser(app, { withPermissions: true });
-  const callerOf = async (ctx: AppRouterContext): Promise<Caller> => {
+  const authenticated = requireUser(app);
+  /** The caller; their permissions are read only when they name another user (most calls do not). */
+  const callerOf = async (ctx: AppRouterContext, userId: string | undefined): Promise<Caller> => {
     const principal = ctx.state.principal!;
-    return { userId: principal.userId, permissions: await callerPermissions(app, principal) };
+    const others = userId !== undefined && userId !== principal.userId;
+    return { userId: principal.userId, permissions: others ? await callerPermissions(app, principal) : [] };
   };
 
   registry.add(router, {
@@ -36,7 +38,7 @@ export function auditRoutes(app: Context, registry: RouteRegistry): Router<AppSt
       const types = query.event_type === undefined ? undefined : [query.event_type].flat();
       const filter = { userId: query.user_id, types, from: query.from, to: query.to };
       const page = { limit: query.limit, offset: query.offset, cursor: query.cursor };
-      ctx.body = eventPageBody(await readTrail(app, await callerOf(ctx), filter, page), query.limit, query.offset ?? 0);
+      ctx.body = eventPageBody(await readTrail(app, await callerOf(ctx, query.user_id), filter, page), query.limit, query.offset ?? 0);
     },
   });
 
