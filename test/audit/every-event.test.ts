@@ -21,19 +21,19 @@ jest.setTimeout(60_000);
  * Types whose flows other engineers are building right now. The lead moves each to FLOWS once its
  * feature is merged. Each is reported as a todo in the test run, never skipped silently.
  */
-const PENDING_EVENT_TYPES: { type: string; data?: Record<string, unknown>; feature: string }[] = [
-  { type: 'user.login', data: { method: 'google' }, feature: 'Google sign-in' },
-  { type: 'user.registered', data: { method: 'google' }, feature: 'Google sign-in' },
-  { type: 'trading_account.linked', feature: 'trading accounts (link)' },
-  { type: 'trading_account.credentials_updated', feature: 'trading accounts (rotate)' },
-  { type: 'trading_account.status_changed', feature: 'trading accounts (verify)' },
-  { type: 'trading_account.credentials_revealed', feature: 'trading accounts (reveal)' },
-  { type: 'trading_account.unlinked', data: { via: 'api' }, feature: 'trading accounts (unlink endpoint)' },
-  { type: 'user.suspended', data: { via: 'api' }, feature: 'admin users (suspend a person)' },
-  { type: 'user.reactivated', data: { via: 'api' }, feature: 'admin users (reactivate a person)' },
-  { type: 'role.assigned', data: { via: 'api' }, feature: 'admin users (role endpoints)' },
-  { type: 'role.removed', data: { via: 'api' }, feature: 'admin users (role endpoints)' },
-  { type: 'user.email_changed', feature: 'admin users (email change)' },
+const PENDING_EVENT_TYPES: { type: string; data?: Record<string, unknown>; flow: string }[] = [
+  { type: 'user.login', data: { method: 'google' }, flow: 'Google sign-in: POST /v1/auth/oauth/google/callback' },
+  { type: 'user.registered', data: { method: 'google' }, flow: 'Google sign-in of a new user' },
+  { type: 'trading_account.linked', flow: 'trading accounts: POST /v1/trading-accounts/link, once verified' },
+  { type: 'trading_account.status_changed', flow: 'trading accounts: POST /v1/trading-accounts/{id}/verify' },
+  { type: 'trading_account.credentials_updated', flow: 'trading accounts: POST /v1/trading-accounts/{id}/rotate-credentials' },
+  { type: 'trading_account.credentials_revealed', flow: 'trading accounts: GET /v1/trading-accounts?include_credentials=true' },
+  { type: 'trading_account.unlinked', flow: 'trading accounts: DELETE /v1/trading-accounts/{id} (deletion is checked below)' },
+  { type: 'user.suspended', flow: 'admin users: suspend a person (disable-service is checked below)' },
+  { type: 'user.reactivated', flow: 'admin users: reactivate a person (enable-service is checked below)' },
+  { type: 'role.assigned', flow: 'admin users: the role endpoint (the CLI is checked below)' },
+  { type: 'role.removed', flow: 'admin users: the role endpoint (the CLI is checked below)' },
+  { type: 'user.email_changed', flow: 'admin users: email change' },
 ];
 
 interface Expected {
@@ -544,5 +544,5 @@ test('every type of EVENT_TYPES is checked by a flow or listed as pending', () =
 });
 
 describe('pending: flows of features being built', () => {
-  for (const p of PENDING_EVENT_TYPES) test.todo(`${p.type}${p.data ? ` ${JSON.stringify(p.data)}` : ''} (${p.feature})`);
+  for (const p of PENDING_EVENT_TYPES) test.todo(`${p.type}${p.data ? ` ${JSON.stringify(p.data)}` : ''}: ${p.flow}`);
 });
