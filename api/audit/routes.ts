@@ -37,8 +37,10 @@ export function auditRoutes(app: Context, registry: RouteRegistry): Router<AppSt
     async handler(ctx, { query }) {
       const types = query.event_type === undefined ? undefined : [query.event_type].flat();
       const filter = { userId: query.user_id, types, from: query.from, to: query.to };
-      const page = { limit: query.limit, offset: query.offset, cursor: query.cursor };
-      ctx.body = eventPageBody(await readTrail(app, await callerOf(ctx, query.user_id), filter, page), query.limit, query.offset ?? 0);
+      // The validator fills in the default; the type cannot know it.
+      const limit = query.limit ?? schemas.DEFAULT_LIMIT;
+      const page = { limit, offset: query.offset, cursor: query.cursor };
+      ctx.body = eventPageBody(await readTrail(app, await callerOf(ctx, query.user_id), filter, page), limit, query.offset ?? 0);
     },
   });
 

@@ -4,6 +4,8 @@ import { Strict } from '../http/route';
 import { EVENT_TYPES, type EventType } from '../../shared/events/outbox';
 import { EXPORT_MAX_EVENTS } from '../../shared/audit/exports';
 
+export const DEFAULT_LIMIT = 50;
+
 const Uuid = Type.String({ format: 'uuid' });
 const DateTime = Type.String({ format: 'date-time' });
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -15,7 +17,7 @@ export const EventsQuery = Strict({
   ),
   from: Type.Optional(Type.String({ format: 'date-time', description: 'Events at or after this time' })),
   to: Type.Optional(Type.String({ format: 'date-time', description: 'Events at or before this time' })),
-  limit: Type.Integer({ minimum: 1, maximum: 100, default: 50 }),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_LIMIT })),
   offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'Not with cursor' })),
   cursor: Type.Optional(
     Type.String({
