@@ -29,6 +29,8 @@ import { emailChangeRoutes } from './users/email-change-routes';
 import { tradingAccountRoutes } from './trading-accounts/routes';
 // Google sign-in (issue 13)
 import { oauthRoutes } from './oauth/routes';
+// Audit trail (issue 15)
+import { auditRoutes } from './audit/routes';
 
 // The API answers JSON only; the docs pages and Bull Board need scripts and styles of their own.
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
@@ -139,6 +141,8 @@ export function createApp(app: Context): App {
     tradingAccountRoutes(app, registry),
     // Google sign-in (issue 13)
     oauthRoutes(app, registry),
+    // Audit trail (issue 15)
+    auditRoutes(app, registry),
   ];
   // One router holding every feature's routes: a request is matched once, not once per feature.
   const root = new Router<AppState>();

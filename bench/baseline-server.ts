@@ -13,6 +13,8 @@ import { Redis } from 'ioredis';
 import { Worker } from 'bullmq';
 import nodemailer from 'nodemailer';
 import { importPKCS8, importSPKI, jwtVerify, SignJWT } from 'jose';
+import knex from 'knex';
+import { countQuery, cursorOf, matchingEvents, positionOf, type AuditRow } from '../shared/audit/query';
 
 export interface BaselineSettings {
   port: number;
@@ -66,6 +68,9 @@ async function main(): Promise<void> {
       ctx.body = { seconds: await smtpAlone(count, concurrency, port) };
     } else if (route === 'GET /users/me') {
       ctx.body = await me(await verify(ctx.get('authorization')));
+    } else if (route === 'GET /audit/events') {
+      // Audit trail (issue 15)
+      ctx.body = await auditEvents(await verify(ctx.get('authorization')), ctx.query as Record<string, string>);
     } else {
       ctx.status = 404;
     }
@@ -185,6 +190,39 @@ async function main(): Promise<void> {
       roles: roles.rows.map((r) => r.name),
       permissions: permissions.rows.map((p) => p.name),
       trading_accounts: accounts.rows,
+    };
+  }
+
+  // Audit trail (issue 15): the very statements of GET /v1/audit/events, built by the same query
+  // object, run on a plain pool; a page of envelopes with the total and the next cursor.
+  const sql = knex({ client: 'pg' });
+  async function auditEvents(claims: { sub: string }, query: Record<string, string>) {
+    const limit = Number(query.limit ?? 50);
+    const filter = { subjectId: claims.sub };
+    const page = matchingEvents(sql, filter, { limit: limit + 1, after: query.cursor ? positionOf(query.cursor) : undefined })
+      .toSQL()
+      .toNative();
+    const count = countQuery(sql, filter).toSQL().toNative();
+    const [rows, total] = await Promise.all([
+      pool.query<AuditRow>(page.sql, page.bindings as unknown[]),
+      pool.query<{ count: string }>(count.sql, count.bindings as unknown[]),
+    ]);
+    const shown = rows.rows.slice(0, limit);
+    return {
+      events: shown.map((r) => ({
+        id: r.id,
+        type: r.type,
+        occurred_at: r.occurred_at.toISOString(),
+        user_id: r.user_id,
+        actor_id: r.actor_id,
+        ip: r.ip,
+        user_agent: r.user_agent,
+        data: r.data,
+      })),
+      total: Number(total.rows[0].count),
+      limit,
+      offset: 0,
+      next_cursor: rows.rows.length > limit ? cursorOf(shown[shown.length - 1]) : null,
     };
   }
 

@@ -28,7 +28,8 @@ import { createKiteClient } from '../shared/trading-accounts/kite-client';
 import { credentialsContext } from '../shared/trading-accounts/credentials';
 
 const QUICK = process.argv.includes('--quick');
-// `--only=authz,jwks` runs some scenarios (login, latency, refresh, authz, me, jwks, jobs, memory, kite).
+// `--only=authz,jwks` runs some scenarios (login, latency, refresh, authz, me, jwks, jobs, memory,
+// kite, audit).
 const ONLY = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
@@ -51,6 +52,8 @@ const SETTINGS = QUICK
       events: 2_000,
       memoryRequests: 30_000,
       frontier: [] as number[],
+      // Audit trail (issue 15): rows of the events table, 10,000 of them the probe user's.
+      auditRows: 200_000,
     }
   : {
       users: 100_000,
@@ -62,6 +65,8 @@ const SETTINGS = QUICK
       events: 20_000,
       memoryRequests: 100_000,
       frontier: [1, 2, 4],
+      // Audit trail (issue 15)
+      auditRows: 1_000_000,
     };
 const LOGIN_CONNECTIONS = 8; // Twice the default libuv threadpool: every bcrypt thread stays busy.
 const THROUGHPUT_CONNECTIONS = 10;
@@ -896,6 +901,88 @@ async function main(): Promise<void> {
       { path: '/v1/auth/.well-known/jwks.json' },
       { path: '/hello' },
     );
+
+  // ---- audit trail (issue 15): a page of a user's events among many, and an export end to end
+  if (wanted('audit')) await auditScenarios();
+  async function auditScenarios(): Promise<void> {
+    const subjectEvents = 10_000;
+    log(`audit: seeding ${SETTINGS.auditRows.toLocaleString('en')} events, ${subjectEvents.toLocaleString('en')} of them the probe user's`);
+    const seeded = Date.now();
+    // One statement (the table is append-only: inserts only); published, so the relay leaves them.
+    const every = Math.floor(SETTINGS.auditRows / subjectEvents);
+    await db.query(
+      `INSERT INTO events (id, type, user_id, actor_id, ip, user_agent, data, occurred_at, published_at)
+       SELECT gen_random_uuid(), (ARRAY['user.login', 'session.created', 'user.updated', 'session.revoked'])[1 + g % 4], u, u,
+              '10.0.0.1', 'bench', jsonb_build_object('session_id', md5(g::text)::uuid), now() - make_interval(secs => g), now()
+         FROM generate_series(1, $1::int) g,
+              LATERAL (SELECT CASE WHEN g % $2::int = 0 THEN $3::uuid ELSE md5('u' || (g % $4::int + 1))::uuid END AS u) AS who`,
+      [SETTINGS.auditRows, every, probeUser.id, SETTINGS.users],
+    );
+    // As autovacuum leaves a table that grew over months: counts are index-only scans.
+    await db.query('VACUUM ANALYZE events');
+    log(`audit: seeded in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
+    const deep = await fetch(`${apiUrl}/v1/audit/events?limit=50&offset=${5_000 - 50}`, { headers: bearer });
+    if (deep.status === 404) {
+      rows.push({ scenario: 'GET /v1/audit/events', baseline: '–', target: '–', note: 'not built yet (404): skipped' });
+      return;
+    }
+    const cursor = ((await deep.json()) as { next_cursor: string }).next_cursor;
+    const sameSql = 'bare Koa route: the same two SQL statements (page + total), one JWT verification';
+    await throughput(
+      'GET /v1/audit/events (first page of 10,000 among all rows)',
+      sameSql,
+      0.7,
+      { path: '/v1/audit/events?limit=50', headers: bearer },
+      { path: '/audit/events?limit=50', headers: bearer },
+    );
+    await throughput(
+      'GET /v1/audit/events (by cursor, 5,000 events deep)',
+      sameSql,
+      0.7,
+      { path: `/v1/audit/events?limit=50&cursor=${cursor}`, headers: bearer },
+      { path: `/audit/events?limit=50&cursor=${cursor}`, headers: bearer },
+    );
+
+    // An export of 10,000 events (the probe user has a few more: it is truncated there), from the
+    // request to the file, polled every 10 ms; a warm-up, then one per round (well under the limit).
+    const exportOnce = async (format: 'csv' | 'json') => {
+      const t0 = process.hrtime.bigint();
+      const posted = await fetch(`${apiUrl}/v1/audit/export`, {
+        method: 'POST',
+        headers: { ...bearer, 'content-type': 'application/json' },
+        body: JSON.stringify({ format }),
+      });
+      if (posted.status !== 202) throw new Error(`export request failed: ${posted.status} ${await posted.text()}`);
+      const { export_id: id } = (await posted.json()) as { export_id: string };
+      for (;;) {
+        const r = await fetch(`${apiUrl}/v1/audit/export/${id}`, { headers: bearer });
+        const body = await r.arrayBuffer();
+        if (r.status === 200) {
+          if (r.headers.get('x-export-event-count') !== '10000')
+            throw new Error(`export of ${r.headers.get('x-export-event-count')} events`);
+          return { ms: Number(process.hrtime.bigint() - t0) / 1e6, bytes: body.byteLength };
+        }
+        if (r.status !== 202) throw new Error(`export failed: ${r.status}`);
+        await sleep(10);
+      }
+    };
+    await exportOnce('csv');
+    const times: number[] = [];
+    let bytes = 0;
+    for (let round = 0; round < SETTINGS.rounds; round++) {
+      const one = await exportOnce(round % 2 ? 'json' : 'csv');
+      times.push(one.ms);
+      bytes = Math.max(bytes, one.bytes);
+    }
+    rows.push({
+      scenario: 'POST /v1/audit/export → file ready (10,000 events, CSV and JSON), end to end',
+      baseline: '–',
+      target: '< 2 s',
+      product: { rps: NaN, p50: median(times), p99: Math.max(...times), cpuMsPerRequest: NaN, peakRssMb: NaN, failures: 0 },
+      pass: Math.max(...times) < 2000,
+      note: `${times.length} exports: median ${(median(times) / 1000).toFixed(2)} s, slowest ${(Math.max(...times) / 1000).toFixed(2)} s (in the p50 / p99 columns, ms); files up to ${(bytes / 1e6).toFixed(1)} MB`,
+    });
+  }
 
   // ---- jobs: emails through SMTP and the event relay vs no-op BullMQ workers
   if (wanted('jobs')) {

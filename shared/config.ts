@@ -462,6 +462,14 @@ export const VARIABLES = {
     'How often workers re-enqueue work that PostgreSQL says is pending but has no job (after a Redis loss).',
     { minimum: 1 },
   ),
+  // Audit trail (issue 15): how soon the job of a killed worker (an export, say) runs elsewhere.
+  JOB_LOCK_MS: v(
+    'Queues',
+    'integer',
+    '30000',
+    "How long a worker's claim on a running job lasts unless renewed; a job whose worker died (SIGKILL, a lost machine) runs again elsewhere within about twice this.",
+    { minimum: 1000 },
+  ),
 
   // Events
   EVENTS_STREAM_NAME: v('Events', 'string', 'user_service:events', 'Redis Stream that domain events are published to.'),
@@ -591,6 +599,8 @@ export interface Config {
     attempts: number;
     backoffMs: number;
     reconcileIntervalMs: number;
+    // Audit trail (issue 15)
+    lockMs: number;
   };
   events: { streamName: string; streamMaxLen: number; relayIntervalMs: number; relayBatchSize: number };
   bullBoardEnabled: boolean;
@@ -894,6 +904,8 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       attempts: num('JOB_ATTEMPTS'),
       backoffMs: num('JOB_BACKOFF_MS'),
       reconcileIntervalMs: num('RECONCILE_INTERVAL_SECONDS') * 1000,
+      // Audit trail (issue 15)
+      lockMs: num('JOB_LOCK_MS'),
     },
     events: {
       streamName: str('EVENTS_STREAM_NAME'),

@@ -95,6 +95,9 @@ export function createLimiter(
 export const MFA_MAX_WRONG_CODES = 5;
 export const MFA_WRONG_CODE_WINDOW_SECONDS = 15 * 60;
 
+/** Audit exports a user may request per hour (issue 15). */
+export const AUDIT_EXPORTS_PER_HOUR = 10;
+
 /**
  * Every limit, built once per process from the configuration. Keys of one limit are shared by
  * every flow that counts against it (the login endpoint and operators' sign-in, say).
@@ -117,6 +120,9 @@ export interface Limits {
   // Google sign-in (issue 13)
   /** Google sign-in starts, and callbacks, per IP. */
   oauth: { startPerIp: Limiter; callbackPerIp: Limiter };
+  // Audit trail (issue 15)
+  /** Audit exports requested per user: each one reads up to 10,000 events and keeps a file for a day. */
+  auditExportPerUser: Limiter;
 }
 
 export function createLimits(
@@ -157,5 +163,7 @@ export function createLimits(
       startPerIp: limiter('oauth-start-ip', oauth.attempts, oauth.windowSeconds),
       callbackPerIp: limiter('oauth-callback-ip', oauth.attempts, oauth.windowSeconds),
     },
+    // Audit trail (issue 15)
+    auditExportPerUser: limiter('audit-export-user', AUDIT_EXPORTS_PER_HOUR, 3600),
   };
 }

@@ -67,6 +67,10 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
       connection,
       prefix: queuePrefix(app.config.queues.prefix, declaration.name),
       concurrency: app.config.queues.concurrency[declaration.name],
+      // A job whose worker died is found by the stalled check once its lock lapses; a queue may
+      // set its own (the kite declaration's lock and stalled check).
+      lockDuration: app.config.queues.lockMs,
+      stalledInterval: app.config.queues.lockMs,
       ...declaration.workerOptions?.(app),
     });
     worker.on('failed', (job, err) => void onFailed(app, declaration, job, err));

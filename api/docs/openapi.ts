@@ -38,7 +38,9 @@ function responsesOf(spec: RouteSpec): Json {
   for (const [status, response] of Object.entries(declaredResponses(spec))) {
     const type = response.contentType ?? (response.schema ? 'application/json' : undefined);
     const schema = response.schema === Problem ? { $ref: '#/components/schemas/Problem' } : response.schema && plain(response.schema);
-    out[status] = { description: response.description, ...(type && { content: { [type]: schema ? { schema } : {} } }) };
+    const types = type ? [type, ...(response.alsoContentTypes ?? [])] : [];
+    const content = Object.fromEntries(types.map((t) => [t, schema ? { schema } : {}]));
+    out[status] = { description: response.description, ...(types.length && { content }) };
   }
   return out;
 }

@@ -92,7 +92,9 @@ export function responseProblems(spec: RouteSpec, status: number, contentType: s
   if (status >= 300 && status < 400) return [];
   if (!declared.schema && !declared.contentType) return hasBody ? [`status ${status} declares no body, but one was sent`] : [];
   const expectedType = declared.contentType ?? 'application/json';
-  if (!contentType.startsWith(expectedType)) return [`content type ${contentType || '(none)'} instead of ${expectedType}`];
+  const accepted = [expectedType, ...(declared.alsoContentTypes ?? [])];
+  if (!accepted.some((type) => contentType.startsWith(type)))
+    return [`content type ${contentType || '(none)'} instead of ${accepted.join(' or ')}`];
   if (!declared.schema || !/json/.test(expectedType)) return [];
   // A body may be JSON already serialised (the JWKS, say) or a stream we cannot read here.
   let value = body;

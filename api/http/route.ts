@@ -19,6 +19,8 @@ export interface ResponseSpec {
   schema?: TSchema;
   /** Defaults to application/json when a schema is given. */
   contentType?: string;
+  /** Other content types the same status may answer with (a file in the format the client chose). */
+  alsoContentTypes?: string[];
 }
 
 export interface Input<B extends TSchema, Q extends TSchema, P extends TSchema> {

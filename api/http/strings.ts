@@ -46,6 +46,8 @@ export function lowerCaseUuids<T>(schema: TSchema | SchemaShape | undefined, val
   }
   const record = value as Record<string, unknown>;
   for (const [key, property] of Object.entries(shape.properties ?? {})) {
+    // An absent property stays absent: `{name}` must not become `{name, phone: undefined, …}`.
+    if (!(key in record)) continue;
     const inner = record[key];
     record[key] = typeof inner === 'string' && isUuid(property) ? inner.toLowerCase() : lowerCaseUuids(property, inner);
   }

@@ -292,3 +292,23 @@ export class EmailChangeToken extends Model {
   expires_at!: Date;
   used_at!: Date | null;
 }
+
+// Audit trail (issue 15): one row per export; the body lives in Redis until expires_at.
+export type AuditExportFormat = 'json' | 'csv';
+
+export class AuditExport extends Model {
+  static tableName = 'audit_exports';
+  id!: string;
+  user_id!: string;
+  format!: AuditExportFormat;
+  event_types!: string[] | null;
+  from_at!: Date | null;
+  to_at!: Date | null;
+  status!: 'pending' | 'ready' | 'failed';
+  event_count!: number | null;
+  truncated!: boolean;
+  last_error!: string | null;
+  created_at!: Date;
+  completed_at!: Date | null;
+  expires_at!: Date;
+}

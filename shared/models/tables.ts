@@ -22,5 +22,7 @@ declare module 'knex/types/tables' {
     address_requests: ModelObject<M.AddressRequest>;
     // Account lifecycle: email change.
     email_change_tokens: ModelObject<M.EmailChangeToken>;
+    // Audit trail (issue 15)
+    audit_exports: ModelObject<M.AuditExport>;
   }
 }

@@ -90,3 +90,9 @@ export function enqueueVerification(queues: Queues, accountId: string, round: nu
 export function enqueueKiteLogout(queues: Queues, accountId: string): Promise<void> {
   return add(queues.kite, JOB_NAMES.kiteLogout, { accountId }, { jobId: jobIds.kiteLogout(accountId), attempts: 3 });
 }
+
+// Audit trail (issue 15)
+/** Writes the file of the audit_exports row `exportId`. */
+export function enqueueAuditExport(queues: Queues, exportId: string): Promise<void> {
+  return add(queues['audit-export'], JOB_NAMES.auditExport, { exportId }, { jobId: jobIds.auditExport(exportId) });
+}

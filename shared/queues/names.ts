@@ -18,6 +18,9 @@ export const JOB_NAMES = {
   kiteLogout: 'kite-logout',
   /** Marks accounts whose access token ended as expired (scheduled, Asia/Kolkata). */
   expireTradingAccounts: 'expire-trading-accounts',
+  // Audit trail (issue 15): writes one audit_exports row's file; deletes expired exports.
+  auditExport: 'audit-export',
+  auditRetention: 'audit-retention',
 } as const;
 
 /**
@@ -31,4 +34,6 @@ export const jobIds = {
   /** One job per verification round of an account: a double click queues one verification. */
   kiteVerify: (accountId: string, round: number) => `kite-verify-${accountId}-${round}`,
   kiteLogout: (accountId: string) => `kite-logout-${accountId}`,
+  // Audit trail (issue 15)
+  auditExport: (exportId: string) => `audit-export-${exportId}`,
 };

@@ -26,6 +26,7 @@ test('migrations run down to zero and up again', async () => {
   const before = await tables();
   expect(before).toEqual([
     'address_requests',
+    'audit_exports', // Audit trail (issue 15)
     'auth_providers',
     'email_change_tokens',
     'email_messages',

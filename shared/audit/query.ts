@@ -1,0 +1,123 @@
+// The one way the audit trail is read: the endpoint's pages and the exports both call this, so a
+// filter means the same thing in both. Always PostgreSQL (the events table), never the stream.
+//
+// A subject's events are those about them (user_id) and those they caused about someone else
+// (actor_id, where it differs from user_id). The two halves are disjoint and each is an ordered
+// range scan of its own index (migrations/20261202000300_audit_trail.ts); PostgreSQL merges them
+// in order and stops after the page, so a keyset page deep in the trail costs what the first does.
+import type { Knex } from 'knex';
+import { ValidationError } from '../errors';
+import type { EventRow } from '../events/outbox';
+
+export interface EventFilter {
+  /** Whose trail: events about this user and events this user caused. */
+  subjectId: string;
+  types?: string[];
+  /** Inclusive bounds on occurred_at. */
+  from?: Date;
+  to?: Date;
+}
+
+/** Where the previous page stopped: its last event's occurred_at (to the microsecond) and seq. */
+interface Position {
+  at: string;
+  seq: string;
+}
+
+const COLUMNS = ['id', 'seq', 'type', 'user_id', 'actor_id', 'ip', 'user_agent', 'data', 'occurred_at'];
+// JavaScript dates stop at milliseconds; a cursor must keep PostgreSQL's microseconds.
+const POSITION_SQL = `to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position_at`;
+
+const NEWEST_FIRST = [
+  { column: 'occurred_at', order: 'desc' },
+  { column: 'seq', order: 'desc' },
+];
+
+function half(db: Knex, filter: EventFilter, side: 'about' | 'caused', after?: Position, counting = false): Knex.QueryBuilder {
+  // Counting reads no column: an index-only scan then answers without touching the rows.
+  const query = db('events').select(counting ? [db.raw('1 AS one')] : COLUMNS);
+  if (side === 'about') query.where('user_id', filter.subjectId);
+  // Written as the partial index's predicate, so the planner can use that index.
+  else query.where('actor_id', filter.subjectId).whereRaw('actor_id IS DISTINCT FROM user_id');
+  if (filter.types?.length) query.whereIn('type', filter.types);
+  if (filter.from) query.where('occurred_at', '>=', filter.from);
+  if (filter.to) query.where('occurred_at', '<=', filter.to);
+  if (after) query.whereRaw('(occurred_at, seq) < (?::timestamptz, ?::bigint)', [after.at, after.seq]);
+  return query;
+}
+
+function bothHalves(db: Knex, filter: EventFilter, after?: Position, rows?: number): Knex.Raw {
+  const halves = (['about', 'caused'] as const).map((side) => {
+    const query = half(db, filter, side, after, rows === undefined);
+    // Each half stops after the rows a page can need from it: PostgreSQL plans the merge of two
+    // ordered, limited index scans only when each half says so itself.
+    return rows === undefined ? query : query.orderBy(NEWEST_FIRST).limit(rows);
+  });
+  return db.raw('(? UNION ALL ?) AS e', halves);
+}
+
+/** The events matching `filter`, newest first: `limit` of them after `offset`, or after a cursor. */
+export function matchingEvents(
+  db: Knex,
+  filter: EventFilter,
+  page: { limit: number; offset?: number; after?: Position },
+): Knex.QueryBuilder {
+  const rows = page.limit + (page.offset ?? 0);
+  return db
+    .select([...COLUMNS.map((c) => `e.${c}`), db.raw(POSITION_SQL)])
+    .from(bothHalves(db, filter, page.after, rows))
+    .orderBy(NEWEST_FIRST)
+    .limit(page.limit)
+    .offset(page.offset ?? 0);
+}
+
+/** How many events match `filter` (the `total` of every page). */
+export function countQuery(db: Knex, filter: EventFilter): Knex.QueryBuilder {
+  return db.count({ count: '*' }).from(bothHalves(db, filter));
+}
+
+export async function countEvents(db: Knex, filter: EventFilter): Promise<number> {
+  const [{ count }] = (await countQuery(db, filter)) as { count: string }[];
+  return Number(count);
+}
+
+export type AuditRow = EventRow & { position_at: string };
+
+export function cursorOf(row: AuditRow): string {
+  return Buffer.from(JSON.stringify([row.position_at, String(row.seq)])).toString('base64url');
+}
+
+/** The position a `next_cursor` names; anything else is a 400 naming the parameter. */
+export function positionOf(cursor: string): Position {
+  try {
+    const [at, seq] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
+    if (typeof at === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(at) && typeof seq === 'string' && /^\d{1,18}$/.test(seq))
+      return { at, seq };
+  } catch {
+    // falls through to the 400
+  }
+  throw new ValidationError([{ field: 'cursor', message: 'must be a next_cursor this endpoint gave' }]);
+}
+
+export interface EventPage {
+  rows: AuditRow[];
+  total: number;
+  nextCursor: string | null;
+}
+
+/** One page of a subject's trail, with the total matching the filter and the cursor of the next page. */
+export async function pageOfEvents(
+  db: Knex,
+  filter: EventFilter,
+  page: { limit: number; offset?: number; cursor?: string },
+): Promise<EventPage> {
+  const after = page.cursor ? positionOf(page.cursor) : undefined;
+  // One more than asked says whether a next page exists.
+  const [rows, total] = await Promise.all([
+    matchingEvents(db, filter, { limit: page.limit + 1, offset: page.offset, after }) as Promise<AuditRow[]>,
+    countEvents(db, filter),
+  ]);
+  const more = rows.length > page.limit;
+  const shown = rows.slice(0, page.limit);
+  return { rows: shown, total, nextCursor: more ? cursorOf(shown[shown.length - 1]) : null };
+}
