@@ -1,6 +1,7 @@
 // The worker process: runs every declared queue (workers/processors/), or those named in
 // WORKER_QUEUES, each with its configured concurrency. Any number of these can run on any number of
 // machines; BullMQ shares the work. SIGTERM stops taking jobs and lets the running ones finish.
+import os from 'node:os';
 import { Worker, type Job, type Processor } from 'bullmq';
 import { loadConfigOrExit } from '../shared/config';
 import { createLogger } from '../shared/logger';
@@ -66,6 +67,8 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
     const worker = new Worker(declaration.name, processorOf(app, declaration, running), {
       connection,
       prefix: queuePrefix(app.config.queues.prefix, declaration.name),
+      // Stored on each job it processes (Bull Board shows it): which machine and process ran it.
+      name: `${os.hostname()}:${process.pid}`,
       concurrency: app.config.queues.concurrency[declaration.name],
       // A job whose worker died is found by the stalled check once its lock lapses; a queue may
       // set its own (the kite declaration's lock and stalled check).

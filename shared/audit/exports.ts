@@ -12,6 +12,7 @@ import { envelopeOf } from '../events/outbox';
 import { filterOf } from './trail';
 import { matchingEvents, type AuditRow } from './query';
 import { renderCsv, renderJson } from './formats';
+import { unlinkKeys } from '../redis';
 
 /** At most this many events, newest first, go into one export. */
 export const EXPORT_MAX_EVENTS = 10_000;
@@ -143,6 +144,10 @@ export async function purgeExpiredExports(app: Context): Promise<{ deleted: numb
     .where('expires_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [EXPORT_ROW_GRACE_SECONDS]))
     .delete()
     .returning('id');
-  if (ids.length) await app.redis.unlink(...ids.map(({ id }) => bodyKey(app, id)));
+  // One by one: on a Redis Cluster the bodies are in different slots.
+  await unlinkKeys(
+    app.redis,
+    ids.map(({ id }) => bodyKey(app, id)),
+  );
   return { deleted: ids.length };
 }

@@ -583,3 +583,54 @@ export async function startSentinelSet(masterName = 'mymaster'): Promise<OwnSent
   };
   return { sentinels: ports.map((p) => `127.0.0.1:${p}`), masterName, primary, replica, currentPrimaryPort, close };
 }
+
+// ---------------------------------------------------------------------------------------------
+// The service's own processes.
+
+export interface ServiceProcess {
+  child: ChildProcess;
+  /** For an api: its base URL. */
+  url: string;
+  output(): string;
+  /** Waits until the process has exited. */
+  exited(): Promise<number | string>;
+}
+
+/**
+ * Runs an api (`api/server`) or a worker (`workers/worker`) as a process of its own, from the
+ * compiled code (`npm test` builds it first), with `env`; resolves once the api is ready or the
+ * worker has started. Killed at exit at the latest.
+ */
+export async function startServiceProcess(kind: 'api' | 'worker', env: Record<string, string>): Promise<ServiceProcess> {
+  const script = path.join(ROOT, 'dist', kind === 'api' ? 'api/server.js' : 'workers/worker.js');
+  if (!fs.existsSync(script)) throw new Error(`${script} is missing: run \`npm run build\` first (npm test does)`);
+  const port = kind === 'api' ? await freePort() : 0;
+  const child = spawn(process.execPath, [script], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, PORT: String(port), LOG_LEVEL: env.LOG_LEVEL ?? 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = tail(child, 256 * 1024);
+  const forget = onExit(() => child.kill('SIGKILL'));
+  child.once('exit', () => forget());
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${kind} exited at start:\n${output()}`);
+    if (kind === 'worker' && output().includes('"worker started"')) break;
+    if (
+      kind === 'api' &&
+      (await fetch(`${url}/health/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      ))
+    )
+      break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${kind} did not become ready:\n${output()}`);
+    }
+    await sleep(100);
+  }
+  return { child, url, output, exited: () => exited(child) };
+}

@@ -9,6 +9,7 @@ import { login, streamEvents } from '../helpers/auth';
 import { eventually } from '../helpers/app';
 import { createUser } from '../helpers/users';
 import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
+import { scanKeys, unlinkKeys } from '../../shared/redis';
 
 let google: FakeGoogle;
 let t: TestApp;
@@ -187,10 +188,10 @@ describe('state refusals: 400 and no call to the provider', () => {
     const started = await startSignIn(t);
     const back = await google.authorize(started.body.authorization_url, account.sub);
     // Ten minutes pass: Redis forgets the state.
-    const keys = await t.context.redis.keys(`${t.config.redis.keyPrefix}oauth-state:*`);
+    const keys = await scanKeys(t.context.redis, `${t.config.redis.keyPrefix}oauth-state:*`);
     expect(keys.length).toBeGreaterThan(0);
     for (const key of keys) expect(await t.context.redis.ttl(key)).toBeGreaterThan(590);
-    await t.context.redis.del(...keys);
+    await unlinkKeys(t.context.redis, keys);
     const r = await expectNoProviderCall(() => call(callbackUrl(), { body: { code: back.query.code, state: back.query.state } }));
     expect(r.status).toBe(400);
     expect(r.body.type).toMatch(/invalid_state$/);
