@@ -85,7 +85,10 @@ async function cli(w: World, args: string[], input?: string): Promise<string> {
 
 const post = (w: World, path: string, body: unknown, headers: Record<string, string> = {}) => call(`${w.t.url}${path}`, { body, headers });
 
-/** Every api key, secret and token the fake Kite knows, including those a job got after its flow. */
+/**
+ * Every api key, secret and token the fake Kite knows: the request tokens a flow sent, and the
+ * access tokens the verification job got for them (so call it once the job settled).
+ */
 const rememberKite = (w: World) => remember(w, ...w.stack.kite.secrets());
 
 /**
