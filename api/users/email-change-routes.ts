@@ -5,7 +5,7 @@ import { confirmEmailChange, EMAIL_CHANGE_TTL_HOURS, requestEmailChange } from '
 import type { RouteRegistry } from '../http/route';
 import { actorOf, eventOrigin, type AppState } from '../http/state';
 import { requirePerson } from '../auth/authenticate';
-import { VERIFICATION_HEADER } from '../mfa/step-up';
+import { passwordlessProof } from '../mfa/step-up';
 import * as schemas from './schemas';
 
 export function emailChangeRoutes(app: Context, registry: RouteRegistry): Router<AppState> {
@@ -28,12 +28,7 @@ export function emailChangeRoutes(app: Context, registry: RouteRegistry): Router
       429: { description: 'Too many wrong passwords, or too many emails to that address' },
     },
     async handler(ctx, { body }) {
-      const input = {
-        newEmail: body.new_email,
-        password: body.password,
-        verificationToken: ctx.get(VERIFICATION_HEADER) || undefined,
-        authTime: ctx.state.principal!.token?.auth_time,
-      };
+      const input = { newEmail: body.new_email, password: body.password, ...passwordlessProof(ctx) };
       await requestEmailChange(app, actorOf(ctx.state), input, eventOrigin(ctx.state));
       ctx.status = 202;
       ctx.body = { status: 'pending_confirmation', expires_in: EMAIL_CHANGE_TTL_HOURS * 3600 };

@@ -5,13 +5,13 @@
 // it. The address is checked free at both steps, the second time by the unique index itself, so
 // an account registering it in between wins and the change gets 409. Events carry no address.
 import type { Context } from '../context';
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors';
+import { BadRequestError, ConflictError, NotFoundError, ValidationError } from '../errors';
 import { recordEvent, type EventOrigin } from '../events/outbox';
 import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
 import { hashOpaqueToken, newOpaqueToken } from '../crypto/access-tokens';
-import { signedInRecently, type Actor } from '../auth/actor';
+import type { Actor } from '../auth/actor';
+import { confirmWithoutPassword, type PasswordlessProof } from '../auth/reauthentication';
 import { revokeSessions } from '../auth/sessions';
-import { checkVerificationToken } from '../mfa/service';
 import { confirmPassword } from './account';
 import { normalizeEmail } from './email';
 import { canSignIn } from './status';
@@ -21,13 +21,10 @@ export const EMAIL_CHANGE_TTL_HOURS = 24;
 const INVALID_LINK = 'The email change link is invalid, used or expired. Ask for a new one.';
 const TAKEN = 'Another account uses this email address.';
 
-export interface EmailChangeRequest {
+/** The new address, and the password or, for accounts without one, a passwordless proof. */
+export interface EmailChangeRequest extends PasswordlessProof {
   newEmail: string;
   password?: string;
-  /** A step-up token of the actor's session (accounts without a password). */
-  verificationToken?: string;
-  /** `auth_time` of the actor's sign-in, in seconds since the epoch. */
-  authTime?: number | null;
 }
 
 const UNIQUE_VIOLATION = '23505';
@@ -48,13 +45,9 @@ export async function requestEmailChange(app: Context, actor: Actor, input: Emai
       'invalid_credentials',
       'The password is incorrect.',
     );
-    // Accounts without a password (Google only): a step-up token, or a sign-in under 5 minutes old.
-    // The Google sign-in work brings one helper for this pair; it replaces the two checks below.
-  } else if (!signedInRecently(input.authTime) && !(await checkVerificationToken(app, actor, input.verificationToken))) {
-    throw new ForbiddenError(
-      'Confirm with an X-Verification-Token, or sign in again (within the last 5 minutes), to change your email address.',
-      'reauthentication_required',
-    );
+  } else {
+    // Accounts without a password (Google only): the rule every such act shares, in one place.
+    await confirmWithoutPassword(app, actor, input, 'change your email address');
   }
   const newEmail = input.newEmail.trim();
   if (normalizeEmail(newEmail) === normalizeEmail(user.email)) {
