@@ -8,6 +8,7 @@ import { login, streamEvents } from '../helpers/auth';
 import { hashOpaqueToken } from '../../shared/crypto/access-tokens';
 import { Authenticator } from '../mfa/rfc6238';
 import { scanKeys } from '../../shared/redis';
+import { REDIS_CLUSTER_NODES } from '../helpers/env';
 
 jest.setTimeout(60_000);
 
@@ -22,30 +23,35 @@ afterAll(() => stack.close());
 
 const NEW_PASSWORD = 'Brand-New-Passw0rd-42!';
 
-test('asking for a reset reads no user on the request path: the worker decides, the answer is the same (red team #7)', async () => {
-  const user = await createUser(t.context.db);
-  // The workers run in this process on the same pool: they wait while the requests are counted.
-  await Promise.all(t.workers.map((worker) => worker.pause()));
-  const statements: string[] = [];
-  const record = (query: { sql: string }) => statements.push(query.sql);
-  t.context.db.on('query', record);
-  let answers: unknown[];
-  try {
-    answers = [];
-    for (const email of [user.email, 'nobody-at-all@example.com']) {
-      const r = await call(`${t.url}/v1/auth/password/reset-request`, { body: { email } });
-      answers.push({ status: r.status, body: r.body });
+// Pauses this process's workers, which BullMQ 5 does not reliably resume on a Redis Cluster: not in
+// the cluster run (the Redis Cluster scale test kills and restarts workers instead).
+(REDIS_CLUSTER_NODES ? test.skip : test)(
+  'asking for a reset reads no user on the request path: the worker decides, the answer is the same (red team #7)',
+  async () => {
+    const user = await createUser(t.context.db);
+    // The workers run in this process on the same pool: they wait while the requests are counted.
+    await Promise.all(t.workers.map((worker) => worker.pause()));
+    const statements: string[] = [];
+    const record = (query: { sql: string }) => statements.push(query.sql);
+    t.context.db.on('query', record);
+    let answers: unknown[];
+    try {
+      answers = [];
+      for (const email of [user.email, 'nobody-at-all@example.com']) {
+        const r = await call(`${t.url}/v1/auth/password/reset-request`, { body: { email } });
+        answers.push({ status: r.status, body: r.body });
+      }
+    } finally {
+      t.context.db.off('query', record);
+      for (const worker of t.workers) void worker.resume();
     }
-  } finally {
-    t.context.db.off('query', record);
-    for (const worker of t.workers) void worker.resume();
-  }
-  expect(statements.filter((sql) => /\busers\b/.test(sql))).toEqual([]);
-  expect(answers[0]).toEqual(answers[1]);
-  expect(answers[0]).toMatchObject({ status: 202 });
-  // The worker looked the address up and sent the link.
-  await smtp.waitFor((m) => m.to.includes(user.email) && m.subject === 'Reset your password');
-});
+    expect(statements.filter((sql) => /\busers\b/.test(sql))).toEqual([]);
+    expect(answers[0]).toEqual(answers[1]);
+    expect(answers[0]).toMatchObject({ status: 202 });
+    // The worker looked the address up and sent the link.
+    await smtp.waitFor((m) => m.to.includes(user.email) && m.subject === 'Reset your password');
+  },
+);
 
 const requestReset = (app: TestApp, email: string, headers: Record<string, string> = {}) =>
   call(`${app.url}/v1/auth/password/reset-request`, { body: { email }, headers });

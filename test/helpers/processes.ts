@@ -493,7 +493,10 @@ export async function startRedisCluster(): Promise<OwnRedisCluster> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const infos = await Promise.all(ports.map((port) => redisCli(port, 'cluster', 'info')));
-      if (infos.every((info) => info?.includes('cluster_state:ok'))) return;
+      // And every replica in sync with its primary: until then a WAIT gets no acknowledgement.
+      const replication = await Promise.all(ports.map((port) => redisCli(port, 'info', 'replication')));
+      const synced = replication.every((info) => info?.includes('role:master') || info?.includes('master_link_status:up'));
+      if (synced && infos.every((info) => info?.includes('cluster_state:ok'))) return;
       if (Date.now() > deadline) throw new Error(`the Redis Cluster did not reach cluster_state:ok:\n${infos.join('\n')}`);
       await sleep(100);
     }
@@ -607,7 +610,8 @@ export async function startServiceProcess(kind: 'api' | 'worker', env: Record<st
   const port = kind === 'api' ? await freePort() : 0;
   const child = spawn(process.execPath, [script], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, PORT: String(port), LOG_LEVEL: env.LOG_LEVEL ?? 'info' },
+    // Info: the worker's readiness is its "worker started" line.
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, PORT: String(port), LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = tail(child, 256 * 1024);
