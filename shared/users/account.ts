@@ -100,29 +100,41 @@ export async function confirmPassword(
   await limiter.refund(user.id);
 }
 
-/** How the owner confirms deleting their account: the password, or for accounts without one, a passwordless proof. */
-export interface DeletionProof extends PasswordlessProof {
+/** How the owner confirms a sensitive act: the password, or for accounts without one, a passwordless proof. */
+export interface OwnerProof extends PasswordlessProof {
   password?: string;
+}
+
+/**
+ * The owner's confirmation of a sensitive act (deletion, email change): the account's password, or
+ * for an account without one (Google only) a step-up token or a fresh sign-in. `act` completes
+ * "…to <act>." in the refusal.
+ */
+export async function confirmOwner(
+  app: Context,
+  actor: Actor,
+  user: { id: string; password_hash: string | null },
+  proof: OwnerProof,
+  act: string,
+): Promise<void> {
+  if (!user.password_hash) return confirmWithoutPassword(app, actor, proof, act);
+  await confirmPassword(
+    app,
+    { id: user.id, password_hash: user.password_hash },
+    proof.password,
+    'invalid_credentials',
+    'The password is incorrect.',
+  );
 }
 
 /**
  * Soft delete: the row stays (anonymised) for the audit trail, the email is freed, every session
  * ends, trading accounts are unlinked and their credentials destroyed, MFA and Google links go.
  */
-export async function deleteAccount(app: Context, actor: Actor, proof: DeletionProof, origin: EventOrigin): Promise<void> {
+export async function deleteAccount(app: Context, actor: Actor, proof: OwnerProof, origin: EventOrigin): Promise<void> {
   const user = await app.db('users').where({ id: actor.userId }).first('id', 'password_hash');
   if (!user) throw new NotFoundError('No such user.');
-  if (user.password_hash) {
-    await confirmPassword(
-      app,
-      { id: user.id, password_hash: user.password_hash },
-      proof.password,
-      'invalid_credentials',
-      'The password is incorrect.',
-    );
-  } else {
-    await confirmWithoutPassword(app, actor, proof, 'delete your account');
-  }
+  await confirmOwner(app, actor, user, proof, 'delete your account');
   await app.permissions.changing(
     app.db,
     async (trx) => {

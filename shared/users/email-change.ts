@@ -10,9 +10,9 @@ import { recordEvent, type EventOrigin } from '../events/outbox';
 import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
 import { hashOpaqueToken, newOpaqueToken } from '../crypto/access-tokens';
 import type { Actor } from '../auth/actor';
-import { confirmWithoutPassword, type PasswordlessProof } from '../auth/reauthentication';
+import type { PasswordlessProof } from '../auth/reauthentication';
 import { revokeSessions } from '../auth/sessions';
-import { confirmPassword } from './account';
+import { confirmOwner } from './account';
 import { normalizeEmail } from './email';
 import { canSignIn } from './status';
 
@@ -37,18 +37,7 @@ async function addressTaken(app: Pick<Context, 'db'>, address: string, userId: s
 export async function requestEmailChange(app: Context, actor: Actor, input: EmailChangeRequest, origin: EventOrigin): Promise<void> {
   const user = await app.db('users').where({ id: actor.userId }).first('id', 'email', 'name', 'password_hash', 'status');
   if (!user || !canSignIn(user.status)) throw new NotFoundError('No such user.');
-  if (user.password_hash) {
-    await confirmPassword(
-      app,
-      { id: user.id, password_hash: user.password_hash },
-      input.password,
-      'invalid_credentials',
-      'The password is incorrect.',
-    );
-  } else {
-    // Accounts without a password (Google only): the rule every such act shares, in one place.
-    await confirmWithoutPassword(app, actor, input, 'change your email address');
-  }
+  await confirmOwner(app, actor, user, input, 'change your email address');
   const newEmail = input.newEmail.trim();
   if (normalizeEmail(newEmail) === normalizeEmail(user.email)) {
     throw new ValidationError([{ field: 'new_email', message: 'is already the address of this account' }]);
