@@ -564,8 +564,9 @@ async function startSentinel(base: string, port: number, primaryPort: number, ma
 /** A primary, its replica and three sentinels (quorum 2, a primary down after 1 s), all the test's own. */
 export async function startSentinelSet(masterName = 'mymaster'): Promise<OwnSentinelSet> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'us-redis-sentinel-'));
-  const primary = await startRedis();
-  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
+  // Their own folder: a replica's full sync writes an RDB file into the working directory.
+  const primary = await startRedis({ args: ['--dir', base] });
+  const replica = await startRedis({ args: ['--dir', base, '--replicaof', '127.0.0.1', String(primary.port)] });
   const ports = await Promise.all([freePort(), freePort(), freePort()]);
   const stops: Array<() => Promise<void>> = [];
   const close = async () => {
