@@ -219,6 +219,9 @@ export async function ensureDatabase(url: string): Promise<boolean> {
   }
 }
 
+/** A unique index refused the row (23505): two writers raced, or the value is taken. */
+export const isUniqueViolation = (err: unknown): boolean => (err as { code?: string } | null)?.code === '23505';
+
 /** True when the error means PostgreSQL cannot be reached or is not answering in time. */
 export function isDatabaseUnavailable(err: unknown): boolean {
   const e = err as { code?: string; name?: string; message?: string };

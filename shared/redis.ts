@@ -167,7 +167,10 @@ export async function checkRedisWritable(redis: Redis): Promise<void> {
 /** The failures that mean Redis cannot be used right now (503), not a bug of ours (500). */
 export function isRedisUnavailable(err: unknown): boolean {
   const message = (err as Error)?.message ?? '';
-  return /enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|ECONNRESET|CLUSTERDOWN|Too many Cluster redirections|READONLY|MASTERDOWN|LOADING|TRYAGAIN|Failed to refresh slots cache|None of startup nodes is available|Cluster isn't ready|All sentinels are unreachable|NOREPLICAS/i.test(
+  // Redis's own error replies start with their code, in capitals: matched only there, so that
+  // "loading" or "readonly" in some other error's text is not mistaken for an outage.
+  if (/^(CLUSTERDOWN|READONLY|MASTERDOWN|LOADING|TRYAGAIN|NOREPLICAS)\b/.test(message)) return true;
+  return /enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|ECONNRESET|Too many Cluster redirections|Failed to refresh slots cache|None of startup nodes is available|Cluster isn't ready|All sentinels are unreachable/i.test(
     message,
   );
 }

@@ -1,19 +1,11 @@
 // Answers of the audit endpoints, built field by field.
 import type { EventPage } from '../../shared/audit/query';
-import type { EventRow } from '../../shared/events/outbox';
+import { envelopeOf, type EventRow } from '../../shared/events/outbox';
 import type { AuditEventBody, EventPageBody } from './schemas';
 
+/** The event as the stream carries it: one envelope for both, never two spellings of it. */
 export function auditEventBody(row: EventRow): AuditEventBody {
-  return {
-    id: row.id,
-    type: row.type,
-    occurred_at: row.occurred_at.toISOString(),
-    user_id: row.user_id,
-    actor_id: row.actor_id,
-    ip: row.ip,
-    user_agent: row.user_agent,
-    data: row.data,
-  };
+  return envelopeOf(row);
 }
 
 export function eventPageBody(page: EventPage, limit: number, offset: number): EventPageBody {

@@ -10,7 +10,12 @@ const NullableDateTime = Type.Union([DateTime, Type.Null()]);
 // Kite's api keys, secrets and tokens are short alphanumeric strings; the bounds keep junk out.
 const Secret = (description: string) => Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9_.\\-]+$', description });
 const Nickname = Type.Union([Type.String({ minLength: 1, maxLength: 100, pattern: '\\S' }), Type.Null()]);
-const Preferences = Type.Object({}, { additionalProperties: true, maxProperties: 50 });
+// Flat settings of the client's (product, order type…): bounded keys and scalar values, nothing nested.
+const Preferences = Type.Record(
+  Type.String({ minLength: 1, maxLength: 64 }),
+  Type.Union([Type.String({ maxLength: 256 }), Type.Number(), Type.Boolean(), Type.Null()]),
+  { maxProperties: 50 },
+);
 const STATUSES = ['pending_verification', 'verifying', 'active', 'invalid', 'error', 'expired'];
 const Status = Type.Unsafe<string>({ type: 'string', enum: STATUSES });
 

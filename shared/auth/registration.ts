@@ -3,6 +3,7 @@
 // (shared/auth/address-requests.ts); the worker writes the new one here.
 import type { Knex } from 'knex';
 import type { Context } from '../context';
+import { isUniqueViolation } from '../db';
 import { hashOpaqueToken, newOpaqueToken } from '../crypto/access-tokens';
 import { recordEvent, type EventOrigin } from '../events/outbox';
 import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
@@ -56,7 +57,7 @@ export async function register(app: Context, input: Registration, origin: EventO
         .returning('id');
     } catch (err) {
       // Two registrations of one email at once: the unique index decides.
-      if ((err as { code?: string }).code === '23505') throw emailTaken();
+      if (isUniqueViolation(err)) throw emailTaken();
       throw err;
     }
     await grantRole(trx, row.id, DEFAULT_ROLE);

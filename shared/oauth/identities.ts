@@ -4,6 +4,7 @@
 // `sub` may be linked, and only onto an account that proved it owns that email.
 import type { Knex } from 'knex';
 import type { Context } from '../context';
+import { isUniqueViolation } from '../db';
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors';
 import { recordEvent, type EventOrigin } from '../events/outbox';
 import { User } from '../models';
@@ -19,8 +20,6 @@ const PROVIDER = 'google';
 
 /** A suspended or deleted account gets the login's one answer, which tells nothing about it. */
 const refused = () => new UnauthorizedError(INVALID_CREDENTIALS, 'invalid_credentials');
-
-const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 
 /** A display name from Google's, or the address's local part; the column holds 1 to 100 characters. */
 function nameOf(identity: GoogleIdentity): string {

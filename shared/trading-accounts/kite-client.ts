@@ -45,6 +45,15 @@ export interface KiteClient {
 
 type KiteConfig = Pick<Config, 'kite' | 'tradingAccounts'>;
 
+/** Kite's login page for an api key, carrying `redirectParams` back to the redirect URL. Needs no client. */
+export function kiteLoginPageUrl(config: Pick<Config, 'tradingAccounts'>, apiKey: string, redirectParams: Record<string, string>): string {
+  const url = new URL(config.tradingAccounts.loginUrl);
+  url.searchParams.set('v', '3');
+  url.searchParams.set('api_key', apiKey);
+  url.searchParams.set('redirect_params', new URLSearchParams(redirectParams).toString());
+  return url.toString();
+}
+
 /** Kite's checksum of a session request: hex SHA-256 of api_key + request_token + api_secret. */
 export function sessionChecksum(apiKey: string, requestToken: string, apiSecret: string): string {
   return crypto
@@ -152,12 +161,6 @@ export function createKiteClient(config: KiteConfig): KiteClient {
     async logout(apiKey, accessToken) {
       await request('delete', '/session/token', { params: { api_key: apiKey, access_token: accessToken } });
     },
-    loginUrl(apiKey, redirectParams) {
-      const url = new URL(config.tradingAccounts.loginUrl);
-      url.searchParams.set('v', '3');
-      url.searchParams.set('api_key', apiKey);
-      url.searchParams.set('redirect_params', new URLSearchParams(redirectParams).toString());
-      return url.toString();
-    },
+    loginUrl: (apiKey, redirectParams) => kiteLoginPageUrl(config, apiKey, redirectParams),
   };
 }

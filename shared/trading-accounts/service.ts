@@ -5,6 +5,7 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Context } from '../context';
+import { isUniqueViolation } from '../db';
 import type { Actor } from '../auth/actor';
 import type { TradingAccount, TradingAccountStatus } from '../models';
 import { recordEvent, type EventOrigin } from '../events/outbox';
@@ -13,7 +14,7 @@ import { checkVerificationToken } from '../mfa/service';
 import { hashOpaqueToken } from '../crypto/access-tokens';
 import { enqueueAfterCommit, enqueueKiteLogout, enqueueVerification } from '../queues';
 import { apiKeyFingerprint, maskApiKey, openCredentials, sealCredentials, type Credentials } from './credentials';
-import { createKiteClient } from './kite-client';
+import { kiteLoginPageUrl, type KiteClient } from './kite-client';
 
 export type AccountRow = TradingAccount;
 
@@ -43,10 +44,10 @@ export interface AccountView {
 
 const LOGIN_STATE_TTL_SECONDS = 15 * 60;
 const LOGOUT_CREDENTIALS_TTL_SECONDS = 24 * 3600;
-const IN_FLIGHT: TradingAccountStatus[] = ['pending_verification', 'verifying'];
+/** A verification is queued or running. */
+export const IN_FLIGHT: TradingAccountStatus[] = ['pending_verification', 'verifying'];
 
 const notFound = () => new NotFoundError('No such trading account.', 'trading_account_not_found');
-const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 const alreadyLinked = () => new ConflictError('This api key is already linked to one of your trading accounts.', 'trading_account_exists');
 
 /** Exactly one of request_token and access_token, named in the 400 otherwise. */
@@ -214,7 +215,7 @@ export async function unlinkAccount(app: Context, actor: Actor, accountId: strin
 }
 
 /** The logout job: ends the Kite session of an unlinked account, once. */
-export async function logoutUnlinked(app: Context, accountId: string, kite = createKiteClient(app.config)): Promise<void> {
+export async function logoutUnlinked(app: Context, accountId: string, kite: KiteClient): Promise<void> {
   const sealed = await app.redis.get(logoutKey(app, accountId));
   if (!sealed) return;
   const { api_key, access_token } = JSON.parse(app.kms.decrypt(sealed, logoutContext(accountId))) as {
@@ -337,7 +338,7 @@ export async function kiteLoginUrl(
   } catch (err) {
     throw new UnavailableError(undefined, err);
   }
-  return { loginUrl: createKiteClient(app.config).loginUrl(api_key, { state }), state, expiresIn: LOGIN_STATE_TTL_SECONDS };
+  return { loginUrl: kiteLoginPageUrl(app.config, api_key, { state }), state, expiresIn: LOGIN_STATE_TTL_SECONDS };
 }
 
 /** Takes the state once: a second use, another account's or another user's state is refused. */

@@ -10,7 +10,7 @@ import { DecryptionError } from '../crypto/kms';
 import type { TradingAccountStatus } from '../models';
 import { apiKeyFingerprint, maskApiKey, openCredentials, sealCredentials, type Credentials } from './credentials';
 import { KiteError, type KiteClient } from './kite-client';
-import { recordStatusChange, type AccountRow } from './service';
+import { IN_FLIGHT, recordStatusChange, type AccountRow } from './service';
 
 /** The job must wait this long: its api key has used its budget of Kite calls. */
 export class KiteBudgetSpent extends Error {
@@ -59,7 +59,7 @@ async function finishRound(app: Context, accountId: string, round: number, outco
   await app.db.transaction(async (trx) => {
     const account = (await trx('trading_accounts').where({ id: accountId }).whereNull('unlinked_at').forUpdate().first()) as
       AccountRow | undefined;
-    if (!account || account.verification_round !== round || !['pending_verification', 'verifying'].includes(account.status)) return;
+    if (!account || account.verification_round !== round || !IN_FLIGHT.includes(account.status)) return;
     const now = new Date();
     const changes: Partial<AccountRow> = { status: outcome.status, last_error: outcome.lastError, token_exchange_started_at: null };
     const { verified } = outcome;
@@ -136,7 +136,7 @@ export interface VerificationDeps {
  */
 export async function runVerification(app: Context, deps: VerificationDeps, accountId: string, round: number): Promise<void> {
   const account = (await app.db('trading_accounts').where({ id: accountId }).whereNull('unlinked_at').first()) as AccountRow | undefined;
-  if (!account || account.verification_round !== round || !['pending_verification', 'verifying'].includes(account.status)) return;
+  if (!account || account.verification_round !== round || !IN_FLIGHT.includes(account.status)) return;
   const pending = !!account.pending_credentials_encrypted;
   let credentials: Credentials | null;
   try {
@@ -259,7 +259,7 @@ export const RECONCILE_AFTER_SECONDS = 60;
 export async function roundsInFlight(app: Context): Promise<string[]> {
   const rows = await app
     .db('trading_accounts')
-    .whereIn('status', ['pending_verification', 'verifying'])
+    .whereIn('status', IN_FLIGHT)
     .whereNull('unlinked_at')
     .where('updated_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [RECONCILE_AFTER_SECONDS]))
     .orderBy('updated_at')

@@ -5,6 +5,7 @@
 // it. The address is checked free at both steps, the second time by the unique index itself, so
 // an account registering it in between wins and the change gets 409. Events carry no address.
 import type { Context } from '../context';
+import { isUniqueViolation } from '../db';
 import { BadRequestError, ConflictError, NotFoundError, ValidationError } from '../errors';
 import { recordEvent, type EventOrigin } from '../events/outbox';
 import { enqueueEmailAfterCommit, writeEmail } from '../email/outbox';
@@ -26,9 +27,6 @@ export interface EmailChangeRequest extends PasswordlessProof {
   newEmail: string;
   password?: string;
 }
-
-const UNIQUE_VIOLATION = '23505';
-const isUniqueViolation = (err: unknown) => (err as { code?: string } | null)?.code === UNIQUE_VIOLATION;
 
 async function addressTaken(app: Pick<Context, 'db'>, address: string, userId: string): Promise<boolean> {
   return !!(await app.db('users').where({ email: address }).whereNot({ id: userId }).first('id'));

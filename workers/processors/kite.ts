@@ -8,7 +8,7 @@ import type { Context } from '../../shared/context';
 import { enqueueVerification, JOB_NAMES, jobIds } from '../../shared/queues';
 import { requeueLostJobs } from '../../shared/queues/reconcile';
 import { createKiteClient } from '../../shared/trading-accounts/kite-client';
-import { logoutUnlinked, recordStatusChange, type AccountRow } from '../../shared/trading-accounts/service';
+import { IN_FLIGHT, logoutUnlinked, recordStatusChange, type AccountRow } from '../../shared/trading-accounts/service';
 import {
   createKiteBudget,
   expireAccounts,
@@ -43,7 +43,7 @@ async function failRound(app: Context, { accountId, round }: RoundData): Promise
       .whereNull('unlinked_at')
       .forUpdate()
       .first()) as AccountRow | undefined;
-    if (!account || !['pending_verification', 'verifying'].includes(account.status)) return;
+    if (!account || !IN_FLIGHT.includes(account.status)) return;
     await trx('trading_accounts').where({ id: accountId }).update({
       status: 'error',
       last_error: 'The verification could not run; try again.',
