@@ -165,16 +165,19 @@ export async function updateAccount(
   accountId: string,
   changes: { nickname?: string | null; preferences?: Record<string, unknown> },
 ): Promise<AccountRow> {
-  await ownAccount(app.db, userId, accountId);
+  // One statement: ownership and "not unlinked" are checked by the update itself, so an unlink
+  // between a read and the write cannot be overwritten.
   const [row] = await app
     .db('trading_accounts')
-    .where({ id: accountId })
+    .where({ id: accountId, user_id: userId })
+    .whereNull('unlinked_at')
     .update({
       ...(changes.nickname !== undefined && { nickname: changes.nickname }),
       ...(changes.preferences !== undefined && { preferences: changes.preferences }),
       updated_at: app.db.fn.now(),
     })
     .returning('*');
+  if (!row) throw notFound();
   return row as AccountRow;
 }
 

@@ -226,30 +226,21 @@ async function exchange(
 
 /** Marks active accounts whose access token ended by `now` as expired, one event each. */
 export async function expireAccounts(app: Context, now: Date = new Date()): Promise<{ expired: number }> {
-  const due: string[] = await app
-    .db('trading_accounts')
-    .where({ status: 'active' })
-    .whereNull('unlinked_at')
-    .where('access_token_expires_at', '<=', now)
-    .pluck('id');
-  let expired = 0;
-  for (const id of due) {
-    const changed = await app.db.transaction(async (trx) => {
-      const [row] = await trx('trading_accounts')
-        .where({ id, status: 'active' })
-        .where('access_token_expires_at', '<=', now)
-        .update({
-          status: 'expired',
-          last_error: 'The Kite access token ended (06:00 Asia/Kolkata); log in to Kite again.',
-          updated_at: trx.fn.now(),
-        })
-        .returning(['id', 'user_id']);
-      if (row) await recordStatusChange(trx, row, 'active', 'expired');
-      return !!row;
-    });
-    if (changed) expired += 1;
-  }
-  return { expired };
+  // One update and its events in one transaction: each account changes, and is announced, once.
+  return app.db.transaction(async (trx) => {
+    const rows: Pick<AccountRow, 'id' | 'user_id'>[] = await trx('trading_accounts')
+      .where({ status: 'active' })
+      .whereNull('unlinked_at')
+      .where('access_token_expires_at', '<=', now)
+      .update({
+        status: 'expired',
+        last_error: 'The Kite access token ended (06:00 Asia/Kolkata); log in to Kite again.',
+        updated_at: trx.fn.now(),
+      })
+      .returning(['id', 'user_id']);
+    for (const row of rows) await recordStatusChange(trx, row, 'active', 'expired');
+    return { expired: rows.length };
+  });
 }
 
 /** Rounds waiting this long with no job lost it; younger ones are probably still being queued. */
