@@ -4,8 +4,7 @@
 // session it was issued in, and may be reused within its 5 minutes.
 import type { Middleware } from 'koa';
 import type { Context } from '../../shared/context';
-import { ForbiddenError } from '../../shared/errors';
-import { checkVerificationToken } from '../../shared/mfa/service';
+import { assertVerificationToken } from '../../shared/mfa/service';
 import type { PasswordlessProof } from '../../shared/auth/reauthentication';
 import { actorOf, type AppState } from '../http/state';
 
@@ -18,15 +17,7 @@ export function passwordlessProof(ctx: { get(name: string): string; state: AppSt
 
 export function requireVerificationToken(app: Context): Middleware<AppState> {
   return async (ctx, next) => {
-    const token = ctx.get(VERIFICATION_HEADER);
-    if (!(await checkVerificationToken(app, actorOf(ctx.state), token))) {
-      throw new ForbiddenError(
-        token
-          ? 'The verification token is invalid, expired or from another session; verify again with POST /v1/mfa/totp/verify.'
-          : `This needs a recent MFA verification: send the token of POST /v1/mfa/totp/verify in ${VERIFICATION_HEADER}.`,
-        'verification_required',
-      );
-    }
+    await assertVerificationToken(app, actorOf(ctx.state), ctx.get(VERIFICATION_HEADER) || undefined);
     await next();
   };
 }

@@ -230,6 +230,20 @@ export async function checkVerificationToken(app: Context, actor: Actor, token: 
   return value.userId === actor.userId && value.sessionId === actor.sessionId;
 }
 
+/**
+ * Throws 403 `verification_required` unless `token` is a live step-up token of the actor's session
+ * (POST /v1/mfa/totp/verify). `act` names what needs it, for the message.
+ */
+export async function assertVerificationToken(app: Context, actor: Actor, token: string | undefined, act = 'This'): Promise<void> {
+  if (await checkVerificationToken(app, actor, token)) return;
+  throw new ForbiddenError(
+    token
+      ? 'The verification token is invalid, expired or from another session; verify again with POST /v1/mfa/totp/verify.'
+      : `${act} needs a recent MFA verification: send the token of POST /v1/mfa/totp/verify in X-Verification-Token.`,
+    'verification_required',
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Turning off, and new backup codes.
 

@@ -5,12 +5,12 @@
 import type { Knex } from 'knex';
 import type { Context } from '../context';
 import { isUniqueViolation } from '../db';
-import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors';
+import { ConflictError, NotFoundError, UnauthorizedError } from '../errors';
 import { recordEvent, type EventOrigin } from '../events/outbox';
 import { User } from '../models';
 import { INVALID_CREDENTIALS } from '../auth/sign-in';
 import type { Actor } from '../auth/actor';
-import { checkVerificationToken } from '../mfa/service';
+import { assertVerificationToken } from '../mfa/service';
 import { normalizeEmail } from '../users/email';
 import { canSignIn } from '../users/status';
 import { DEFAULT_ROLE, grantRole } from '../users/roles';
@@ -141,12 +141,7 @@ export async function unlinkIdentity(
       'last_sign_in_method',
     );
   }
-  if (user.mfa_enabled && !(await checkVerificationToken(app, actor, input.verificationToken))) {
-    throw new ForbiddenError(
-      'This needs a recent MFA verification: send the token of POST /v1/mfa/totp/verify in X-Verification-Token.',
-      'verification_required',
-    );
-  }
+  if (user.mfa_enabled) await assertVerificationToken(app, actor, input.verificationToken, 'Unlinking Google');
   await app.db.transaction(async (trx) => {
     const removed = await trx('auth_providers').where({ id: link.id }).del();
     if (!removed) throw new NotFoundError('No such identity is linked to this account.', 'identity_not_linked');

@@ -10,7 +10,7 @@ import type { Actor } from '../auth/actor';
 import type { TradingAccount, TradingAccountStatus } from '../models';
 import { recordEvent, type EventOrigin } from '../events/outbox';
 import { ConflictError, ForbiddenError, NotFoundError, UnavailableError, ValidationError } from '../errors';
-import { checkVerificationToken } from '../mfa/service';
+import { assertVerificationToken } from '../mfa/service';
 import { hashOpaqueToken } from '../crypto/access-tokens';
 import { enqueueAfterCommit, enqueueKiteLogout, enqueueVerification } from '../queues';
 import { apiKeyFingerprint, maskApiKey, openCredentials, sealCredentials, type Credentials } from './credentials';
@@ -276,11 +276,7 @@ export async function requestVerification(app: Context, actor: Actor, accountId:
 async function requireStepUpIfMfa(app: Context, actor: Actor, verificationToken: string | undefined): Promise<void> {
   const user = await app.db('users').where({ id: actor.userId }).first('mfa_enabled');
   if (!user?.mfa_enabled) return;
-  if (await checkVerificationToken(app, actor, verificationToken)) return;
-  throw new ForbiddenError(
-    'Changing trading credentials needs a recent MFA verification: send the token of POST /v1/mfa/totp/verify in X-Verification-Token.',
-    'verification_required',
-  );
+  await assertVerificationToken(app, actor, verificationToken, 'Changing trading credentials');
 }
 
 /** New api key and secret and/or a new token; the old credentials stay in use until these verify. */
@@ -400,14 +396,7 @@ export async function checkOwnerMayReveal(app: Context, actor: Actor, verificati
   if (!user?.mfa_enabled) {
     throw new ForbiddenError('Revealing trading credentials needs MFA: enable it first (POST /v1/mfa/totp/setup).', 'mfa_required');
   }
-  if (!(await checkVerificationToken(app, actor, verificationToken))) {
-    throw new ForbiddenError(
-      verificationToken
-        ? 'The verification token is invalid, expired or from another session; verify again with POST /v1/mfa/totp/verify.'
-        : 'Revealing credentials needs a recent MFA verification: send the token of POST /v1/mfa/totp/verify in X-Verification-Token.',
-      'verification_required',
-    );
-  }
+  await assertVerificationToken(app, actor, verificationToken, 'Revealing credentials');
 }
 
 export async function revealCredentials(app: Context, accounts: AccountRow[], by: RevealedBy, origin: EventOrigin): Promise<AccountView[]> {
