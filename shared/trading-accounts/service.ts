@@ -189,27 +189,29 @@ const logoutContext = (accountId: string) => `kite-logout:${accountId}`;
  * and access token: they wait for it in Redis, envelope-encrypted, for a day at most.
  */
 export async function unlinkAccount(app: Context, actor: Actor, accountId: string, origin: EventOrigin): Promise<void> {
-  const current = await app.db.transaction(async (trx) => {
-    const account = await ownAccount(trx, actor.userId, accountId, true);
+  const account = await app.db.transaction(async (trx) => {
+    const row = await ownAccount(trx, actor.userId, accountId, true);
     await trx('trading_accounts')
-      .where({ id: account.id })
+      .where({ id: row.id })
       .update({ unlinked_at: trx.fn.now(), credentials_encrypted: null, pending_credentials_encrypted: null, updated_at: trx.fn.now() });
     await recordEvent(
       trx,
-      { type: 'trading_account.unlinked', userId: actor.userId, data: { account_id: account.id, broker: account.broker } },
+      { type: 'trading_account.unlinked', userId: actor.userId, data: { account_id: row.id, broker: row.broker } },
       origin,
     );
-    return account.credentials_encrypted
+    return row;
+  });
+  // Best effort, after the commit: the account is unlinked whatever happens to the Kite logout,
+  // even when its old envelope cannot be opened any more.
+  try {
+    const current = account.credentials_encrypted
       ? openCredentials(app.kms, account.id, 'credentials_encrypted', account.credentials_encrypted)
       : null;
-  });
-  if (!current?.access_token) return;
-  const sealed = app.kms.encrypt(
-    JSON.stringify({ api_key: current.api_key, access_token: current.access_token }),
-    logoutContext(accountId),
-  );
-  // Best effort: the account is unlinked whatever happens to the logout.
-  try {
+    if (!current?.access_token) return;
+    const sealed = app.kms.encrypt(
+      JSON.stringify({ api_key: current.api_key, access_token: current.access_token }),
+      logoutContext(accountId),
+    );
     await app.redis.set(logoutKey(app, accountId), sealed, 'EX', LOGOUT_CREDENTIALS_TTL_SECONDS);
     await enqueueKiteLogout(app.queues, accountId);
   } catch (err) {

@@ -268,6 +268,11 @@ test('rows hold envelopes only: no plaintext secret or token, a data key per val
   expect(verify.status).toBe(202);
   const failed = await settled(s, user, b.id);
   expect(failed).toMatchObject({ status: 'error', last_error: expect.stringMatching(/cannot be read/) });
+
+  // An envelope that no longer opens does not keep its owner from unlinking the account.
+  const unlinked = await call(`${s.app.url}/v1/trading-accounts/${b.id}`, { method: 'DELETE', headers: user.auth });
+  expect(unlinked.status).toBe(204);
+  expect(await row(s, b.id)).toMatchObject({ credentials_encrypted: null, unlinked_at: expect.any(Date) });
 });
 
 test('no secret or token in any event, job payload or log line', async () => {
