@@ -6,7 +6,7 @@
 // range scan of its own index (migrations/20261202000300_audit_trail.ts); PostgreSQL merges them
 // in order and stops after the page, so a keyset page deep in the trail costs what the first does.
 import type { Knex } from 'knex';
-import { ValidationError } from '../errors';
+import { decodeCursor, encodeCursor, microsecondsSql, type Position } from '../keyset-cursor';
 import type { EventRow } from '../events/outbox';
 
 export interface EventFilter {
@@ -18,15 +18,8 @@ export interface EventFilter {
   to?: Date;
 }
 
-/** Where the previous page stopped: its last event's occurred_at (to the microsecond) and seq. */
-interface Position {
-  at: string;
-  seq: string;
-}
-
 const COLUMNS = ['id', 'seq', 'type', 'user_id', 'actor_id', 'ip', 'user_agent', 'data', 'occurred_at'];
-// JavaScript dates stop at milliseconds; a cursor must keep PostgreSQL's microseconds.
-const POSITION_SQL = `to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position_at`;
+const POSITION_SQL = `${microsecondsSql('occurred_at')} AS position_at`;
 
 const NEWEST_FIRST = [
   { column: 'occurred_at', order: 'desc' },
@@ -42,7 +35,7 @@ function half(db: Knex, filter: EventFilter, side: 'about' | 'caused', after?: P
   if (filter.types?.length) query.whereIn('type', filter.types);
   if (filter.from) query.where('occurred_at', '>=', filter.from);
   if (filter.to) query.where('occurred_at', '<=', filter.to);
-  if (after) query.whereRaw('(occurred_at, seq) < (?::timestamptz, ?::bigint)', [after.at, after.seq]);
+  if (after) query.whereRaw('(occurred_at, seq) < (?::timestamptz, ?::bigint)', [after.at, after.key]);
   return query;
 }
 
@@ -84,19 +77,12 @@ export async function countEvents(db: Knex, filter: EventFilter): Promise<number
 export type AuditRow = EventRow & { position_at: string };
 
 export function cursorOf(row: AuditRow): string {
-  return Buffer.from(JSON.stringify([row.position_at, String(row.seq)])).toString('base64url');
+  return encodeCursor({ at: row.position_at, key: String(row.seq) });
 }
 
-/** The position a `next_cursor` names; anything else is a 400 naming the parameter. */
+/** The position a `next_cursor` names (a seq is the key); anything else is a 400 naming the parameter. */
 export function positionOf(cursor: string): Position {
-  try {
-    const [at, seq] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    if (typeof at === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(at) && typeof seq === 'string' && /^\d{1,18}$/.test(seq))
-      return { at, seq };
-  } catch {
-    // falls through to the 400
-  }
-  throw new ValidationError([{ field: 'cursor', message: 'must be a next_cursor this endpoint gave' }]);
+  return decodeCursor(cursor, /^\d{1,18}$/);
 }
 
 export interface EventPage {

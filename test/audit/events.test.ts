@@ -166,7 +166,7 @@ test.each([
   ['?from=yesterday', 'query.from'],
   ['?to=2026-13-01T00:00:00Z', 'query.to'],
   ['?user_id=nope', 'query.user_id'],
-  ['?cursor=bm9wZQ', 'cursor'],
+  ['?cursor=bm9wZQ', 'query.cursor'],
   ['?from=2026-10-02T00:00:00Z&to=2026-10-01T00:00:00Z', 'to'],
   ['?sort=asc', 'query.sort'],
 ])('%s is refused with 400 naming %s', async (query, field) => {
@@ -213,7 +213,7 @@ describe('on a table of many rows', () => {
     const filter = { subjectId: heavy };
     const first = await plan(matchingEvents(t.context.db, filter, { limit: 51 }));
     const deep = await plan(
-      matchingEvents(t.context.db, filter, { limit: 51, after: { at: '2026-01-01T10:00:00.000000Z', seq: '205000' } }),
+      matchingEvents(t.context.db, filter, { limit: 51, after: { at: '2026-01-01T10:00:00.000000Z', key: '205000' } }),
     );
     for (const text of [first, deep]) {
       expect(text).toMatch(/Index Scan Backward using events_user_page_idx/);
