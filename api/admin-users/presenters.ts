@@ -48,8 +48,8 @@ export function userDetailBody(detail: AdminUserDetail): UserDetailBody {
     identities: detail.identities.map((i) => ({
       provider: i.provider,
       email: i.email,
-      created_at: isoOf(i.created_at),
-      last_used_at: iso(i.last_used_at),
+      created_at: isoOf(i.linkedAt),
+      last_used_at: iso(i.lastUsedAt),
     })),
     session_count: detail.sessionCount,
     trading_accounts: detail.tradingAccounts.map((a) => ({

@@ -113,11 +113,15 @@ export interface LinkedIdentity {
   provider: string;
   email: string | null;
   linkedAt: Date;
+  lastUsedAt: Date | null;
 }
 
 export async function listIdentities(db: Knex, userId: string): Promise<LinkedIdentity[]> {
-  const rows = await db('auth_providers').where({ user_id: userId }).orderBy('created_at').select('provider', 'email', 'created_at');
-  return rows.map((r) => ({ provider: r.provider, email: r.email, linkedAt: r.created_at }));
+  const rows = await db('auth_providers')
+    .where({ user_id: userId })
+    .orderBy('created_at')
+    .select('provider', 'email', 'created_at', 'last_used_at');
+  return rows.map((r) => ({ provider: r.provider, email: r.email, linkedAt: r.created_at, lastUsedAt: r.last_used_at }));
 }
 
 /**

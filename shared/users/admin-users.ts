@@ -2,10 +2,12 @@
 // first, and one account in full. Reads only; the acts are in ./lifecycle.ts.
 import type { Knex } from 'knex';
 import type { Context } from '../context';
-import { NotFoundError, ValidationError } from '../errors';
+import { NotFoundError } from '../errors';
+import { decodeCursor, encodeCursor, microsecondsSql } from '../keyset-cursor';
 import type { UserStatus } from '../models';
 import { listRoleNames } from '../authz/permissions';
 import { whereLive } from '../auth/sessions';
+import { listIdentities, type LinkedIdentity } from '../oauth/identities';
 
 export interface UserSearch {
   /** An email prefix, or part of a name; case-insensitive. */
@@ -27,28 +29,7 @@ export interface UserListItem {
   last_login_at: Date | null;
 }
 
-/**
- * Where the last page ended: its last row's creation time (to the microsecond, as PostgreSQL keeps
- * it; a JavaScript Date would round it and skip or repeat rows) and id.
- */
-interface Cursor {
-  at: string;
-  id: string;
-}
-
-const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify([cursor.at, cursor.id])).toString('base64url');
-
-function decodeCursor(text: string): Cursor {
-  try {
-    const [at, id] = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as unknown[];
-    const timestamp = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
-    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-    if (typeof at === 'string' && typeof id === 'string' && timestamp.test(at) && uuid.test(id)) return { at, id };
-  } catch {
-    // Not ours: answered below like any other malformed cursor.
-  }
-  throw new ValidationError([{ field: 'query.cursor', message: 'is not a cursor this endpoint returned' }]);
-}
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
@@ -61,7 +42,7 @@ export async function searchUsers(
   search: UserSearch,
 ): Promise<{ users: UserListItem[]; nextCursor: string | null }> {
   const { db } = app;
-  const cursor = search.cursor ? decodeCursor(search.cursor) : null;
+  const cursor = search.cursor ? decodeCursor(search.cursor, UUID) : null;
   const rows = await db('users as u')
     .where('u.kind', 'person')
     .modify((query: Knex.QueryBuilder) => {
@@ -76,7 +57,7 @@ export async function searchUsers(
           db('user_roles as ur').join('roles as r', 'r.id', 'ur.role_id').whereRaw('ur.user_id = u.id').where('r.name', search.role),
         );
       }
-      if (cursor) query.whereRaw('(u.created_at, u.id) < (?::timestamptz, ?::uuid)', [cursor.at, cursor.id]);
+      if (cursor) query.whereRaw('(u.created_at, u.id) < (?::timestamptz, ?::uuid)', [cursor.at, cursor.key]);
     })
     .orderBy([
       { column: 'u.created_at', order: 'desc' },
@@ -91,12 +72,12 @@ export async function searchUsers(
       'u.mfa_enabled',
       'u.created_at',
       'u.last_login_at',
-      db.raw(`to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at`),
+      db.raw(`${microsecondsSql('u.created_at')} AS cursor_at`),
       db.raw('ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id ORDER BY r.name) AS roles'),
     );
   const page = rows.slice(0, search.limit);
   const last = page[page.length - 1];
-  const nextCursor = rows.length > search.limit && last ? encodeCursor({ at: last.cursor_at, id: last.id }) : null;
+  const nextCursor = rows.length > search.limit && last ? encodeCursor({ at: last.cursor_at, key: last.id }) : null;
   return { users: page, nextCursor };
 }
 
@@ -118,7 +99,7 @@ export interface AdminUserDetail {
   };
   roles: string[];
   grants: { id: string; permission: string; expires_at: Date | null; granted_by: string | null; granted_at: Date }[];
-  identities: { provider: string; email: string | null; created_at: Date; last_used_at: Date | null }[];
+  identities: LinkedIdentity[];
   sessionCount: number;
   /** No credential, masked or not: support needs to know the accounts exist and their state. */
   tradingAccounts: { id: string; broker: string; nickname: string | null; status: string; created_at: Date }[];
@@ -155,7 +136,7 @@ export async function adminUserDetail(app: Pick<Context, 'db' | 'config'>, userI
       .where((w) => w.whereNull('up.expires_at').orWhere('up.expires_at', '>', db.fn.now()))
       .orderBy('up.granted_at', 'desc')
       .select('up.id', 'p.name as permission', 'up.expires_at', 'up.granted_by', 'up.granted_at'),
-    db('auth_providers').where({ user_id: userId }).orderBy('created_at').select('provider', 'email', 'created_at', 'last_used_at'),
+    listIdentities(db, userId),
     whereLive(db('sessions').where({ user_id: userId }), app.config.sessions.inactivitySeconds).count<{ n: string }[]>('* as n'),
     db('trading_accounts')
       .where({ user_id: userId })
