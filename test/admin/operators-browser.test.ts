@@ -61,8 +61,11 @@ test('an admin with MFA signs in with password and code, pauses and resumes a qu
       await page.getByRole('button', { name: 'Confirm' }).click();
       await eventually(async () => (await t.context.queues.email.isPaused()) === (action === 'Pause'));
     }
-    const recorded = await t.context.db('events').where({ type: 'queue.action', actor_id: admin.id }).orderBy('seq').select('data');
-    expect(recorded.map((e) => e.data)).toEqual([
+    // The action is recorded once the dashboard's request has succeeded, so just after the queue changes.
+    const recorded = async () =>
+      (await t.context.db('events').where({ type: 'queue.action', actor_id: admin.id }).orderBy('seq').select('data')).map((e) => e.data);
+    await eventually(async () => (await recorded()).length === 2);
+    expect(await recorded()).toEqual([
       { queue: 'email', action: 'pause', job_id: null },
       { queue: 'email', action: 'resume', job_id: null },
     ]);
