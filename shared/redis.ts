@@ -49,8 +49,10 @@ function connect(settings: Config['redis'], options: RedisOptions, role: 'comman
       db: Number(url.pathname.replace(/^\//, '') || 0),
       sentinels: topology.sentinels,
       name: topology.masterName,
-      // Learn of a failover from the sentinels' +switch-master at once, not at the next error.
-      failoverDetector: true,
+      // No failoverDetector: at a +switch-master it closes the connection for good in some
+      // interleavings (measured: a worker's commands all failing "Connection is closed" after a
+      // failover). A demoted primary refuses writes (READONLY → reconnect) or drops the connection,
+      // and either way the reconnect asks the sentinels for the new primary.
       sentinelRetryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     });
   }
