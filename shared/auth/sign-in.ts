@@ -151,7 +151,7 @@ export async function operatorSignIn(
 /**
  * Takes an MFA challenge with a TOTP or backup code. Over the account's wrong-code limit the
  * challenge is deleted and the answer is 429, even for a right code. The challenge is taken with
- * GETDEL only once the code is right, so it is single use even when two right codes arrive at once.
+ * GETDEL while its code is checked, so it is single use even when two right codes arrive at once.
  */
 async function takeChallenge(
   app: Context,
@@ -171,13 +171,21 @@ async function takeChallenge(
     if (err instanceof RateLimitedError) await app.redis.del(key);
     throw err;
   }
-  const user = await User.query(app.db).findById(challenge.userId);
-  if (!user || !canSignIn(user.status) || !user.mfa_enabled) {
-    await app.redis.del(key);
+  // Taken before its code is checked, and given back when the code is wrong. Taken only after a
+  // right code, it could be deleted in between by an answer over the limit (several sends of one
+  // right code: the first spends the code's step, the sixth trips the limit), and nobody signed in.
+  const [[, ttl], [, taken]] = (await app.redis.multi().pttl(key).getdel(key).exec()) as [[unknown, number], [unknown, string | null]];
+  if (!taken) {
+    // Another answer holds it (or it ended): no code was checked, so nothing to count.
+    await wrongCodes.refund(challenge.userId);
     throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
   }
-  if (!(await checkSecondFactor(app, app.db, user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
-  if (!(await app.redis.getdel(key))) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
+  const user = await User.query(app.db).findById(challenge.userId);
+  if (!user || !canSignIn(user.status) || !user.mfa_enabled) throw new UnauthorizedError(INVALID_CHALLENGE, 'invalid_mfa_token');
+  if (!(await checkSecondFactor(app, app.db, user, code))) {
+    if (ttl > 0) await app.redis.set(key, taken, 'PX', ttl, 'NX');
+    throw new UnauthorizedError(INVALID_CODE, 'invalid_code');
+  }
   await wrongCodes.refund(challenge.userId);
   return { user, challenge };
 }
