@@ -316,6 +316,20 @@ describe('validation at the edge', () => {
     expect(handled).toBe(before);
   });
 
+  test('a body nested deeper than 32 levels is a 400 naming the limit, and the handler never runs (issue 17)', async () => {
+    const before = handled;
+    const rawBody = `{"email":"a@example.com","age":${'['.repeat(40)}${']'.repeat(40)}}`;
+    const r = await call(`${url}/v1/test/echo/8d6f1c9e-3f7a-4f4e-9d7b-2a1c3e5f7a9b`, {
+      method: 'POST',
+      rawBody,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(r.status).toBe(400);
+    isProblem(r, 400);
+    expect(r.body.errors).toEqual([{ field: 'body', message: 'must not nest deeper than 32 levels' }]);
+    expect(handled).toBe(before);
+  });
+
   test('a missing body is a 400 naming the required fields', async () => {
     const r = await call(`${url}/v1/test/echo/8d6f1c9e-3f7a-4f4e-9d7b-2a1c3e5f7a9b`, { method: 'POST' });
     expect(r.status).toBe(400);
