@@ -104,6 +104,8 @@ function validParam(p: Parameter): string {
   if (s.format === 'uuid') return crypto.randomUUID();
   if (typeof s.enum?.[0] === 'string') return s.enum[0];
   if (typeof s.examples?.[0] === 'string') return s.examples[0];
+  if (s.type === 'integer' || s.type === 'number') return String(typeof s.minimum === 'number' ? s.minimum : 1);
+  if (s.type === 'boolean') return 'true';
   if (typeof s.example === 'string') return s.example;
   return 'trader';
 }
@@ -227,6 +229,12 @@ function hostileBodies(op: Operation): unknown[] {
 
 /** Text that is not JSON, or JSON the service's parser must refuse. */
 const MALFORMED = [
+  // JSON, but not an object: never "no body" (which an all-optional schema would take as {}).
+  'null',
+  'true',
+  '0',
+  '"x"',
+  '1e999',
   '{',
   '{"a":',
   '[1,]',
@@ -239,7 +247,7 @@ const MALFORMED = [
   '\ufeff{',
   '{"a":"\\ud800"',
   '{"a":1e99999999999999999999',
-  '{' + '"a":{'.repeat(20_000),
+  '{' + '"a":{'.repeat(10_000),
   '['.repeat(20_000),
 ];
 
@@ -391,6 +399,8 @@ interface Case {
   body?: string | Buffer;
   contentType?: string;
   chunked?: boolean;
+  /** The problem type it must answer with, when only one is right. */
+  problem?: string;
 }
 
 /** Every hostile request for one operation. */
@@ -404,8 +414,8 @@ function cases(op: Operation): Case[] {
     ['multipart/form-data; boundary=x', '--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--x--\r\n'],
     ['application/xml', '<a>1</a>'],
   ]) {
-    list.push({ what: `content-type ${type}`, path, body, contentType: type });
-    list.push({ what: `chunked content-type ${type}`, path, body, contentType: type, chunked: true });
+    list.push({ what: `content-type ${type}`, path, body, contentType: type, problem: 'unsupported_media_type' });
+    list.push({ what: `chunked content-type ${type}`, path, body, contentType: type, chunked: true, problem: 'unsupported_media_type' });
   }
   // Bad path parameters: each one in turn, the others valid.
   for (const p of op.parameters.filter((x) => x.in === 'path')) {
@@ -421,7 +431,12 @@ function cases(op: Operation): Case[] {
         },
       )
       .filter((v) => v !== '' && (v.includes('\u0000') || !check(paramAjv, p.schema, v)));
-    for (const v of values) list.push({ what: `path ${p.name}=${JSON.stringify(v.slice(0, 40))}`, path: pathOf(op, { [p.name]: v }) });
+    for (const v of values)
+      list.push({
+        what: `path ${p.name}=${JSON.stringify(v.slice(0, 40))}`,
+        path: pathOf(op, { [p.name]: v }),
+        problem: 'validation_error',
+      });
   }
   // Bad query parameters: each one in turn.
   for (const p of op.parameters.filter((x) => x.in === 'query')) {
@@ -435,15 +450,34 @@ function cases(op: Operation): Case[] {
       )
       .filter((v) => v.includes('\u0000') || !check(paramAjv, p.schema, v));
     for (const v of values)
-      list.push({ what: `query ${p.name}=${JSON.stringify(v.slice(0, 40))}`, path: `${path}?${p.name}=${encode(v)}` });
+      list.push({
+        what: `query ${p.name}=${JSON.stringify(v.slice(0, 40))}`,
+        path: `${path}?${p.name}=${encode(v)}`,
+        problem: 'validation_error',
+      });
+    // The parameter twice: an array where the schema says one value.
+    const twice = [validParam(p), validParam(p)];
+    if (!check(paramAjv, p.schema, twice))
+      list.push({
+        what: `query ${p.name} twice`,
+        path: `${path}?${p.name}=${encode(twice[0])}&${p.name}=${encode(twice[1])}`,
+        problem: 'validation_error',
+      });
   }
   // Bodies, for the operations that take one (a GET's or an undeclared DELETE's body is never read).
   const reads = op.body || op.method === 'DELETE';
   if (reads) {
     for (const text of MALFORMED) {
-      list.push({ what: `malformed ${JSON.stringify(text.slice(0, 30))}`, path, body: text, contentType: 'application/json' });
+      list.push({
+        what: `malformed ${JSON.stringify(text.slice(0, 30))}`,
+        path,
+        body: text,
+        contentType: 'application/json',
+        problem: 'malformed_body',
+      });
       list.push({
         what: `chunked malformed ${JSON.stringify(text.slice(0, 30))}`,
+        problem: 'malformed_body',
         path,
         body: text,
         contentType: 'application/json',
@@ -454,12 +488,19 @@ function cases(op: Operation): Case[] {
   if (op.body) {
     const props = Object.keys(op.body.properties ?? {});
     for (const body of hostileBodies(op)) {
-      list.push({ what: `body ${raw(body).slice(0, 80)}`, path, body: raw(body), contentType: 'application/json' });
+      list.push({
+        what: `body ${raw(body).slice(0, 80)}`,
+        path,
+        body: raw(body),
+        contentType: 'application/json',
+        problem: 'validation_error',
+      });
     }
     // Two of them again as chunked bodies.
     for (const body of hostileBodies(op).slice(0, 2))
       list.push({
         what: `chunked body ${raw(body).slice(0, 80)}`,
+        problem: 'validation_error',
         path,
         body: raw(body),
         contentType: 'application/json; charset=utf-8',
@@ -479,6 +520,7 @@ function cases(op: Operation): Case[] {
       const prefix = Buffer.from(`{${JSON.stringify(k)}:"`);
       list.push({
         what: `invalid UTF-8 in ${k}`,
+        problem: 'validation_error',
         path,
         body: Buffer.concat([prefix, Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('","unexpected_field":1}')]),
         contentType: 'application/json',
@@ -514,6 +556,8 @@ test('every operation of /openapi.json answers hostile input with 4xx problem+js
       if (answer.status < 400 || answer.status >= 500 || !answer.type.startsWith('application/problem+json'))
         failures.push(`${op.method} ${op.path} ${c.what}: ${answer.status} ${answer.type}`);
       else if (!problemOf(answer)) failures.push(`${op.method} ${op.path} ${c.what}: not a problem document: ${answer.text.slice(0, 200)}`);
+      else if (c.problem && !answer.text.includes(`"urn:user-service:problem:${c.problem}"`))
+        failures.push(`${op.method} ${op.path} ${c.what}: not ${c.problem}: ${answer.status} ${answer.text.slice(0, 200)}`);
       statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
     }
     const after = await snapshot(t);
