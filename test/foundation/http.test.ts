@@ -75,6 +75,18 @@ test('malformed JSON is a 400 problem', async () => {
   expect(r.body.type).toBe('urn:user-service:problem:malformed_body');
 });
 
+test('a NUL in the query string is a 400 problem on a route that takes no input too, and declared there (issue 17)', async () => {
+  const r = await call(`${t.url}/health/live?%00=1`);
+  expect(r.status).toBe(400);
+  isProblem(r, 400);
+  expect(r.body.errors).toEqual([{ field: 'query', message: 'must not contain NUL (U+0000) in a property name' }]);
+  // The answer matches the route's declaration (an undeclared status fails the test after it)...
+  failOnResponseMismatches(t);
+  // ...and the document says so.
+  const doc = await call(`${t.url}/openapi.json`);
+  expect(doc.body.paths['/health/live'].get.responses['400']).toBeDefined();
+});
+
 test('an oversized body is a 413 problem', async () => {
   const r = await call(`${t.url}/v1/nothing-here`, { method: 'POST', body: { filler: 'x'.repeat(4096) } });
   expect(r.status).toBe(413);
