@@ -419,6 +419,14 @@ function cases(op: Operation): Case[] {
   }
   // Bad path parameters: each one in turn, the others valid.
   for (const p of op.parameters.filter((x) => x.in === 'path')) {
+    // Percent-encoding that decodes to nothing (sent as is).
+    for (const bad of ['%', '%zz', '%E0%A4%A', '%C0%AF', '%00'])
+      list.push({
+        what: `path ${p.name}=${bad} (raw)`,
+        path: op.path.replace(/\{([^}]+)\}/g, (_, name: string) =>
+          name === p.name ? bad : encode(validParam(op.parameters.find((x) => x.in === 'path' && x.name === name)!)),
+        ),
+      });
     const values = fc
       .sample(
         fc.oneof(
@@ -464,6 +472,10 @@ function cases(op: Operation): Case[] {
         problem: 'validation_error',
       });
   }
+  // NUL in a query string's name, and in each declared parameter (percent-encoded, as is).
+  list.push({ what: 'query name %00', path: `${path}?%00=1`, problem: 'validation_error' });
+  for (const p of op.parameters.filter((x) => x.in === 'query'))
+    list.push({ what: `query ${p.name}=%00`, path: `${path}?${p.name}=a%00b`, problem: 'validation_error' });
   // Bodies, for the operations that take one (a GET's or an undeclared DELETE's body is never read).
   const reads = op.body || op.method === 'DELETE';
   if (reads) {
