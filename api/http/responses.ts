@@ -42,8 +42,9 @@ const IMPLIED: Record<number, string> = {
 
 /** Every status the route can answer, with its content type and schema (problem+json for errors). */
 export function declaredResponses(spec: RouteSpec): Record<number, ResponseSpec> {
-  const implied = [500, 503];
-  if (spec.body || spec.query || spec.params) implied.push(400);
+  // 400 on every route, inputs declared or not: a NUL character anywhere in the query string is
+  // refused on all of them (./strings.ts), and `?%00=1` reaches routes that take no query too.
+  const implied = [400, 500, 503];
   if (spec.body) implied.push(413, 415);
   if (spec.security && spec.security !== 'none') implied.push(401, 403);
   const out: Record<number, ResponseSpec> = {};

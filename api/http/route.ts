@@ -8,7 +8,7 @@ import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type SchemaOptions, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
 import { ValidationError, type FieldError } from '../../shared/errors';
-import { lowerCaseUuids, nulCharacters } from './strings';
+import { lowerCaseUuids, nulCharacters, tooDeep } from './strings';
 import { PROFILE_FORMATS } from '../../shared/users/profile-formats';
 import type { AppState } from './state';
 
@@ -119,6 +119,9 @@ export class RouteRegistry {
       const body: unknown = spec.body ? (request.body ?? {}) : undefined;
       const query = { ...ctx.query };
       const params = { ...(ctx as unknown as AppRouterContext).params };
+      // Checked first and alone: the checks below recurse into the value.
+      const deep = tooDeep(body, 'body');
+      if (deep.length) throw new ValidationError(deep);
       const errors = [
         ...nulCharacters(params, 'params'),
         ...nulCharacters(query, 'query'),

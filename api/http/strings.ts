@@ -7,6 +7,25 @@ import type { FieldError } from '../../shared/errors';
 
 type Where = 'body' | 'query' | 'params';
 
+/**
+ * How deep a request's JSON may nest. No schema of ours goes past a few levels, and everything
+ * that walks a value (the NUL check below, ajv, the UUID lower-casing, the logger) recurses: a
+ * body of 10,000 nested arrays fits in BODY_LIMIT_KB yet overflowed the stack (a 500).
+ */
+export const MAX_NESTING = 32;
+
+/** One error when the value nests deeper than MAX_NESTING; walked without recursion. */
+export function tooDeep(value: unknown, where: Where): FieldError[] {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (!v || typeof v !== 'object') continue;
+    if (depth >= MAX_NESTING) return [{ field: where, message: `must not nest deeper than ${MAX_NESTING} levels` }];
+    for (const inner of Object.values(v)) stack.push([inner, depth + 1]);
+  }
+  return [];
+}
+
 const fieldName = (where: Where, path: string[]) => [where === 'body' ? '' : where, ...path].filter(Boolean).join('.') || where;
 
 /** One error per string (or key) holding U+0000, named like the validation errors. */

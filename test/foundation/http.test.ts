@@ -75,6 +75,18 @@ test('malformed JSON is a 400 problem', async () => {
   expect(r.body.type).toBe('urn:user-service:problem:malformed_body');
 });
 
+test('a NUL in the query string is a 400 problem on a route that takes no input too, and declared there (issue 17)', async () => {
+  const r = await call(`${t.url}/health/live?%00=1`);
+  expect(r.status).toBe(400);
+  isProblem(r, 400);
+  expect(r.body.errors).toEqual([{ field: 'query', message: 'must not contain NUL (U+0000) in a property name' }]);
+  // The answer matches the route's declaration (an undeclared status fails the test after it)...
+  failOnResponseMismatches(t);
+  // ...and the document says so.
+  const doc = await call(`${t.url}/openapi.json`);
+  expect(doc.body.paths['/health/live'].get.responses['400']).toBeDefined();
+});
+
 test('an oversized body is a 413 problem', async () => {
   const r = await call(`${t.url}/v1/nothing-here`, { method: 'POST', body: { filler: 'x'.repeat(4096) } });
   expect(r.status).toBe(413);
@@ -313,6 +325,20 @@ describe('validation at the edge', () => {
     const fields = r.body.errors.map((e: { field: string }) => e.field).sort();
     expect(fields).toEqual(['admin', 'age', 'email', 'params.id', 'query.limit']);
     expect(r.body.errors.find((e: { field: string }) => e.field === 'admin').message).toBe('is not allowed');
+    expect(handled).toBe(before);
+  });
+
+  test('a body nested deeper than 32 levels is a 400 naming the limit, and the handler never runs (issue 17)', async () => {
+    const before = handled;
+    const rawBody = `{"email":"a@example.com","age":${'['.repeat(40)}${']'.repeat(40)}}`;
+    const r = await call(`${url}/v1/test/echo/8d6f1c9e-3f7a-4f4e-9d7b-2a1c3e5f7a9b`, {
+      method: 'POST',
+      rawBody,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(r.status).toBe(400);
+    isProblem(r, 400);
+    expect(r.body.errors).toEqual([{ field: 'body', message: 'must not nest deeper than 32 levels' }]);
     expect(handled).toBe(before);
   });
 
