@@ -3,7 +3,9 @@
 // survive, the reconcilers re-enqueue every pending email, Kite verification and audit export, the
 // outbox relay publishes every committed event into the new stream, and the permission cache is
 // rebuilt from the database. test/foundation/faults.test.ts covers readiness and 503s.
-import { call, eventually, type Reply } from '../helpers/app';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { call, eventually, testEnvironment, type Reply } from '../helpers/app';
+import { ROOT } from '../helpers/env';
 import { enableMfa, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
 import { startRedis, type OwnServer } from '../helpers/processes';
 import { startStack, type TestStack } from '../helpers/stack';
@@ -167,5 +169,120 @@ describe('Redis restarted with its data lost', () => {
       { timeoutMs: 30_000 },
     );
     expect(published.stream.map((e) => e.id).sort()).toEqual(published.rows.map(String).sort());
+  });
+});
+
+describe('a worker SIGKILLed mid-job', () => {
+  let s: TestStack;
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    // The queues run only in the worker processes the test starts (and kills).
+    s = await startStack({}, { workers: false });
+  });
+  afterAll(async () => {
+    for (const child of children) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await gone;
+    }
+    s.kite.release();
+    await s?.close();
+  });
+
+  /** A worker process of the email and kite queues on this stack's database, Redis and fakes. */
+  async function startWorker(): Promise<ChildProcess> {
+    const t = s.app;
+    const env = {
+      ...testEnvironment(t.database, {
+        ...s.smtp.env(),
+        ...s.kite.env(),
+        // Longer than the hold below: the killed worker is still waiting on Kite when it dies.
+        KITE_API_TIMEOUT_SECONDS: '20',
+        KITE_API_RETRY_BACKOFF_MS: '20',
+        WORKER_QUEUES: 'email,kite',
+        // A dead worker's claim lapses soon, so the next one takes its job in seconds.
+        JOB_LOCK_MS: '2000',
+        KITE_JOB_LOCK_SECONDS: '2',
+        LOG_LEVEL: 'info',
+      }),
+      DATABASE_URL: t.config.database.url,
+      REDIS_URL: t.config.redis.url,
+      REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
+      BULLMQ_PREFIX: t.config.queues.prefix,
+      EVENTS_STREAM_NAME: t.config.events.streamName,
+    };
+    const child = spawn(process.execPath, ['--import', 'tsx', 'workers/worker.ts'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    await eventually(
+      () => {
+        if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${output}`);
+        return output.includes('"worker started"');
+      },
+      { timeoutMs: 30_000 },
+    );
+    return child;
+  }
+
+  test('email and kite: the job another worker takes over completes once (one email by its Message-ID, one Kite exchange)', async () => {
+    const { app, smtp, kite } = s;
+    const first = await startWorker();
+
+    // Mid-flight: the mail is being accepted slowly, the token exchange is held at Kite.
+    smtp.delayMs = 5_000;
+    kite.script('POST /session/token', ['hold']);
+    const forgetful = await createUser(app.context.db);
+    expect((await call(`${app.url}/v1/auth/password/reset-request`, { body: { email: forgetful.email } })).status).toBe(202);
+    const trader = await signedInUser(app.context.db, app.url);
+    const kiteApp = kite.addApp();
+    const linked = await call(`${app.url}/v1/trading-accounts/link`, {
+      headers: trader.auth,
+      body: { broker: 'kite', api_key: kiteApp.apiKey, api_secret: kiteApp.apiSecret, request_token: kite.requestToken(kiteApp.apiKey) },
+    });
+    expect(linked.status).toBe(202);
+    const accountId = linked.body.id as string;
+    await kite.held('POST /session/token');
+    const email = await eventually(
+      async () => {
+        const rows = await app.context.db('email_messages').where({ template: 'password_reset' }).where('attempts', '>=', 1);
+        return rows.length === 1 && rows[0];
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(email.status).toBe('pending');
+
+    const gone = new Promise((resolve) => first.once('exit', resolve));
+    first.kill('SIGKILL');
+    await gone;
+    smtp.delayMs = 0;
+    await startWorker();
+
+    const account = await eventually(
+      async () => {
+        const r = await call(`${app.url}/v1/trading-accounts/${accountId}`, { headers: trader.auth });
+        return ['active', 'invalid', 'error'].includes(r.body.status) && r;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(account.body.status).toBe('active');
+    // Two requests reached Kite: the killed worker's, held and never answered (its request token
+    // unspent), and the one that did the exchange.
+    expect(kite.count('POST /session/token', kiteApp.apiKey)).toBe(2);
+
+    await eventually(async () => (await app.context.db('email_messages').where({ id: email.id }).first())?.status === 'sent', {
+      timeoutMs: 30_000,
+    });
+    const mails = smtp.messages.filter((m) => m.to.includes(forgetful.email.toLowerCase()));
+    expect(mails.length).toBeGreaterThanOrEqual(1);
+    // A copy the dead worker's connection had already handed over is the same message.
+    expect(new Set(mails.map((m) => m.messageId)).size).toBe(1);
   });
 });
