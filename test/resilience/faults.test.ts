@@ -8,6 +8,7 @@ import { call, eventually, testEnvironment, type Reply } from '../helpers/app';
 import { ROOT } from '../helpers/env';
 import { enableMfa, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
 import { startRedis, type OwnServer } from '../helpers/processes';
+import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { startStack, type TestStack } from '../helpers/stack';
 import { createUser } from '../helpers/users';
 
@@ -284,5 +285,83 @@ describe('a worker SIGKILLed mid-job', () => {
     expect(mails.length).toBeGreaterThanOrEqual(1);
     // A copy the dead worker's connection had already handed over is the same message.
     expect(new Set(mails.map((m) => m.messageId)).size).toBe(1);
+  });
+});
+
+describe('a third party down for a while', () => {
+  let s: TestStack;
+  let smtpAgain: TestSmtp | undefined;
+
+  beforeAll(async () => {
+    // Few attempts, spaced enough that SMTP's outage spans some of them and not all.
+    s = await startStack({ JOB_ATTEMPTS: '4', JOB_BACKOFF_MS: '300' });
+  });
+  afterAll(async () => {
+    await smtpAgain?.close();
+    await s?.close();
+  });
+
+  test('SMTP stopped, then started on the same port: the email is retried and delivered once', async () => {
+    const { app, smtp } = s;
+    await smtp.close();
+    const forgetful = await createUser(app.context.db);
+    expect((await call(`${app.url}/v1/auth/password/reset-request`, { body: { email: forgetful.email } })).status).toBe(202);
+    // At least one delivery failed on the closed port.
+    const email = await eventually(
+      async () => {
+        const row = await app.context.db('email_messages').where({ template: 'password_reset' }).first();
+        return row && row.attempts >= 1 && row;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(email.status).toBe('pending');
+
+    smtpAgain = await startSmtp(smtp.port);
+    const mail = await smtpAgain.waitFor((m) => m.to.includes(forgetful.email.toLowerCase()), 30_000);
+    expect(mail.subject).not.toBe('');
+    const row = await eventually(
+      async () => {
+        const r = await app.context.db('email_messages').where({ id: email.id }).first();
+        return r?.status === 'sent' && r;
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(row.attempts).toBeGreaterThanOrEqual(2);
+    expect(smtpAgain.messages.filter((m) => m.to.includes(forgetful.email.toLowerCase()))).toHaveLength(1);
+  });
+
+  test('Kite down: the verification ends in error after its retries, and verify succeeds once Kite is back', async () => {
+    const { app, kite } = s;
+    const trader = await signedInUser(app.context.db, app.url);
+    const kiteApp = kite.addApp();
+    const linked = await call(`${app.url}/v1/trading-accounts/link`, {
+      headers: trader.auth,
+      body: { broker: 'kite', api_key: kiteApp.apiKey, api_secret: kiteApp.apiSecret, request_token: kite.requestToken(kiteApp.apiKey) },
+    });
+    expect(linked.status).toBe(202);
+    const accountId = linked.body.id as string;
+    const status = (wanted: string[]) =>
+      eventually(
+        async () => {
+          const r = await call(`${app.url}/v1/trading-accounts/${accountId}`, { headers: trader.auth });
+          return wanted.includes(r.body.status) && r;
+        },
+        { timeoutMs: 30_000 },
+      );
+    expect((await status(['active', 'invalid', 'error'])).body.status).toBe('active');
+
+    kite.always('GET /user/profile', { status: 503 });
+    const again = await call(`${app.url}/v1/trading-accounts/${accountId}/verify`, { method: 'POST', body: {}, headers: trader.auth });
+    expect(again.status).toBe(202);
+    const failed = await status(['active', 'invalid', 'error']);
+    expect(failed.body.status).toBe('error');
+    expect(kite.count('GET /user/profile', kiteApp.apiKey)).toBeGreaterThanOrEqual(2);
+    expect(await app.context.db('trading_accounts').where({ id: accountId }).first()).toMatchObject({ status: 'error' });
+
+    kite.reset();
+    const retry = await call(`${app.url}/v1/trading-accounts/${accountId}/verify`, { method: 'POST', body: {}, headers: trader.auth });
+    expect(retry.status).toBe(202);
+    expect((await status(['active', 'invalid'])).body.status).toBe('active');
+    expect(await app.context.db('trading_accounts').where({ id: accountId }).first()).toMatchObject({ status: 'active' });
   });
 });
