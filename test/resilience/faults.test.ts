@@ -4,10 +4,10 @@
 // outbox relay publishes every committed event into the new stream, and the permission cache is
 // rebuilt from the database. test/foundation/faults.test.ts covers readiness and 503s.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { call, eventually, testEnvironment, type Reply } from '../helpers/app';
+import { call, eventually, startTestApp, testEnvironment, type Reply, type TestApp } from '../helpers/app';
 import { ROOT } from '../helpers/env';
 import { enableMfa, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
-import { startRedis, type OwnServer } from '../helpers/processes';
+import { startPostgres, startRedis, type OwnPostgres, type OwnServer } from '../helpers/processes';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { startStack, type TestStack } from '../helpers/stack';
 import { createUser } from '../helpers/users';
@@ -363,5 +363,110 @@ describe('a third party down for a while', () => {
     expect(retry.status).toBe(202);
     expect((await status(['active', 'invalid'])).body.status).toBe('active');
     expect(await app.context.db('trading_accounts').where({ id: accountId }).first()).toMatchObject({ status: 'active' });
+  });
+});
+
+describe('PostgreSQL stopped mid-traffic', () => {
+  let postgres: OwnPostgres;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    postgres = await startPostgres();
+    // The refresh loop below is one session's steady traffic, not an abuse to limit.
+    t = await startTestApp({ RATELIMIT_REFRESH_ATTEMPTS: '10000' }, { databaseUrl: await postgres.createDatabase('user_service') });
+  }, 90_000);
+  afterAll(async () => {
+    await postgres?.start().catch(() => undefined);
+    await t?.close();
+    await postgres?.close();
+  }, 60_000);
+
+  test('503 problem+json for what needs it, recovery without a restart, and no half-written refresh, grant or link', async () => {
+    const db = t.context.db;
+    const admin = await signedInUser(db, t.url, { roles: ['admin'] });
+    const refresher = await signedInUser(db, t.url);
+    const grantees = await Promise.all(Array.from({ length: 40 }, () => signedInUser(db, t.url, { roles: ['viewer'] })));
+    const traders = await Promise.all(Array.from({ length: 40 }, () => signedInUser(db, t.url)));
+    await eventually(async () => (await call(`${t.url}/health/ready`)).status === 200, { timeoutMs: 10_000 });
+
+    const seen: Reply[] = [];
+    const record = (r: Reply) => {
+      seen.push(r);
+      return r;
+    };
+    let done = false;
+    let refreshToken = refresher.refreshToken;
+    const granted: { userId: string; status: number }[] = [];
+    const links: { userId: string; status: number }[] = [];
+
+    const refreshes = (async () => {
+      while (!done) {
+        const r = record(await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: refreshToken } }));
+        if (r.status === 200) refreshToken = r.body.refresh_token;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    const grants = (async () => {
+      for (const who of grantees) {
+        if (done) break;
+        const r = record(
+          await call(`${t.url}/v1/authz/permissions`, { body: { user_id: who.id, permission: 'orders:write' }, headers: admin.auth }),
+        );
+        granted.push({ userId: who.id, status: r.status });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    const linking = (async () => {
+      for (const who of traders) {
+        if (done) break;
+        const kiteApp = { apiKey: `key${who.id.slice(0, 8)}`, apiSecret: `secret${who.id.slice(0, 12)}` };
+        const r = record(
+          await call(`${t.url}/v1/trading-accounts/link`, {
+            headers: who.auth,
+            body: { broker: 'kite', api_key: kiteApp.apiKey, api_secret: kiteApp.apiSecret, request_token: `rt${who.id.slice(0, 10)}` },
+          }),
+        );
+        links.push({ userId: who.id, status: r.status });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+
+    // Let some traffic through, stop PostgreSQL under it, then bring it back.
+    await eventually(() => seen.filter((r) => r.status < 300).length >= 6, { timeoutMs: 20_000 });
+    await postgres.stop();
+    await eventually(() => seen.some((r) => r.status === 503), { timeoutMs: 15_000 });
+    await postgres.start();
+    const down = seen.length;
+    // Recovered without a restart: successes again after the outage.
+    await eventually(() => seen.slice(down).filter((r) => r.status < 300).length >= 6, { timeoutMs: 30_000 });
+    done = true;
+    await Promise.all([refreshes, grants, linking]);
+
+    const statuses = new Set(seen.map((r) => r.status));
+    expect([...statuses].sort()).toEqual([...statuses].filter((n) => [200, 201, 202, 503].includes(n)).sort());
+    for (const r of seen.filter((x) => x.status === 503)) {
+      expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(r.body.type).toBe('urn:user-service:problem:service_unavailable');
+    }
+
+    // The refresh token the client holds is the live one: a 503 never rotated it behind its back.
+    const last = await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: refreshToken } });
+    expect(last.status).toBe(200);
+    const live = await db('sessions').where({ user_id: refresher.id }).whereNull('revoked_at').pluck('id');
+    expect(live).toEqual([refresher.sessionId]);
+
+    // A grant exists exactly when it was answered 201, and the check says the same.
+    for (const { userId, status } of granted) {
+      const rows = await db('user_permissions').where({ user_id: userId });
+      expect({ userId, status, rows: rows.length }).toEqual({ userId, status, rows: status === 201 ? 1 : 0 });
+      const who = grantees.find((g) => g.id === userId)!;
+      const check = await call(`${t.url}/v1/authz/check`, { body: { permission: 'orders:write' }, headers: who.auth });
+      expect(check.body.allowed).toBe(status === 201);
+    }
+    // A link exists exactly when it was answered 202.
+    for (const { userId, status } of links) {
+      const rows = await db('trading_accounts').where({ user_id: userId });
+      expect({ userId, status, rows: rows.length }).toEqual({ userId, status, rows: status === 202 ? 1 : 0 });
+    }
   });
 });
