@@ -4,10 +4,11 @@
 // outbox relay publishes every committed event into the new stream, and the permission cache is
 // rebuilt from the database. test/foundation/faults.test.ts covers readiness and 503s.
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { call, eventually, startTestApp, testEnvironment, type Reply, type TestApp } from '../helpers/app';
 import { ROOT } from '../helpers/env';
-import { enableMfa, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
-import { startPostgres, startRedis, type OwnPostgres, type OwnServer } from '../helpers/processes';
+import { enableMfa, login, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
+import { freePort, startPostgres, startRedis, type OwnPostgres, type OwnServer } from '../helpers/processes';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { startStack, type TestStack } from '../helpers/stack';
 import { createUser } from '../helpers/users';
@@ -467,6 +468,105 @@ describe('PostgreSQL stopped mid-traffic', () => {
     for (const { userId, status } of links) {
       const rows = await db('trading_accounts').where({ user_id: userId });
       expect({ userId, status, rows: rows.length }).toEqual({ userId, status, rows: status === 202 ? 1 : 0 });
+    }
+  });
+});
+
+describe('the api SIGTERMed under load', () => {
+  let t: TestApp;
+  let api: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    // The database and prefixes of this app; the api under test is a process of its own over them.
+    t = await startTestApp();
+  });
+  afterAll(async () => {
+    if (api && api.exitCode === null && api.signalCode === null) {
+      const gone = new Promise((resolve) => api!.once('exit', resolve));
+      api.kill('SIGKILL');
+      await gone;
+    }
+    await t?.close();
+  });
+
+  /** A POST on a connection of its own (no keep-alive to race the shutdown): its status, or the socket error's code. */
+  const post = (url: string, body: unknown) =>
+    new Promise<{ status?: number; error?: string; body?: any }>((resolve) => {
+      const req = http.request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : undefined }));
+        res.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+      req.end(JSON.stringify(body));
+    });
+
+  test('requests in flight finish, none answers 5xx, and every session is whole or absent', async () => {
+    const port = await freePort();
+    const env = {
+      ...testEnvironment(t.database, { PORT: String(port), LOG_LEVEL: 'info' }),
+      DATABASE_URL: t.config.database.url,
+      REDIS_URL: t.config.redis.url,
+      REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
+      BULLMQ_PREFIX: t.config.queues.prefix,
+      EVENTS_STREAM_NAME: t.config.events.streamName,
+    };
+    const child = spawn(process.execPath, ['--import', 'tsx', 'api/server.ts'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    api = child;
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const url = `http://127.0.0.1:${port}`;
+    await eventually(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`api exited early:\n${output}`);
+        return (await call(`${url}/health/ready`).catch(() => ({ status: 0 }))).status === 200;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+
+    const users = await Promise.all(Array.from({ length: 40 }, () => createUser(t.context.db)));
+    const signedIn = await Promise.all(users.slice(0, 20).map((u) => login(t.url, u)));
+    // The load: sign-ins of users without a session, refreshes of those with one.
+    const logins = users.slice(20).map((u) => post(`${url}/v1/auth/login`, { email: u.email, password: u.password }));
+    const refreshes = signedIn.map((u) => post(`${url}/v1/auth/refresh`, { refresh_token: u.refreshToken }));
+    // The api is serving them: the first answer is in, the others are being handled or queued.
+    await Promise.race([...logins, ...refreshes]);
+    child.kill('SIGTERM');
+    const loginResults = await Promise.all(logins);
+    const refreshResults = await Promise.all(refreshes);
+    expect(await exit).toBe(0);
+
+    const all = [...loginResults, ...refreshResults];
+    // Answered: 200. Not answered: refused, or a connection the closing listener had not read a
+    // request from (reset); the checks below show none of those was processed.
+    for (const r of all) {
+      if (r.status !== undefined) expect(r.status).toBe(200);
+      else expect(['ECONNREFUSED', 'ECONNRESET']).toContain(r.error);
+    }
+    expect(all.filter((r) => r.status === 200).length).toBeGreaterThan(0);
+
+    // A login answered 200 has its whole session (its refresh token works elsewhere); one refused has none.
+    for (const [i, r] of loginResults.entries()) {
+      const user = users[20 + i];
+      const sessions = await t.context.db('sessions').where({ user_id: user.id }).whereNull('revoked_at').pluck('id');
+      if (r.status === 200) {
+        expect(sessions).toEqual([r.body.session_id]);
+        expect((await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: r.body.refresh_token } })).status).toBe(200);
+      } else {
+        expect(sessions).toEqual([]);
+      }
+    }
+    // A refresh answered 200 rotated the token (the new one works); one refused left the old one working.
+    for (const [i, r] of refreshResults.entries()) {
+      const token = r.status === 200 ? r.body.refresh_token : signedIn[i].refreshToken;
+      expect((await call(`${t.url}/v1/auth/refresh`, { body: { refresh_token: token } })).status).toBe(200);
     }
   });
 });
