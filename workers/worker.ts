@@ -47,6 +47,35 @@ async function onFailed(app: Context, declaration: QueueDeclaration, job: Job | 
     .catch((e: unknown) => app.logger.error({ err: e, queue: declaration.name }, 'could not record a final job failure'));
 }
 
+const RESCHEDULE_ATTEMPTS = 30;
+const RESCHEDULE_PAUSE_MS = 1000;
+
+/**
+ * Schedules (the reconciler, the outbox relay, Kite's expiry) live in Redis: a Redis that comes back
+ * empty has none, and without the reconciler nothing re-enqueues the pending rows. So after every
+ * reconnect of the worker's connection they are upserted again (idempotent), retried while the
+ * queue's own connection is still reconnecting.
+ */
+function rescheduleOnReconnect(app: Context, declaration: QueueDeclaration, connection: Redis): void {
+  // The first 'ready' too, when it comes after the schedules above: upserting is idempotent.
+  connection.on('ready', () => {
+    void (async () => {
+      for (let attempt = 1; attempt <= RESCHEDULE_ATTEMPTS; attempt += 1) {
+        try {
+          await schedule(app, declaration);
+          return;
+        } catch (err) {
+          if (attempt === RESCHEDULE_ATTEMPTS) {
+            app.logger.error({ queue: declaration.name, error: (err as Error).message }, 'could not restore the schedules');
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, RESCHEDULE_PAUSE_MS).unref());
+        }
+      }
+    })();
+  });
+}
+
 export interface RunningWorkers {
   workers: Worker[];
   /** Stops taking jobs, waits for the running ones, then releases what the processors opened. */
@@ -79,6 +108,7 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
     worker.on('failed', (job, err) => void onFailed(app, declaration, job, err));
     worker.on('error', (err) => app.logger.error({ queue: declaration.name, error: err.message }, 'worker error'));
     await schedule(app, declaration);
+    rescheduleOnReconnect(app, declaration, connection);
     workers.push(worker);
   }
   app.logger.info({ queues: workers.map((w) => w.name) }, 'worker started');

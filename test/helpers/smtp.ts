@@ -25,7 +25,8 @@ export interface TestSmtp {
   close(): Promise<void>;
 }
 
-export async function startSmtp(): Promise<TestSmtp> {
+/** `port`: listen there (a sink started again where a stopped one was); a free port otherwise. */
+export async function startSmtp(port = 0): Promise<TestSmtp> {
   const messages: CapturedMail[] = [];
   const waiters: Array<{ match: (m: CapturedMail) => boolean; resolve: (m: CapturedMail) => void }> = [];
   const state = { delayMs: 0, refuse: false };
@@ -56,10 +57,10 @@ export async function startSmtp(): Promise<TestSmtp> {
       }, callback);
     },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const listening = (server.server.address() as { port: number }).port;
   return {
-    port,
+    port: listening,
     messages,
     get delayMs() {
       return state.delayMs;
@@ -87,7 +88,7 @@ export async function startSmtp(): Promise<TestSmtp> {
         });
       });
     },
-    env: () => ({ SMTP_HOST: '127.0.0.1', SMTP_PORT: String(port), SMTP_TLS: 'false', SMTP_FROM: 'noreply@user-service.test' }),
+    env: () => ({ SMTP_HOST: '127.0.0.1', SMTP_PORT: String(listening), SMTP_TLS: 'false', SMTP_FROM: 'noreply@user-service.test' }),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
