@@ -1,9 +1,8 @@
 // A worker SIGKILLed in the middle of an export (its file already in Redis, its row not yet marked
 // ready): the export still completes, through another worker, with the whole file.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { call, eventually, startTestApp, testEnvironment, type TestApp } from '../helpers/app';
+import type { ChildProcess } from 'node:child_process';
+import { call, eventually, startTestApp, startWorkerProcess, type TestApp } from '../helpers/app';
 import { signedInUser } from '../helpers/auth';
-import { ROOT } from '../helpers/env';
 
 jest.setTimeout(90_000);
 
@@ -26,30 +25,8 @@ afterAll(async () => {
 
 /** A worker process running only the audit-export queue, on this test's database and prefixes. */
 async function startWorker(): Promise<ChildProcess> {
-  const env = {
-    ...testEnvironment(t.database, { WORKER_QUEUES: 'audit-export', JOB_LOCK_MS: '2000', LOG_LEVEL: 'info' }),
-    DATABASE_URL: t.config.database.url,
-    REDIS_URL: t.config.redis.url,
-    REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
-    BULLMQ_PREFIX: t.config.queues.prefix,
-    EVENTS_STREAM_NAME: t.config.events.streamName,
-  };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'workers/worker.ts'], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = await startWorkerProcess(t, { WORKER_QUEUES: 'audit-export', JOB_LOCK_MS: '2000' });
   children.push(child);
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  await eventually(
-    () => {
-      if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${output}`);
-      return output.includes('"worker started"');
-    },
-    { timeoutMs: 30_000 },
-  );
   return child;
 }
 

@@ -3,6 +3,7 @@
 // each other. Logs are captured so tests can check what reached them.
 import crypto from 'node:crypto';
 import http from 'node:http';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pg from 'pg';
@@ -13,7 +14,7 @@ import { createContext, type Context } from '../../shared/context';
 import { createApp, type App } from '../../api/app';
 import { startWorkers, type RunningWorkers } from '../../workers/worker';
 import { RESPONSE_MISMATCH } from '../../api/http/responses';
-import { databaseUrl, KEYS_DIR, MAIL_DIR, PG_URL, REDIS_CLUSTER_NODES, REDIS_URL, TEMPLATE_DB } from './env';
+import { databaseUrl, KEYS_DIR, MAIL_DIR, PG_URL, REDIS_CLUSTER_NODES, REDIS_URL, ROOT, TEMPLATE_DB } from './env';
 import { scanKeys, unlinkKeys } from '../../shared/redis';
 
 export class LogCapture extends Writable {
@@ -235,4 +236,36 @@ export async function eventually<T>(
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/**
+ * A worker process run from the sources (no build needed) on a test app's database, Redis and
+ * prefixes, with `overrides` (its queues, lock times, fakes); resolves once it has started. The
+ * caller kills it (a test of crashes SIGKILLs it mid-job).
+ */
+export async function startWorkerProcess(t: TestApp, overrides: Record<string, string> = {}): Promise<ChildProcess> {
+  const env = {
+    ...testEnvironment(t.database, { LOG_LEVEL: 'info', ...overrides }),
+    DATABASE_URL: t.config.database.url,
+    REDIS_URL: t.config.redis.url,
+    REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
+    BULLMQ_PREFIX: t.config.queues.prefix,
+    EVENTS_STREAM_NAME: t.config.events.streamName,
+  };
+  const child = spawn(process.execPath, ['--import', 'tsx', 'workers/worker.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  await eventually(
+    () => {
+      if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${output}`);
+      return output.includes('"worker started"');
+    },
+    { timeoutMs: 30_000 },
+  );
+  return child;
 }

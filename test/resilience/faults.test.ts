@@ -5,7 +5,7 @@
 // rebuilt from the database. test/foundation/faults.test.ts covers readiness and 503s.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { call, eventually, startTestApp, testEnvironment, type Reply, type TestApp } from '../helpers/app';
+import { call, eventually, startTestApp, startWorkerProcess, testEnvironment, type Reply, type TestApp } from '../helpers/app';
 import { ROOT } from '../helpers/env';
 import { enableMfa, login, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
 import { freePort, startPostgres, startRedis, type OwnPostgres, type OwnServer } from '../helpers/processes';
@@ -195,42 +195,18 @@ describe('a worker SIGKILLed mid-job', () => {
 
   /** A worker process of the email and kite queues on this stack's database, Redis and fakes. */
   async function startWorker(): Promise<ChildProcess> {
-    const t = s.app;
-    const env = {
-      ...testEnvironment(t.database, {
-        ...s.smtp.env(),
-        ...s.kite.env(),
-        // Longer than the hold below: the killed worker is still waiting on Kite when it dies.
-        KITE_API_TIMEOUT_SECONDS: '20',
-        KITE_API_RETRY_BACKOFF_MS: '20',
-        WORKER_QUEUES: 'email,kite',
-        // A dead worker's claim lapses soon, so the next one takes its job in seconds.
-        JOB_LOCK_MS: '2000',
-        KITE_JOB_LOCK_SECONDS: '2',
-        LOG_LEVEL: 'info',
-      }),
-      DATABASE_URL: t.config.database.url,
-      REDIS_URL: t.config.redis.url,
-      REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
-      BULLMQ_PREFIX: t.config.queues.prefix,
-      EVENTS_STREAM_NAME: t.config.events.streamName,
-    };
-    const child = spawn(process.execPath, ['--import', 'tsx', 'workers/worker.ts'], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = await startWorkerProcess(s.app, {
+      ...s.smtp.env(),
+      ...s.kite.env(),
+      // Longer than the hold below: the killed worker is still waiting on Kite when it dies.
+      KITE_API_TIMEOUT_SECONDS: '20',
+      KITE_API_RETRY_BACKOFF_MS: '20',
+      WORKER_QUEUES: 'email,kite',
+      // A dead worker's claim lapses soon, so the next one takes its job in seconds.
+      JOB_LOCK_MS: '2000',
+      KITE_JOB_LOCK_SECONDS: '2',
     });
     children.push(child);
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    await eventually(
-      () => {
-        if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${output}`);
-        return output.includes('"worker started"');
-      },
-      { timeoutMs: 30_000 },
-    );
     return child;
   }
 
