@@ -567,6 +567,11 @@ export async function startSentinelSet(masterName = 'mymaster'): Promise<OwnSent
   // Their own folder: a replica's full sync writes an RDB file into the working directory.
   const primary = await startRedis({ args: ['--dir', base] });
   const replica = await startRedis({ args: ['--dir', base, '--replicaof', '127.0.0.1', String(primary.port)] });
+  // In sync before anything runs: until then a WAIT for one replica (a revocation) gets no answer.
+  for (const deadline = Date.now() + 15_000; !(await redisCli(replica.port, 'info', 'replication'))?.includes('master_link_status:up');) {
+    if (Date.now() > deadline) throw new Error('the Redis replica did not sync with its primary in time');
+    await sleep(50);
+  }
   const ports = await Promise.all([freePort(), freePort(), freePort()]);
   const stops: Array<() => Promise<void>> = [];
   const close = async () => {
