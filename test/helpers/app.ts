@@ -238,20 +238,25 @@ export async function eventually<T>(
   }
 }
 
-/**
- * A worker process run from the sources (no build needed) on a test app's database, Redis and
- * prefixes, with `overrides` (its queues, lock times, fakes); resolves once it has started. The
- * caller kills it (a test of crashes SIGKILLs it mid-job).
- */
-export async function startWorkerProcess(t: TestApp, overrides: Record<string, string> = {}): Promise<ChildProcess> {
-  const env = {
-    ...testEnvironment(t.database, { LOG_LEVEL: 'info', ...overrides }),
+/** The environment of a process of our own (api or worker) sharing a test app's database, Redis and prefixes. */
+export function processEnvironment(t: TestApp, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...testEnvironment(t.database, overrides),
     DATABASE_URL: t.config.database.url,
     REDIS_URL: t.config.redis.url,
     REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
     BULLMQ_PREFIX: t.config.queues.prefix,
     EVENTS_STREAM_NAME: t.config.events.streamName,
   };
+}
+
+/**
+ * A worker process run from the sources (no build needed) on a test app's database, Redis and
+ * prefixes, with `overrides` (its queues, lock times, fakes); resolves once it has started. The
+ * caller kills it (a test of crashes SIGKILLs it mid-job).
+ */
+export async function startWorkerProcess(t: TestApp, overrides: Record<string, string> = {}): Promise<ChildProcess> {
+  const env = processEnvironment(t, { LOG_LEVEL: 'info', ...overrides });
   const child = spawn(process.execPath, ['--import', 'tsx', 'workers/worker.ts'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },

@@ -5,7 +5,8 @@
 // rebuilt from the database. test/foundation/faults.test.ts covers readiness and 503s.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { call, eventually, startTestApp, startWorkerProcess, testEnvironment, type Reply, type TestApp } from '../helpers/app';
+import { call, eventually, processEnvironment, startTestApp, startWorkerProcess, type Reply, type TestApp } from '../helpers/app';
+import { link } from '../trading-accounts/flows';
 import { ROOT } from '../helpers/env';
 import { enableMfa, login, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
 import { freePort, startPostgres, startRedis, type OwnPostgres, type OwnServer } from '../helpers/processes';
@@ -68,10 +69,7 @@ describe('Redis restarted with its data lost', () => {
 
     const trader = await signedInUser(app.context.db, app.url);
     const kiteApp = kite.addApp();
-    const linked = await call(`${app.url}/v1/trading-accounts/link`, {
-      headers: trader.auth,
-      body: { broker: 'kite', api_key: kiteApp.apiKey, api_secret: kiteApp.apiSecret, request_token: kite.requestToken(kiteApp.apiKey) },
-    });
+    const linked = await link(s, trader, kiteApp);
     expect(linked.status).toBe(202);
     const accountId = linked.body.id as string;
 
@@ -221,10 +219,7 @@ describe('a worker SIGKILLed mid-job', () => {
     expect((await call(`${app.url}/v1/auth/password/reset-request`, { body: { email: forgetful.email } })).status).toBe(202);
     const trader = await signedInUser(app.context.db, app.url);
     const kiteApp = kite.addApp();
-    const linked = await call(`${app.url}/v1/trading-accounts/link`, {
-      headers: trader.auth,
-      body: { broker: 'kite', api_key: kiteApp.apiKey, api_secret: kiteApp.apiSecret, request_token: kite.requestToken(kiteApp.apiKey) },
-    });
+    const linked = await link(s, trader, kiteApp);
     expect(linked.status).toBe(202);
     const accountId = linked.body.id as string;
     await kite.held('POST /session/token');
@@ -311,10 +306,7 @@ describe('a third party down for a while', () => {
     const { app, kite } = s;
     const trader = await signedInUser(app.context.db, app.url);
     const kiteApp = kite.addApp();
-    const linked = await call(`${app.url}/v1/trading-accounts/link`, {
-      headers: trader.auth,
-      body: { broker: 'kite', api_key: kiteApp.apiKey, api_secret: kiteApp.apiSecret, request_token: kite.requestToken(kiteApp.apiKey) },
-    });
+    const linked = await link(s, trader, kiteApp);
     expect(linked.status).toBe(202);
     const accountId = linked.body.id as string;
     const status = (wanted: string[]) =>
@@ -480,14 +472,7 @@ describe('the api SIGTERMed under load', () => {
 
   test('requests in flight finish, none answers 5xx, and every session is whole or absent', async () => {
     const port = await freePort();
-    const env = {
-      ...testEnvironment(t.database, { PORT: String(port), LOG_LEVEL: 'info' }),
-      DATABASE_URL: t.config.database.url,
-      REDIS_URL: t.config.redis.url,
-      REDIS_KEY_PREFIX: t.config.redis.keyPrefix,
-      BULLMQ_PREFIX: t.config.queues.prefix,
-      EVENTS_STREAM_NAME: t.config.events.streamName,
-    };
+    const env = processEnvironment(t, { PORT: String(port), LOG_LEVEL: 'info' });
     const child = spawn(process.execPath, ['--import', 'tsx', 'api/server.ts'], {
       cwd: ROOT,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
