@@ -462,6 +462,13 @@ export const VARIABLES = {
     'How often workers re-enqueue work that PostgreSQL says is pending but has no job (after a Redis loss).',
     { minimum: 1 },
   ),
+  RECONCILE_AFTER_SECONDS: v(
+    'Queues',
+    'integer',
+    '60',
+    'Age after which a pending row (email, address request, Kite round, export) with no job counts as having lost it; younger rows are probably still being enqueued. Longer than the slowest enqueue after a commit.',
+    { minimum: 1 },
+  ),
   // Audit trail (issue 15): how soon the job of a killed worker (an export, say) runs elsewhere.
   JOB_LOCK_MS: v(
     'Queues',
@@ -599,6 +606,7 @@ export interface Config {
     attempts: number;
     backoffMs: number;
     reconcileIntervalMs: number;
+    reconcileAfterSeconds: number;
     // Audit trail (issue 15)
     lockMs: number;
   };
@@ -904,6 +912,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       attempts: num('JOB_ATTEMPTS'),
       backoffMs: num('JOB_BACKOFF_MS'),
       reconcileIntervalMs: num('RECONCILE_INTERVAL_SECONDS') * 1000,
+      reconcileAfterSeconds: num('RECONCILE_AFTER_SECONDS'),
       // Audit trail (issue 15)
       lockMs: num('JOB_LOCK_MS'),
     },

@@ -243,16 +243,16 @@ export async function expireAccounts(app: Context, now: Date = new Date()): Prom
   });
 }
 
-/** Rounds waiting this long with no job lost it; younger ones are probably still being queued. */
-export const RECONCILE_AFTER_SECONDS = 60;
-
-/** Accounts in a round (pending_verification or verifying) untouched for a while: `${id}/${round}`. */
+/**
+ * Accounts in a round (pending_verification or verifying) untouched for RECONCILE_AFTER_SECONDS:
+ * `${id}/${round}`.
+ */
 export async function roundsInFlight(app: Context): Promise<string[]> {
   const rows = await app
     .db('trading_accounts')
     .whereIn('status', IN_FLIGHT)
     .whereNull('unlinked_at')
-    .where('updated_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [RECONCILE_AFTER_SECONDS]))
+    .where('updated_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [app.config.queues.reconcileAfterSeconds]))
     .orderBy('updated_at')
     .limit(1000)
     .select('id', 'verification_round');

@@ -37,8 +37,9 @@ beforeAll(async () => {
     RATELIMIT_EMAIL_IP_ATTEMPTS: '100000',
     JOB_ATTEMPTS: '20',
     // Jobs enqueued on the old primary in its last moments are lost with it: the reconciler
-    // re-enqueues their rows once they are RECONCILE_AFTER old (60 s).
+    // re-enqueues their rows once they are RECONCILE_AFTER_SECONDS old.
     RECONCILE_INTERVAL_SECONDS: '5',
+    RECONCILE_AFTER_SECONDS: '10',
     LOG_LEVEL: 'warn',
   });
   db = createDb(parseConfig(env));

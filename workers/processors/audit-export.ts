@@ -8,8 +8,6 @@ import { requeueLostJobs } from '../../shared/queues/reconcile';
 import { markExportFailed, pendingExportIds, purgeExpiredExports, runExport } from '../../shared/audit/exports';
 import type { QueueDeclaration } from '../declaration';
 
-// A row this old with no job has lost it; younger ones are probably still being enqueued.
-const RECONCILE_AFTER_SECONDS = 60;
 const RETENTION_EVERY_MS = 3600 * 1000;
 
 const exportIdOf = (job: Job) => (job.data as { exportId: string }).exportId;
@@ -17,7 +15,7 @@ const exportIdOf = (job: Job) => (job.data as { exportId: string }).exportId;
 export async function reconcileExports(app: Context): Promise<{ requeued: number }> {
   return requeueLostJobs({
     queue: app.queues['audit-export'],
-    pendingRowIds: await pendingExportIds(app, RECONCILE_AFTER_SECONDS),
+    pendingRowIds: await pendingExportIds(app, app.config.queues.reconcileAfterSeconds),
     jobId: jobIds.auditExport,
     enqueue: (id) => enqueueAuditExport(app.queues, id),
   });

@@ -11,14 +11,11 @@ import { createMailer, markEmailFailed, sendEmailMessage } from '../../shared/em
 import { handleAddressRequest, markAddressRequestFailed } from '../../shared/auth/address-requests';
 import type { QueueDeclaration } from '../declaration';
 
-// A row this old with no job has lost it; younger ones are probably still being enqueued.
-const RECONCILE_AFTER_SECONDS = 60;
-
 const pendingIds = (app: Context, table: 'email_messages' | 'address_requests'): Knex.QueryBuilder =>
   app
     .db(table)
     .where({ status: 'pending' })
-    .where('created_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [RECONCILE_AFTER_SECONDS]))
+    .where('created_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [app.config.queues.reconcileAfterSeconds]))
     .orderBy('created_at')
     .limit(1000)
     .pluck('id');
