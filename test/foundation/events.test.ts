@@ -1,16 +1,18 @@
 // The transactional outbox: an event exists on the stream if and only if its transaction
-// committed, and exactly once, with two relays racing and with a relay that dies midway.
+// committed, and exactly once, with two relays racing, with a relay that dies midway, and after
+// Redis lost the stream.
 import type { Knex } from 'knex';
 import { knex as knexFactory } from 'knex';
 import { startTestApp, type TestApp } from '../helpers/app';
 import { recordEvent } from '../../shared/events/outbox';
-import { markerPrefixFor, relayAll, relayBatch, type RelaySettings } from '../../shared/events/relay';
+import { relayAll, relayBatch, relaySettingsFor, type RelaySettings } from '../../shared/events/relay';
+import { scanKeys, unlinkKeys } from '../../shared/redis';
 
 let t: TestApp;
 let settings: RelaySettings;
 beforeAll(async () => {
   t = await startTestApp();
-  settings = { ...t.config.events, relayBatchSize: 50, markerPrefix: markerPrefixFor(t.config) };
+  settings = { ...relaySettingsFor(t.config), relayBatchSize: 50 };
 });
 afterAll(() => t.close());
 
@@ -107,6 +109,33 @@ test('a relay that dies after publishing, before recording it, causes no duplica
   const published = (await streamEntries()).filter((e) => ids.includes(e.id));
   expect(published.map((e) => e.id).sort()).toEqual([...ids].sort());
   expect(await t.context.db('events').whereIn('id', ids).whereNull('published_at').count('* as n').first()).toEqual({ n: 0 });
+});
+
+/** What a Redis restarted empty no longer has: the stream, the "published" markers, the epoch key. */
+async function loseTheStream(): Promise<void> {
+  const markers = await scanKeys(t.context.redis, `${settings.markerPrefix}*`);
+  await unlinkKeys(t.context.redis, [settings.streamName, settings.epochKey, ...markers]);
+}
+
+test('after Redis lost the stream, the newest published events are put back once, in order, before new ones', async () => {
+  const before = await writeEvents(30);
+  await relayAll(t.context.db, t.context.redis, settings);
+  await loseTheStream();
+  const after = await writeEvents(3);
+  // A stream kept to 20 entries gets the newest 20 published events back, not the whole table.
+  const kept = { ...settings, streamMaxLen: 20, relayBatchSize: 7 };
+
+  expect(await relayAll(t.context.db, t.context.redis, kept)).toEqual({ published: 3, republished: 20 });
+  expect((await streamEntries()).map((e) => e.id)).toEqual([...before.slice(-20), ...after]);
+  // The epoch key is back: the next run republishes nothing.
+  expect(await relayAll(t.context.db, t.context.redis, kept)).toEqual({ published: 0, republished: 0 });
+
+  // Three relays meeting the same loss at once: each event is added once.
+  await loseTheStream();
+  await Promise.all([1, 2, 3].map(() => relayAll(t.context.db, t.context.redis, kept)));
+  const again = (await streamEntries()).map((e) => e.id);
+  expect(again).toHaveLength(20);
+  expect(new Set(again)).toEqual(new Set([...before.slice(-17), ...after]));
 });
 
 test('the events table is append-only', async () => {
