@@ -144,7 +144,11 @@ export async function republishAfterReset(db: Knex, redis: Redis, settings: Rela
   let after = oldest ? Number(oldest.seq) - 1 : 0;
   let total = 0;
   for (;;) {
-    const rows: EventRow[] = await db('events').whereNotNull('published_at').where('seq', '>', after).orderBy('seq').limit(settings.relayBatchSize);
+    const rows: EventRow[] = await db('events')
+      .whereNotNull('published_at')
+      .where('seq', '>', after)
+      .orderBy('seq')
+      .limit(settings.relayBatchSize);
     if (rows.length === 0) break;
     await publishRows(redis, rows, settings);
     total += rows.length;
