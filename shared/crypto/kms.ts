@@ -117,9 +117,9 @@ function readKeySet(settings: KmsSettings, previous: KeySet | undefined, sealedW
       byFile.set(file, readMasterKey(file));
     } catch (err) {
       if (!previous) throw err;
-      const kept = previous.byFile.get(file);
       if (!required && isMissing(file)) return;
       failed.push({ file, reason: (err as Error).message });
+      const kept = previous.byFile.get(file);
       if (kept) byFile.set(file, kept);
     }
   };
