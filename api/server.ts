@@ -56,7 +56,8 @@ async function main(): Promise<void> {
   } else if (config.environment !== 'development') {
     logger.warn('METRICS_PORT is empty: /metrics is not served (set it to scrape the service, and keep that port private)');
   }
-  // SIGHUP re-reads the signing keys now rather than at the next JWT_KEYS_RELOAD_SECONDS tick.
+  // SIGHUP re-reads the signing keys and master keys now rather than at the next
+  // JWT_KEYS_RELOAD_SECONDS tick.
   process.on('SIGHUP', () => context.reloadKeys());
   onShutdown(logger, config.shutdownTimeoutMs, [
     [

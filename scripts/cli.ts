@@ -166,7 +166,7 @@ const COMMANDS: Command[] = [
     name: 'kms:rewrap',
     summary: 're-wrap every stored data key under the current master key, after a rotation (needs --yes)',
     description:
-      'With LOCAL_KMS_KEY_PATH naming the new master key and LOCAL_KMS_PREVIOUS_KEY_PATHS the old ones, re-wraps the data key of every stored envelope (TOTP secrets, broker credentials, queued emails) without decrypting the values. Retire the old key a quarter of an hour later.',
+      'With LOCAL_KMS_KEY_PATH naming the new master key and the old ones in LOCAL_KMS_KEYS_DIR (or LOCAL_KMS_PREVIOUS_KEY_PATHS), re-wraps the data key of every stored envelope (TOTP secrets, broker credentials, queued emails, address requests) without decrypting the values. Retire the old key a quarter of an hour later.',
     options: {},
     destructive: (config) =>
       `would re-wrap every stored data key in ${redactUrl(config.database.url)} under the master key ${config.kms.keyPath}, after which the previous keys can be retired`,

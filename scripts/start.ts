@@ -67,9 +67,11 @@ async function main(): Promise<void> {
       if (children.every((c) => c.exitCode !== null || c.signalCode !== null)) process.exit(process.exitCode ?? 0);
     });
   }
-  // A reload, not a stop: the api re-reads its signing keys (the worker signs nothing, and Node's
-  // default for SIGHUP is to exit).
-  process.on('SIGHUP', () => children[0].kill('SIGHUP'));
+  // A reload, not a stop: both re-read their keys (the api its signing keys and master keys, the
+  // worker its master keys).
+  process.on('SIGHUP', () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGHUP');
+  });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       exiting = true;

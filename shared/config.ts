@@ -214,7 +214,7 @@ export const VARIABLES = {
     'JWT',
     'integer',
     '30',
-    'How often each process re-reads JWT_KEYS_DIR (also on SIGHUP), so a key added on every machine is accepted everywhere before any copy signs with it; 0 reads it at start only.',
+    'How often each process (api and worker) re-reads JWT_KEYS_DIR and the KMS master keys (also on SIGHUP), so a key added on every machine is accepted everywhere before any copy signs or seals with it; 0 reads them at start only.',
     { minimum: 0 },
   ),
   JWT_ACCESS_TOKEN_TTL_MINUTES: v('JWT', 'integer', '15', 'Lifetime of access tokens.', { minimum: 1, maximum: 60 }),
@@ -244,12 +244,23 @@ export const VARIABLES = {
     "No effect with the local provider: each envelope records its master key's SHA-256 fingerprint, so old keys are found by their content after a rotation.",
     { unused: true },
   ),
-  LOCAL_KMS_KEY_PATH: v('KMS', 'string', 'keys/master.key', 'Current master key: 32 bytes as 64 hex characters.'),
+  LOCAL_KMS_KEY_PATH: v(
+    'KMS',
+    'string',
+    'keys/master.key',
+    'Current master key: 32 bytes as 64 hex characters. Re-read like the keys folder, so replacing the file (atomically: write another, then rename) switches sealing without a restart.',
+  ),
   LOCAL_KMS_PREVIOUS_KEY_PATHS: v(
     'KMS',
     'list',
     '',
     'Comma-separated older master keys, kept to decrypt envelopes written before a rotation.',
+  ),
+  LOCAL_KMS_KEYS_DIR: v(
+    'KMS',
+    'string',
+    'keys/kms',
+    'Folder of master keys that decrypt but never seal: every `*.key` in it, re-read like JWT_KEYS_DIR, so a rotation publishes a key by copying a file (a missing folder holds none; empty: no folder).',
   ),
 
   // OAuth
@@ -564,7 +575,8 @@ export interface Config {
   };
   sessions: { persistentTtlSeconds: number; ttlSeconds: number; inactivitySeconds: number; livenessCacheSeconds: number };
   jwt: { signingKeyId: string; keysDir: string; keysReloadMs: number; accessTtlSeconds: number; issuer: string; audience: string };
-  kms: { provider: 'local'; keyPath: string; previousKeyPaths: string[] };
+  /** `keysDir`: absent means no folder of decrypt-only keys. */
+  kms: { provider: 'local'; keyPath: string; previousKeyPaths: string[]; keysDir?: string };
   google: {
     clientId: string;
     clientSecret: string;
@@ -833,6 +845,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       provider: 'local',
       keyPath: path.resolve(str('LOCAL_KMS_KEY_PATH')),
       previousKeyPaths: splitList(str('LOCAL_KMS_PREVIOUS_KEY_PATHS')).map((p) => path.resolve(p)),
+      keysDir: str('LOCAL_KMS_KEYS_DIR') ? path.resolve(str('LOCAL_KMS_KEYS_DIR')) : undefined,
     },
     google: {
       clientId: str('GOOGLE_OAUTH_CLIENT_ID'),

@@ -7,7 +7,7 @@ import { createDb } from './db';
 import { createRedis, keyMaker, waitForRedis } from './redis';
 import { createQueues, closeQueues, type Queues } from './queues';
 import { loadSigningKeys, reloadSigningKeys, type SigningKeys } from './crypto/keys';
-import { createLocalKms, type Kms } from './crypto/kms';
+import { createLocalKms, type Kms, type LocalKms } from './crypto/kms';
 import { createAccessTokens, type AccessTokens } from './crypto/access-tokens';
 import type { Logger } from './logger';
 import { createPermissionCache, type PermissionCache } from './authz/cache';
@@ -32,15 +32,39 @@ export interface Context {
   ready(timeoutMs?: number): Promise<void>;
   /** Prefixes a Redis key with REDIS_KEY_PREFIX. */
   key(...parts: string[]): string;
-  /** Reads the signing keys folder again (on a timer, and on SIGHUP in the api). */
+  /**
+   * Reads the signing keys folder and the KMS master key files again (every
+   * JWT_KEYS_RELOAD_SECONDS, and on SIGHUP in the api and the worker).
+   */
   reloadKeys(): void;
   close(): Promise<void>;
+}
+
+/**
+ * Reloads the master keys and logs what changed: fingerprints and file names only (the reason a
+ * file did not load never quotes it).
+ */
+function masterKeysReloader(kms: LocalKms, logger: Logger): () => void {
+  let held = '';
+  return () => {
+    const result = kms.reload();
+    for (const { file, reason } of result.failed)
+      logger.warn({ file, err: reason }, 'master key file not loaded; the key last read from it stays in use');
+    if (result.changed) logger.info({ current: result.currentKeyId, keys: result.keyIds }, 'master keys reloaded');
+    if (result.heldInMemory.join() !== held && result.heldInMemory.length)
+      logger.warn(
+        { keys: result.heldInMemory },
+        'master keys this process sealed with are in no key file: they open envelopes until it restarts; keep them in LOCAL_KMS_KEYS_DIR until kms:rewrap has run',
+      );
+    held = result.heldInMemory.join();
+  };
 }
 
 export function createContext(config: Config, logger: Logger): Context {
   limitBcrypt(config.password.bcryptMaxConcurrency, config.password.bcryptMaxQueue);
   const keys = loadSigningKeys(config);
   const kms = createLocalKms(config);
+  const reloadMasterKeys = masterKeysReloader(kms, logger);
   const db = createDb(config, { logger });
   const redis = createRedis(config, 'command');
   const queueConnection = createRedis(config, 'command', 'queues');
@@ -53,6 +77,7 @@ export function createContext(config: Config, logger: Logger): Context {
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'signing keys not reloaded; the previous set stays in use');
     }
+    reloadMasterKeys();
   };
   const keysTimer = config.jwt.keysReloadMs ? setInterval(reloadKeys, config.jwt.keysReloadMs).unref() : undefined;
   return {
@@ -70,8 +95,9 @@ export function createContext(config: Config, logger: Logger): Context {
     key,
     reloadKeys,
     permissions: createPermissionCache(db, redis, key),
-    // Keyed by the master key: a copy of Redis does not give away which addresses were tried.
-    limits: createLimits(config, redis, key, kms.deriveKey('rate-limit-keys')),
+    // Keyed by the master key: a copy of Redis does not give away which addresses were tried. Read
+    // at each use, so the counters follow a master key reloaded (and start afresh with it).
+    limits: createLimits(config, redis, key, () => kms.deriveKey('rate-limit-keys')),
     async close() {
       clearInterval(keysTimer);
       await closeQueues(queues).catch(() => undefined);

@@ -40,8 +40,9 @@ function tooMany(res: RateLimiterRes, points: number): RateLimitedError {
  * a dump of Redis tells nothing, and the parts stay apart, so every pair of one address can still
  * be found by its first part.
  */
-export function keyHasher(secret: Buffer): (key: LimitKey) => string {
-  const hash = (part: string) => crypto.createHmac('sha256', secret).update(part).digest('hex').slice(0, 32);
+export function keyHasher(secret: Buffer | (() => Buffer)): (key: LimitKey) => string {
+  const secretNow = typeof secret === 'function' ? secret : () => secret;
+  const hash = (part: string) => crypto.createHmac('sha256', secretNow()).update(part).digest('hex').slice(0, 32);
   return (key) => [key].flat().map(hash).join(':');
 }
 
@@ -129,7 +130,8 @@ export function createLimits(
   config: Pick<Config, 'rateLimits'>,
   redis: Redis,
   key: (...parts: string[]) => string,
-  secret: Buffer,
+  /** A function when the key can change while the process runs (a master key reloaded). */
+  secret: Buffer | (() => Buffer),
 ): Limits {
   const { login, register, refresh, email, passwordReset, oauth } = config.rateLimits;
   const hashKey = keyHasher(secret);

@@ -1,6 +1,7 @@
 // The worker process: runs every declared queue (workers/processors/), or those named in
 // WORKER_QUEUES, each with its configured concurrency. Any number of these can run on any number of
-// machines; BullMQ shares the work. SIGTERM stops taking jobs and lets the running ones finish.
+// machines; BullMQ shares the work. SIGTERM stops taking jobs and lets the running ones finish;
+// SIGHUP re-reads the keys.
 import os from 'node:os';
 import { Worker, type Job, type Processor } from 'bullmq';
 import { loadConfigOrExit } from '../shared/config';
@@ -128,6 +129,9 @@ async function main(): Promise<void> {
   await exitUnlessDependencies(config);
   if (config.environment === 'development') createMissingKeys(config);
   const app = createContext(config, logger);
+  // Workers open envelopes (email parameters, broker credentials): SIGHUP re-reads the master keys
+  // now rather than at the next JWT_KEYS_RELOAD_SECONDS tick (Node's default would exit).
+  process.on('SIGHUP', () => app.reloadKeys());
   await app.ready();
   await checkDatabaseSettings(app.db, config, logger);
   const running = await startWorkers(app);

@@ -39,6 +39,9 @@ beforeAll(async () => {
     HOST: '127.0.0.1',
     JWT_KEYS_DIR: path.join(keysDir, 'jwt'),
     LOCAL_KMS_KEY_PATH: path.join(keysDir, 'master.key'),
+    LOCAL_KMS_KEYS_DIR: path.join(keysDir, 'kms'),
+    // Keys are read again on SIGHUP only, so what is reloaded here SIGHUP did.
+    JWT_KEYS_RELOAD_SECONDS: '0',
     LOG_LEVEL: 'info',
   };
   url = `http://127.0.0.1:${port}`;
@@ -144,6 +147,17 @@ describe('work handed to the worker process', () => {
     });
     expect(entry[1].slice(0, 4)).toEqual(['id', id, 'type', 'user.updated']);
   });
+});
+
+test('SIGHUP makes the api and the worker read their keys again, and stops neither', async () => {
+  const startPid = findStartPid();
+  const servicePids = descendantsOf(startPid).map(({ pid }) => pid);
+  fs.mkdirSync(path.join(keysDir, 'kms'));
+  fs.writeFileSync(path.join(keysDir, 'kms', 'next.key'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+  process.kill(startPid, 'SIGHUP');
+  await eventually(() => output.split('"msg":"master keys reloaded"').length - 1 === 2);
+  expect(servicePids.filter(isAlive)).toEqual(servicePids);
+  expect(child.exitCode).toBeNull();
 });
 
 test('SIGTERM stops the api and the worker and exits 0', async () => {

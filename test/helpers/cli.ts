@@ -32,6 +32,7 @@ export function cliEnvironment(t: TestApp, overrides: Record<string, string> = {
     EVENTS_STREAM_NAME: config.events.streamName,
     JWT_KEYS_DIR: config.jwt.keysDir,
     LOCAL_KMS_KEY_PATH: config.kms.keyPath,
+    LOCAL_KMS_KEYS_DIR: config.kms.keysDir ?? '',
     PASSWORD_BCRYPT_COST: String(config.password.bcryptCost),
     LOG_LEVEL: 'warn',
     ...overrides,
