@@ -170,12 +170,15 @@ export async function deleteAccount(app: Context, actor: Actor, proof: OwnerProo
 
 export type PublicProfile = Pick<User, 'id' | 'name' | 'avatar_url' | 'created_at'>;
 
+/**
+ * From the read replica when there is one: another user's name and avatar may be a moment old (a
+ * change, a registration or a deletion shows once the replica has replayed it). The owner reads
+ * their own profile from the primary (GET /v1/users/me), so no one misses their own change.
+ */
 export async function publicProfile(app: Context, userId: string): Promise<PublicProfile> {
-  const user = await app
-    .db('users')
-    .where({ id: userId, kind: 'person' })
-    .whereNot({ status: 'deleted' })
-    .first('id', 'name', 'avatar_url', 'created_at');
+  const user = await app.readReplica(async (db): Promise<PublicProfile | undefined> =>
+    db('users').where({ id: userId, kind: 'person' }).whereNot({ status: 'deleted' }).first('id', 'name', 'avatar_url', 'created_at'),
+  );
   if (!user) throw new NotFoundError('No such user.');
   return user;
 }
