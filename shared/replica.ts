@@ -11,8 +11,8 @@ import type { Knex } from 'knex';
 import { isDatabaseUnavailable } from './db';
 import type { Logger } from './logger';
 
-/** After a failure the replica is left alone this long, so requests do not each wait on a dead host. */
-const RETRY_AFTER_MS = 5000;
+/** How often a replica found down is probed again (in the background, by the next read after that). */
+const PROBE_EVERY_MS = 5000;
 const CHECK_TIMEOUT_MS = 2000;
 
 export type ReplicaState = 'off' | 'ok' | 'down';
@@ -40,12 +40,13 @@ export function createReplicaReads(primary: Knex, replica: Knex | null, logger: 
     return { db: primary, read: (query) => query(primary), check: () => Promise.resolve('off') };
   }
   let downSince: number | null = null;
-  let skipUntil = 0;
+  let nextProbe = 0;
+  let probing = false;
 
   const markDown = (err: unknown) => {
-    skipUntil = Date.now() + RETRY_AFTER_MS;
     if (downSince !== null) return;
     downSince = Date.now();
+    nextProbe = downSince + PROBE_EVERY_MS;
     const { code, message } = err as { code?: string; message?: string };
     logger.warn({ code, error: message }, 'read replica unavailable: reads that tolerate lag go to the primary until it answers again');
   };
@@ -53,17 +54,44 @@ export function createReplicaReads(primary: Knex, replica: Knex | null, logger: 
     if (downSince === null) return;
     logger.info({ downMs: Date.now() - downSince }, 'read replica answers again');
     downSince = null;
-    skipUntil = 0;
+  };
+
+  const check = async (): Promise<ReplicaState> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no answer in time')), CHECK_TIMEOUT_MS);
+      });
+      await Promise.race([replica.raw('SELECT 1'), timeout]);
+      markUp();
+      return 'ok';
+    } catch (err) {
+      markDown(err);
+      return 'down';
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /** While it is down, one probe in the background now and then; no request waits on a dead host. */
+  const probeNowAndThen = () => {
+    if (probing || Date.now() < nextProbe) return;
+    probing = true;
+    nextProbe = Date.now() + PROBE_EVERY_MS;
+    void check().finally(() => {
+      probing = false;
+    });
   };
 
   return {
     db: replica,
     async read(query) {
-      if (Date.now() < skipUntil) return query(primary);
+      if (downSince !== null) {
+        probeNowAndThen();
+        return query(primary);
+      }
       try {
-        const result = await query(replica);
-        markUp();
-        return result;
+        return await query(replica);
       } catch (err) {
         if (isRecoveryConflict(err)) return query(primary);
         if (!isReplicaUnavailable(err)) throw err;
@@ -71,21 +99,6 @@ export function createReplicaReads(primary: Knex, replica: Knex | null, logger: 
         return query(primary);
       }
     },
-    async check() {
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const timeout = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error('timeout')), CHECK_TIMEOUT_MS);
-        });
-        await Promise.race([replica.raw('SELECT 1'), timeout]);
-        markUp();
-        return 'ok';
-      } catch (err) {
-        markDown(err);
-        return 'down';
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    check,
   };
 }

@@ -247,5 +247,10 @@ test('replica down: its reads go to the primary with one warning; readiness repo
   await standby.start();
   await eventually(async () => (await call(`${t.url}/health/ready`)).body.checks.database_replica === 'ok', { timeoutMs: 15_000 });
   expect(t.logs.text).toContain('read replica answers again');
-  await caughtUp();
+  // Back on the replica: a change it has not replayed is not seen by another reader.
+  const viewer = await login(t.url, await newUser());
+  await pauseReplay();
+  await call(`${t.url}/v1/users/me`, { method: 'PATCH', body: { name: 'Not Replayed' }, headers: owner.auth });
+  expect((await call(`${t.url}/v1/users/profile/${owner.id}`, { headers: viewer.auth })).body.name).toBe('Seen On Primary');
+  await resumeReplay();
 });
