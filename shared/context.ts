@@ -77,7 +77,14 @@ export function createContext(config: Config, logger: Logger): Context {
   const kms = createLocalKms(config);
   const reloadMasterKeys = masterKeysReloader(kms, logger);
   const db = createDb(config, { logger });
-  const replica = createReplicaReads(db, createReplicaDb(config, { logger }), logger);
+  // Beyond the statement timeout, a read still waiting on the replica is waiting on a hung host.
+  const statementTimeoutMs = config.database.statementTimeoutSeconds * 1000;
+  const replica = createReplicaReads(
+    db,
+    createReplicaDb(config, { logger }),
+    logger,
+    statementTimeoutMs ? statementTimeoutMs + 2000 : null,
+  );
   const redis = createRedis(config, 'command');
   const queueConnection = createRedis(config, 'command', 'queues');
   const queues = createQueues(config, queueConnection, logger);

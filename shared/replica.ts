@@ -29,13 +29,37 @@ export interface ReplicaReads {
   check(): Promise<ReplicaState>;
 }
 
+class ReplicaHangs extends Error {
+  code = 'ETIMEDOUT';
+}
+
+/** The work's answer, or ReplicaHangs once `ms` have passed (the work goes on; its answer is dropped). */
+async function withDeadline<T>(work: Promise<T>, ms: number | null): Promise<T> {
+  if (ms === null) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ReplicaHangs(`no answer from the read replica in ${ms} ms`)), ms);
+  });
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A standby cancels a query whose rows replay must remove ("conflict with recovery", 40001). */
 const isRecoveryConflict = (err: unknown) => (err as { code?: string } | null)?.code === '40001';
 
 /** Connection-level failures only: a statement timeout (57014) would take as long on the primary. */
 const isReplicaUnavailable = (err: unknown) => isDatabaseUnavailable(err) && (err as { code?: string } | null)?.code !== '57014';
 
-export function createReplicaReads(primary: Knex, replica: Knex | null, logger: Logger): ReplicaReads {
+/**
+ * `giveUpAfterMs`: a replica that hangs rather than refuses (a frozen host, a partition) never
+ * answers, and its statement timeout cannot fire; a read still waiting after this long is run on
+ * the primary and the replica counts as down. Null: no bound (no statement timeout either).
+ */
+export function createReplicaReads(primary: Knex, replica: Knex | null, logger: Logger, giveUpAfterMs: number | null): ReplicaReads {
   if (!replica) {
     return { db: primary, read: (query) => query(primary), check: () => Promise.resolve('off') };
   }
@@ -48,7 +72,11 @@ export function createReplicaReads(primary: Knex, replica: Knex | null, logger: 
     downSince = Date.now();
     nextProbe = downSince + PROBE_EVERY_MS;
     const { code, message } = err as { code?: string; message?: string };
-    logger.warn({ code, error: message }, 'read replica unavailable: reads that tolerate lag go to the primary until it answers again');
+    // `errorCode`: the logger redacts any field named `code` (it may be a TOTP code elsewhere).
+    logger.warn(
+      { errorCode: code, error: message },
+      'read replica unavailable: reads that tolerate lag go to the primary until it answers again',
+    );
   };
   const markUp = () => {
     if (downSince === null) return;
@@ -91,7 +119,7 @@ export function createReplicaReads(primary: Knex, replica: Knex | null, logger: 
         return query(primary);
       }
       try {
-        return await query(replica);
+        return await withDeadline(query(replica), giveUpAfterMs);
       } catch (err) {
         if (isRecoveryConflict(err)) return query(primary);
         if (!isReplicaUnavailable(err)) throw err;

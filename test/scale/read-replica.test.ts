@@ -6,10 +6,12 @@
 // standby is stopped: its reads fall back to the primary with one warning, readiness says so and
 // stays 200.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
 import { call, eventually, startTestApp, type TestApp } from '../helpers/app';
 import { login } from '../helpers/auth';
-import { startPostgres, type OwnPostgres } from '../helpers/processes';
+import { descendantsOf, startPostgres, type OwnPostgres } from '../helpers/processes';
 import { createUser, type TestUser } from '../helpers/users';
 import { reconcileExports } from '../../workers/processors/audit-export';
 import { jobIds } from '../../shared/queues';
@@ -63,11 +65,17 @@ async function resumeReplay(): Promise<void> {
   await caughtUp();
 }
 
+// A short statement timeout: a read waiting on a frozen replica gives up after it plus 2 s.
+const STATEMENT_TIMEOUT = { DATABASE_STATEMENT_TIMEOUT_SECONDS: '1' };
+
 beforeAll(async () => {
   primary = await startPostgres();
-  const primaryUrl = await primary.createDatabase('user_service');
+  const primaryUrl = await primary.createDatabase('user_service', STATEMENT_TIMEOUT);
   standby = await startPostgres({}, { standbyOf: primary });
-  t = await startTestApp({ DATABASE_REPLICA_URL: withPath(standby.url, 'user_service') }, { databaseUrl: primaryUrl });
+  t = await startTestApp(
+    { ...STATEMENT_TIMEOUT, DATABASE_REPLICA_URL: withPath(standby.url, 'user_service') },
+    { databaseUrl: primaryUrl },
+  );
   await t.startWorkers();
   await caughtUp();
 }, 120_000);
@@ -253,4 +261,40 @@ test('replica down: its reads go to the primary with one warning; readiness repo
   await call(`${t.url}/v1/users/me`, { method: 'PATCH', body: { name: 'Not Replayed' }, headers: owner.auth });
   expect((await call(`${t.url}/v1/users/profile/${owner.id}`, { headers: viewer.auth })).body.name).toBe('Seen On Primary');
   await resumeReplay();
+});
+
+/** SIGSTOPs every process of the standby (a frozen host: connections accepted, nothing answered); returns the thaw. */
+function freeze(server: OwnPostgres): () => void {
+  const postmaster = Number(fs.readFileSync(path.join(server.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const pids = [postmaster, ...descendantsOf(postmaster).map((p) => p.pid)];
+  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  return () => {
+    for (const pid of pids) process.kill(pid, 'SIGCONT');
+  };
+}
+
+test('replica frozen (a partition): a read gives up on it after the statement timeout plus 2 s and goes to the primary', async () => {
+  const owner = await login(t.url, await newUser());
+  const viewer = await login(t.url, await newUser());
+  const profile = `${t.url}/v1/users/profile/${owner.id}`;
+  expect((await call(profile, { headers: viewer.auth })).status).toBe(200);
+  const warnings = () => t.logs.lines.filter((line) => line.includes('read replica unavailable')).length;
+  const before = warnings();
+
+  const thaw = freeze(standby);
+  try {
+    for (let i = 0; i < 3; i++) {
+      const answer = await call(profile, { headers: viewer.auth });
+      expect(answer.status).toBe(200);
+      expect(answer.body.name).toBe('Test User');
+    }
+    expect(warnings() - before).toBe(1);
+    expect(t.logs.text).toContain('no answer from the read replica in 3000 ms');
+    const ready = await call(`${t.url}/health/ready`);
+    expect(ready.status).toBe(200);
+    expect(ready.body.checks.database_replica).toBe('down');
+  } finally {
+    thaw();
+  }
+  await eventually(async () => (await call(`${t.url}/health/ready`)).body.checks.database_replica === 'ok', { timeoutMs: 15_000 });
 });
