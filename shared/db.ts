@@ -16,7 +16,8 @@ pg.types.setTypeParser(20, (value) => Number.parseInt(value, 10));
 export type Db = Knex;
 
 export function createDb(config: Pick<Config, 'database'>, options: { logger?: Logger } = {}): Db {
-  const db = createKnex(config.database.url, config.database.poolMax, config.database.acquireTimeoutMs, options.logger);
+  const { url, poolMin, poolMax, acquireTimeoutMs } = config.database;
+  const db = createKnex(url, { min: poolMin, max: poolMax }, acquireTimeoutMs, options.logger);
   Model.knex(db);
   return db;
 }
@@ -26,11 +27,11 @@ export function createDb(config: Pick<Config, 'database'>, options: { logger?: L
  * objection's models: a model query is a read-then-write as often as not, and goes to the primary.
  */
 export function createReplicaDb(config: Pick<Config, 'database'>, options: { logger?: Logger } = {}): Db | null {
-  const { replica, acquireTimeoutMs } = config.database;
-  return replica && createKnex(replica.url, replica.poolMax, acquireTimeoutMs, options.logger);
+  const { replica, poolMin, acquireTimeoutMs } = config.database;
+  return replica && createKnex(replica.url, { min: poolMin, max: replica.poolMax }, acquireTimeoutMs, options.logger);
 }
 
-function createKnex(url: string, poolMax: number, acquireTimeoutMs: number, logger: Logger | undefined): Db {
+function createKnex(url: string, pool: { min: number; max: number }, acquireTimeoutMs: number, logger: Logger | undefined): Db {
   return knexFactory({
     client: 'pg',
     connection: {
@@ -39,7 +40,7 @@ function createKnex(url: string, poolMax: number, acquireTimeoutMs: number, logg
       // PgBouncer tracks application_name itself: the one startup parameter it passes on.
       application_name: 'user_service',
     },
-    pool: { min: 0, max: poolMax },
+    pool,
     acquireConnectionTimeout: acquireTimeoutMs,
     // Errors must not carry the SQL with its bound values (password hashes, emails) into logs.
     compileSqlOnError: false,
