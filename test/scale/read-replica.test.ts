@@ -3,8 +3,8 @@
 // standby freezes what it shows, which proves where each read goes: the public profile, the session
 // list and the reconcilers' scans see the frozen copy, everything else the primary. A standby
 // refuses writes, so every flow passing while it is in use proves no write goes there. Then the
-// standby is stopped: its reads fall back to the primary with one warning, readiness says so and
-// stays 200.
+// standby is stopped, and later frozen (SIGSTOP, as a partitioned host): its reads fall back to the
+// primary with one warning, readiness says so and stays 200, and they return once it is back.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
