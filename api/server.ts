@@ -7,7 +7,7 @@ import { createContext } from '../shared/context';
 import { createMissingKeys } from '../shared/crypto/keys';
 import { StartupError } from '../shared/errors';
 import { exitOnStartupFailure, exitUnlessDependencies, onShutdown } from '../shared/process';
-import { checkDatabaseSettings } from '../shared/db';
+import { checkDatabaseSettings, checkReplicaSettings } from '../shared/db';
 import { createApp } from './app';
 
 /** Listens, or fails with the one line an operator needs when the port is taken. */
@@ -38,6 +38,7 @@ async function main(): Promise<void> {
   const context = createContext(config, logger);
   await context.ready();
   await checkDatabaseSettings(context.db, config, logger);
+  await checkReplicaSettings(context.dbReplica === context.db ? null : context.dbReplica, config, logger);
   const { koa, metricsKoa } = createApp(context);
   const server = http.createServer(koa.callback());
   server.keepAliveTimeout = 65_000;

@@ -136,6 +136,20 @@ export const VARIABLES = {
     { minimum: 0 },
   ),
 
+  DATABASE_REPLICA_URL: v(
+    'Database',
+    'url',
+    '',
+    "A streaming replica (hot standby) for the reads that tolerate lag: public profiles, the session list, the reconcilers' scans of pending rows; never a write or a read-then-write. Empty: every read goes to DATABASE_URL. When the replica cannot be reached, those reads go to the primary (docs/scaling.md).",
+  ),
+  DATABASE_REPLICA_POOL_SIZE: v(
+    'Database',
+    'integer',
+    '10',
+    "Connections each process may open to DATABASE_REPLICA_URL (on demand, none kept while idle); they count in the replica's budget: processes × this ≤ its max_connections − reserved.",
+    { minimum: 1 },
+  ),
+
   // Redis
   REDIS_URL: v(
     'Redis',
@@ -563,6 +577,8 @@ export interface Config {
     processes: number;
     reservedConnections: number;
     statementTimeoutSeconds: number;
+    /** The read replica for reads that tolerate lag; null: none, those reads go to the primary. */
+    replica: { url: string; poolMax: number } | null;
   };
   redis: {
     url: string;
@@ -817,6 +833,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       processes: num('DATABASE_PROCESSES'),
       reservedConnections: num('DATABASE_RESERVED_CONNECTIONS'),
       statementTimeoutSeconds: num('DATABASE_STATEMENT_TIMEOUT_SECONDS'),
+      replica: str('DATABASE_REPLICA_URL') ? { url: str('DATABASE_REPLICA_URL'), poolMax: num('DATABASE_REPLICA_POOL_SIZE') } : null,
     },
     redis: {
       url: str('REDIS_URL'),

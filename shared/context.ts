@@ -3,7 +3,8 @@
 import type { Knex } from 'knex';
 import type { Redis } from './redis';
 import type { Config } from './config';
-import { createDb } from './db';
+import { createDb, createReplicaDb } from './db';
+import { createReplicaReads, type ReplicaState } from './replica';
 import { createRedis, keyMaker, waitForRedis } from './redis';
 import { createQueues, closeQueues, type Queues } from './queues';
 import { loadSigningKeys, reloadSigningKeys, type SigningKeys } from './crypto/keys';
@@ -18,6 +19,16 @@ export interface Context {
   config: Config;
   logger: Logger;
   db: Knex;
+  /**
+   * The read replica's pool, for reads that tolerate lag only (shared/replica.ts says which); the
+   * same object as `db` when DATABASE_REPLICA_URL is empty. Read through `readReplica`, which falls
+   * back to the primary when the replica is down.
+   */
+  dbReplica: Knex;
+  /** Runs a read that tolerates lag on the replica, or on the primary when there is none or it is down. */
+  readReplica<T>(query: (db: Knex) => Promise<T>): Promise<T>;
+  /** For readiness: 'off' without a replica, otherwise whether it answers. */
+  replicaState(): Promise<ReplicaState>;
   /** Fail-fast connection for request-time commands (rate limits, caches, short-lived tokens). */
   redis: Redis;
   queues: Queues;
@@ -66,6 +77,14 @@ export function createContext(config: Config, logger: Logger): Context {
   const kms = createLocalKms(config);
   const reloadMasterKeys = masterKeysReloader(kms, logger);
   const db = createDb(config, { logger });
+  // Beyond the statement timeout, a read still waiting on the replica is waiting on a hung host.
+  const statementTimeoutMs = config.database.statementTimeoutSeconds * 1000;
+  const replica = createReplicaReads(
+    db,
+    createReplicaDb(config, { logger }),
+    logger,
+    statementTimeoutMs ? statementTimeoutMs + 2000 : null,
+  );
   const redis = createRedis(config, 'command');
   const queueConnection = createRedis(config, 'command', 'queues');
   const queues = createQueues(config, queueConnection, logger);
@@ -84,6 +103,9 @@ export function createContext(config: Config, logger: Logger): Context {
     config,
     logger,
     db,
+    dbReplica: replica.db,
+    readReplica: (query) => replica.read(query),
+    replicaState: () => replica.check(),
     redis,
     queues,
     keys,
@@ -103,6 +125,8 @@ export function createContext(config: Config, logger: Logger): Context {
       await closeQueues(queues).catch(() => undefined);
       queueConnection.disconnect();
       redis.disconnect();
+      // The replica before the primary: a read that found the replica down falls back to the primary.
+      if (replica.db !== db) await replica.db.destroy();
       await db.destroy();
     },
   };

@@ -16,17 +16,32 @@ pg.types.setTypeParser(20, (value) => Number.parseInt(value, 10));
 export type Db = Knex;
 
 export function createDb(config: Pick<Config, 'database'>, options: { logger?: Logger } = {}): Db {
-  const logger = options.logger;
-  const db = knexFactory({
+  const { url, poolMin, poolMax, acquireTimeoutMs } = config.database;
+  const db = createKnex(url, { min: poolMin, max: poolMax }, acquireTimeoutMs, options.logger);
+  Model.knex(db);
+  return db;
+}
+
+/**
+ * The pool of the read replica (DATABASE_REPLICA_URL), null when none is configured. Never bound to
+ * objection's models: a model query is a read-then-write as often as not, and goes to the primary.
+ */
+export function createReplicaDb(config: Pick<Config, 'database'>, options: { logger?: Logger } = {}): Db | null {
+  const { replica, poolMin, acquireTimeoutMs } = config.database;
+  return replica && createKnex(replica.url, { min: poolMin, max: replica.poolMax }, acquireTimeoutMs, options.logger);
+}
+
+function createKnex(url: string, pool: { min: number; max: number }, acquireTimeoutMs: number, logger: Logger | undefined): Db {
+  return knexFactory({
     client: 'pg',
     connection: {
-      connectionString: config.database.url,
+      connectionString: url,
       connectionTimeoutMillis: 5000,
       // PgBouncer tracks application_name itself: the one startup parameter it passes on.
       application_name: 'user_service',
     },
-    pool: { min: config.database.poolMin, max: config.database.poolMax },
-    acquireConnectionTimeout: config.database.acquireTimeoutMs,
+    pool,
+    acquireConnectionTimeout: acquireTimeoutMs,
     // Errors must not carry the SQL with its bound values (password hashes, emails) into logs.
     compileSqlOnError: false,
     // Pool warnings (a lost connection, say) go through pino rather than the console.
@@ -39,8 +54,6 @@ export function createDb(config: Pick<Config, 'database'>, options: { logger?: L
       },
     }),
   });
-  Model.knex(db);
-  return db;
 }
 
 /** The migration files next to this file's tree: `migrations/*.ts` under tsx and Jest, `dist/migrations/*.js` compiled. */
@@ -137,6 +150,26 @@ export async function setStatementTimeout(db: Db, seconds: number): Promise<void
   });
 }
 
+interface ServerSettings {
+  statementTimeoutMs: number;
+  /** max_connections − superuser_reserved_connections. */
+  clientConnections: number;
+  inRecovery: boolean;
+}
+
+async function serverSettings(db: Db): Promise<ServerSettings> {
+  const { rows } = await db.raw<{ rows: { name: string; setting: string }[] }>(
+    `SELECT name, setting FROM pg_settings WHERE name IN ('statement_timeout', 'max_connections', 'superuser_reserved_connections')
+     UNION ALL SELECT 'in_recovery', pg_is_in_recovery()::int::text`,
+  );
+  const setting = (name: string) => Number(rows.find((row) => row.name === name)?.setting ?? 0);
+  return {
+    statementTimeoutMs: setting('statement_timeout'),
+    clientConnections: setting('max_connections') - setting('superuser_reserved_connections'),
+    inRecovery: setting('in_recovery') === 1,
+  };
+}
+
 /**
  * At start-up, one warning line for each setting of the database that would hurt under load: a
  * statement timeout other than the configured one (the database was not migrated by this
@@ -144,22 +177,50 @@ export async function setStatementTimeout(db: Db, seconds: number): Promise<void
  * (every process at its pool maximum would get "53300 too many clients").
  */
 export async function checkDatabaseSettings(db: Db, config: Pick<Config, 'database'>, logger: Logger): Promise<void> {
-  const { rows } = await db.raw<{ rows: { name: string; setting: string }[] }>(
-    `SELECT name, setting FROM pg_settings WHERE name IN ('statement_timeout', 'max_connections', 'superuser_reserved_connections')`,
-  );
-  const setting = (name: string) => Number(rows.find((row) => row.name === name)?.setting ?? 0);
+  const settings = await serverSettings(db);
   const { statementTimeoutSeconds, processes, poolMax, reservedConnections } = config.database;
-  if (setting('statement_timeout') !== statementTimeoutSeconds * 1000) {
+  if (settings.statementTimeoutMs !== statementTimeoutSeconds * 1000) {
     logger.warn(
-      { statementTimeoutMs: setting('statement_timeout'), expectedMs: statementTimeoutSeconds * 1000 },
+      { statementTimeoutMs: settings.statementTimeoutMs, expectedMs: statementTimeoutSeconds * 1000 },
       "statement_timeout differs from DATABASE_STATEMENT_TIMEOUT_SECONDS: run `npm run cli -- migrate` (it sets the role's default in this database), or set it for the role PgBouncer connects as",
     );
   }
-  const available = setting('max_connections') - setting('superuser_reserved_connections') - reservedConnections;
+  const available = settings.clientConnections - reservedConnections;
   if (processes * poolMax > available) {
     logger.warn(
       { processes, poolMax, budget: processes * poolMax, available },
       'the connection budget exceeds what PostgreSQL allows: DATABASE_PROCESSES × (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW) must stay within max_connections − superuser_reserved_connections − DATABASE_RESERVED_CONNECTIONS (docs/scaling.md)',
+    );
+  }
+}
+
+/**
+ * The same start-up check for the read replica, which has its own max_connections and so its own
+ * budget. A replica that cannot be reached is a warning, never a reason not to start: its reads go
+ * to the primary meanwhile (shared/replica.ts).
+ */
+export async function checkReplicaSettings(replica: Db | null, config: Pick<Config, 'database'>, logger: Logger): Promise<void> {
+  if (!replica || !config.database.replica) return;
+  let settings: ServerSettings;
+  try {
+    settings = await serverSettings(replica);
+  } catch (err) {
+    logger.warn(
+      { error: (err as Error).message },
+      'the read replica does not answer at start: reads that tolerate lag go to the primary until it does',
+    );
+    return;
+  }
+  if (!settings.inRecovery) {
+    logger.warn('DATABASE_REPLICA_URL names a server that is not a standby (pg_is_in_recovery() is false): check that it is the replica');
+  }
+  const { processes, reservedConnections } = config.database;
+  const { poolMax } = config.database.replica;
+  const available = settings.clientConnections - reservedConnections;
+  if (processes * poolMax > available) {
+    logger.warn(
+      { processes, poolMax, budget: processes * poolMax, available },
+      "the replica's connection budget exceeds what it allows: DATABASE_PROCESSES × DATABASE_REPLICA_POOL_SIZE must stay within its max_connections − superuser_reserved_connections − DATABASE_RESERVED_CONNECTIONS (docs/scaling.md)",
     );
   }
 }

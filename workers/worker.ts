@@ -11,7 +11,7 @@ import { createMissingKeys } from '../shared/crypto/keys';
 import { createRedis, type Redis } from '../shared/redis';
 import { JOB_NAMES, queuePrefix } from '../shared/queues';
 import { exitOnStartupFailure, exitUnlessDependencies, onShutdown } from '../shared/process';
-import { checkDatabaseSettings } from '../shared/db';
+import { checkDatabaseSettings, checkReplicaSettings } from '../shared/db';
 import type { QueueDeclaration, RunningProcessor } from './declaration';
 import { DECLARATIONS } from './processors';
 
@@ -134,6 +134,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => app.reloadKeys());
   await app.ready();
   await checkDatabaseSettings(app.db, config, logger);
+  await checkReplicaSettings(app.dbReplica === app.db ? null : app.dbReplica, config, logger);
   const running = await startWorkers(app);
   onShutdown(logger, config.shutdownTimeoutMs, [
     ['workers', () => running.close()],

@@ -140,7 +140,7 @@ export function authRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     responses: { 200: { description: 'Sessions, newest first', schema: schemas.Sessions } },
     async handler(ctx) {
       const { userId, sessionId } = actorOf(ctx.state);
-      ctx.body = sessionsBody(await listSessions(app, userId), sessionId);
+      ctx.body = sessionsBody(await listSessions(app, userId, sessionId), sessionId);
     },
   });
 

@@ -1,5 +1,6 @@
 // Liveness (the process answers) and readiness (PostgreSQL and Redis answer, Redis in the database
-// of REDIS_URL and taking writes: a primary, or a cluster whose state is ok), plus /metrics where the api itself serves it (development without METRICS_PORT;
+// of REDIS_URL and taking writes: a primary, or a cluster whose state is ok; the read replica's
+// state is reported without deciding readiness), plus /metrics where the api itself serves it (development without METRICS_PORT;
 // api/http/metrics.ts).
 import Router from '@koa/router';
 import { Type } from '@sinclair/typebox';
@@ -47,11 +48,19 @@ export function healthRoutes(app: Context, registry: RouteRegistry, metrics: Htt
     security: 'none',
     responses: { 200: { description: 'Ready', schema: Status }, 503: { description: 'A dependency is down', schema: Status } },
     async handler(ctx) {
-      const [database, redis] = await Promise.all([check(() => app.db.raw('SELECT 1')), check(() => checkRedisWritable(app.redis))]);
+      const [database, redis, replica] = await Promise.all([
+        check(() => app.db.raw('SELECT 1')),
+        check(() => checkRedisWritable(app.redis)),
+        app.replicaState(),
+      ]);
+      // The read replica is reported, never required: without it its reads go to the primary.
       const ready = database === 'ok' && redis === 'ok';
       ctx.status = ready ? 200 : 503;
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = { status: ready ? 'ok' : 'unavailable', checks: { database, redis } };
+      ctx.body = {
+        status: ready ? 'ok' : 'unavailable',
+        checks: { database, redis, ...(replica !== 'off' && { database_replica: replica }) },
+      };
     },
   });
   if (metrics) {

@@ -72,7 +72,7 @@ export function userRoutes(app: Context, registry: RouteRegistry): Router<AppSta
     params: schemas.ProfileParams,
     responses: { 200: { description: 'Public fields only', schema: schemas.PublicProfile }, 404: { description: 'No such user' } },
     async handler(ctx, { params }) {
-      ctx.body = publicProfileBody(await publicProfile(app, params.user_id));
+      ctx.body = publicProfileBody(await publicProfile(app, params.user_id, actorOf(ctx.state).userId));
     },
   });
 

@@ -86,6 +86,7 @@ export async function exportFor(app: Context, userId: string, exportId: string):
  * anywhere in between leaves the row pending, and the retry writes the same file again.
  */
 export async function runExport(app: Context, exportId: string): Promise<{ events: number; truncated: boolean } | null> {
+  // The primary, never the replica: the reconciler may enqueue a row the replica still shows pending.
   const row = await app.db('audit_exports').where({ id: exportId }).first();
   if (!row || row.status !== 'pending') return null;
   const ttlMs = row.expires_at.getTime() - Date.now();
@@ -121,16 +122,21 @@ export async function markExportFailed(app: Context, exportId: string, error: st
     .update({ status: 'failed', last_error: error.slice(0, 500) });
 }
 
-/** Pending rows old enough that their job should have run; the reconciler checks each has a job. */
+/**
+ * Pending rows old enough that their job should have run; the reconciler checks each has a job.
+ * Read on the replica when there is one: a row it still shows pending after the export finished
+ * only costs a job that re-reads the row on the primary (runExport) and does nothing.
+ */
 export async function pendingExportIds(app: Context, olderThanSeconds: number): Promise<string[]> {
-  return app
-    .db('audit_exports')
-    .where({ status: 'pending' })
-    .where('created_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [olderThanSeconds]))
-    .where('expires_at', '>', app.db.fn.now())
-    .orderBy('created_at')
-    .limit(1000)
-    .pluck('id');
+  return app.readReplica(async (db): Promise<string[]> =>
+    db('audit_exports')
+      .where({ status: 'pending' })
+      .where('created_at', '<', db.raw(`now() - make_interval(secs => ?)`, [olderThanSeconds]))
+      .where('expires_at', '>', db.fn.now())
+      .orderBy('created_at')
+      .limit(1000)
+      .pluck('id'),
+  );
 }
 
 /**

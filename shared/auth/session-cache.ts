@@ -44,6 +44,13 @@ export async function markRevoked(app: Deps & Pick<Context, 'config'>, sessionId
   );
 }
 
+/** Those of `sessionIds` with a tombstone: revoked, whatever a lagging read replica still says. */
+export async function revokedAmong(app: Deps, sessionIds: string[]): Promise<Set<string>> {
+  // One command each: on a Redis Cluster the tombstones are in different slots.
+  const found = await Promise.all(sessionIds.map((id) => app.redis.exists(revokedKey(app, id))));
+  return new Set(sessionIds.filter((_, i) => found[i] === 1));
+}
+
 /** 'revoked' is final; 'live' came from the database within the last minute; 'unknown' asks it. */
 export async function cachedLiveness(
   app: Deps,

@@ -15,7 +15,7 @@ import { listRoleNames, namesOf, roleNamesQuery } from '../authz/permissions';
 import type { RevokeReason, Session, User } from '../models';
 import { canSignIn, SIGN_IN_STATUSES } from '../users/status';
 import type { Actor } from './actor';
-import { cachedLiveness, markRevoked, rememberLive, type LiveSession } from './session-cache';
+import { cachedLiveness, markRevoked, rememberLive, revokedAmong, type LiveSession } from './session-cache';
 
 /** Where a sign-in comes from, recorded with its session. */
 export interface ClientInfo {
@@ -388,10 +388,8 @@ export interface LiveSessionRow extends Pick<
   ends_at: Date;
 }
 
-/** The user's live sessions, newest first. */
-export async function listSessions(app: Context, userId: string): Promise<LiveSessionRow[]> {
-  const idle = app.config.sessions.inactivitySeconds;
-  return whereLive(app.db('sessions').where({ user_id: userId }), idle)
+const liveSessions = (db: Knex, idle: number) =>
+  whereLive(db('sessions'), idle)
     .orderBy('created_at', 'desc')
     .select<LiveSessionRow[]>(
       'id',
@@ -402,6 +400,28 @@ export async function listSessions(app: Context, userId: string): Promise<LiveSe
       'persistent',
       'created_at',
       'last_active_at',
-      app.db.raw('LEAST(expires_at, last_active_at + make_interval(secs => COALESCE(idle_timeout_seconds, ?))) AS ends_at', [idle]),
+      db.raw('LEAST(expires_at, last_active_at + make_interval(secs => COALESCE(idle_timeout_seconds, ?))) AS ends_at', [idle]),
     );
+
+/**
+ * The user's live sessions, newest first, from the read replica when there is one. Two things a
+ * user would notice are repaired from what is known for certain. The caller's own session is live
+ * (authentication has just checked it): when the replica has not replayed it yet (right after
+ * sign-in) it is read from the primary, so the list never lacks the session asking for it. And a
+ * session revoked moments ago (its tombstone is in Redis before the revocation commits) is left
+ * out while the replica still shows it, so "revoke, then list" does not bring it back. What lag can
+ * still cost: a session started moments ago on another device appears once the replica has it.
+ */
+export async function listSessions(app: Context, userId: string, currentSessionId: string | null): Promise<LiveSessionRow[]> {
+  const idle = app.config.sessions.inactivitySeconds;
+  const listed = await app.readReplica(async (db) => liveSessions(db, idle).where({ user_id: userId }));
+  if (app.dbReplica === app.db) return listed;
+  const revoked = await revokedAmong(
+    app,
+    listed.map((s) => s.id),
+  );
+  const sessions = listed.filter((s) => !revoked.has(s.id));
+  if (!currentSessionId || sessions.some((s) => s.id === currentSessionId)) return sessions;
+  const current = await liveSessions(app.db, idle).where({ id: currentSessionId, user_id: userId });
+  return [...sessions, ...current].sort((a, b) => b.created_at.getTime() - a.created_at.getTime());
 }

@@ -135,6 +135,7 @@ export interface VerificationDeps {
  * does nothing; a request token already exchanged is not sent again.
  */
 export async function runVerification(app: Context, deps: VerificationDeps, accountId: string, round: number): Promise<void> {
+  // The primary, never the replica: the reconciler may enqueue a round the replica still shows in flight.
   const account = (await app.db('trading_accounts').where({ id: accountId }).whereNull('unlinked_at').first()) as AccountRow | undefined;
   if (!account || account.verification_round !== round || !IN_FLIGHT.includes(account.status)) return;
   const pending = !!account.pending_credentials_encrypted;
@@ -245,16 +246,19 @@ export async function expireAccounts(app: Context, now: Date = new Date()): Prom
 
 /**
  * Accounts in a round (pending_verification or verifying) untouched for RECONCILE_AFTER_SECONDS:
- * `${id}/${round}`.
+ * `${id}/${round}`. Read on the replica when there is one: a round it still shows in flight after
+ * it ended only costs a job that re-reads the account on the primary (runVerification: same round,
+ * still in flight, or nothing happens), so a lagging replica does not cause a second call to Kite.
  */
 export async function roundsInFlight(app: Context): Promise<string[]> {
-  const rows = await app
-    .db('trading_accounts')
-    .whereIn('status', IN_FLIGHT)
-    .whereNull('unlinked_at')
-    .where('updated_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [app.config.queues.reconcileAfterSeconds]))
-    .orderBy('updated_at')
-    .limit(1000)
-    .select('id', 'verification_round');
+  const rows = await app.readReplica(async (db): Promise<{ id: string; verification_round: number }[]> =>
+    db('trading_accounts')
+      .whereIn('status', IN_FLIGHT)
+      .whereNull('unlinked_at')
+      .where('updated_at', '<', db.raw(`now() - make_interval(secs => ?)`, [app.config.queues.reconcileAfterSeconds]))
+      .orderBy('updated_at')
+      .limit(1000)
+      .select('id', 'verification_round'),
+  );
   return rows.map((r) => `${r.id}/${r.verification_round}`);
 }

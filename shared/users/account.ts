@@ -1,4 +1,5 @@
 // The user's own account: profile, changes to it, password change, and deletion.
+import type { Knex } from 'knex';
 import type { Context } from '../context';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError, ValidationError } from '../errors';
 import { recordEvent, type EventOrigin } from '../events/outbox';
@@ -170,12 +171,17 @@ export async function deleteAccount(app: Context, actor: Actor, proof: OwnerProo
 
 export type PublicProfile = Pick<User, 'id' | 'name' | 'avatar_url' | 'created_at'>;
 
-export async function publicProfile(app: Context, userId: string): Promise<PublicProfile> {
-  const user = await app
-    .db('users')
-    .where({ id: userId, kind: 'person' })
-    .whereNot({ status: 'deleted' })
-    .first('id', 'name', 'avatar_url', 'created_at');
+/**
+ * From the read replica when there is one: another user's name and avatar may be a moment old (a
+ * change or a deletion shows once the replica has replayed it). Never older than what the reader
+ * knows, though: the owner's own profile is read on the primary (their change shows at once, as on
+ * GET /v1/users/me), and so is a user the replica does not have yet (just registered), so lag never
+ * turns an existing user into a 404.
+ */
+export async function publicProfile(app: Context, userId: string, readerId: string): Promise<PublicProfile> {
+  const find = async (db: Knex): Promise<PublicProfile | undefined> =>
+    db('users').where({ id: userId, kind: 'person' }).whereNot({ status: 'deleted' }).first('id', 'name', 'avatar_url', 'created_at');
+  const user = (readerId !== userId && (await app.readReplica(find))) || (await find(app.db));
   if (!user) throw new NotFoundError('No such user.');
   return user;
 }

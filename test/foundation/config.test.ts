@@ -63,6 +63,15 @@ test('PUBLIC_BASE_URL follows HOST and PORT unless it is set', () => {
   expect(() => parseConfig({ PUBLIC_BASE_URL: 'id.example.com' })).toThrow(/PUBLIC_BASE_URL: must match/);
 });
 
+test('the read replica is off unless DATABASE_REPLICA_URL is set, and then has its own pool size', () => {
+  expect(parseConfig({}).database.replica).toBeNull();
+  const url = 'postgresql://postgres@replica.internal:5432/user_service';
+  expect(parseConfig({ DATABASE_REPLICA_URL: url }).database.replica).toEqual({ url, poolMax: 10 });
+  expect(parseConfig({ DATABASE_REPLICA_URL: url, DATABASE_REPLICA_POOL_SIZE: '4' }).database.replica).toEqual({ url, poolMax: 4 });
+  expect(() => parseConfig({ DATABASE_REPLICA_URL: 'replica.internal' })).toThrow(/DATABASE_REPLICA_URL/);
+  expect(() => parseConfig({ DATABASE_REPLICA_POOL_SIZE: '0' })).toThrow(/DATABASE_REPLICA_POOL_SIZE/);
+});
+
 test('production refuses unsafe settings', () => {
   expect(() => parseConfig({ ENVIRONMENT: 'production', PASSWORD_BCRYPT_COST: '4' })).toThrow(
     /PASSWORD_BCRYPT_COST: must be at least 10[\s\S]*SMTP_HOST: is required/,

@@ -26,6 +26,8 @@ export interface OwnServer {
 
 export interface OwnPostgres extends OwnServer {
   dataDir: string;
+  /** The end of the server's log (errors it reported, for assertions and failure messages). */
+  log(): string;
   /** Creates `name` (when missing) and migrates it through the project's CLI; returns its URL. */
   createDatabase(name?: string, env?: Record<string, string>): Promise<string>;
 }
@@ -246,9 +248,14 @@ function postgresIds(): { uid: number; gid: number } {
 
 /**
  * Initialises and starts a throwaway PostgreSQL cluster (trust auth, user postgres) on a free port,
- * with `settings` (`max_connections`, say) on its command line.
+ * with `settings` (`max_connections`, say) on its command line. With `standbyOf`, the cluster is a
+ * streaming replica (hot standby) of that one instead: copied with `pg_basebackup -R`, which
+ * writes the connection to the primary and `standby.signal`.
  */
-export async function startPostgres(settings: Record<string, string> = {}): Promise<OwnPostgres> {
+export async function startPostgres(
+  settings: Record<string, string> = {},
+  options: { standbyOf?: { port: number } } = {},
+): Promise<OwnPostgres> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'us-fault-pg-'));
   const dataDir = path.join(base, 'data');
   const logFile = path.join(base, 'postgres.log');
@@ -336,16 +343,47 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
   }
 
   try {
-    await runAsPostgres('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync'], {
-      cwd: base,
-      timeoutMs: 60_000,
-    });
+    if (options.standbyOf) {
+      // initdb's trust rules already let loopback replication connections in.
+      await runAsPostgres(
+        'pg_basebackup',
+        [
+          '-h',
+          '127.0.0.1',
+          '-p',
+          String(options.standbyOf.port),
+          '-U',
+          'postgres',
+          '-D',
+          dataDir,
+          '-R',
+          '-X',
+          'stream',
+          '-c',
+          'fast',
+          '--no-sync',
+        ],
+        { cwd: base, timeoutMs: 60_000 },
+      );
+    } else {
+      await runAsPostgres('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync'], {
+        cwd: base,
+        timeoutMs: 60_000,
+      });
+    }
     await start();
   } catch (err) {
     await close().catch(() => undefined);
     throw err;
   }
-  return { url, port, dataDir, start, stop, close, createDatabase };
+  const log = () => {
+    try {
+      return fs.readFileSync(logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  return { url, port, dataDir, log, start, stop, close, createDatabase };
 }
 
 /** Whether a process of this machine is still there. */

@@ -11,26 +11,33 @@ import { createMailer, markEmailFailed, sendEmailMessage } from '../../shared/em
 import { handleAddressRequest, markAddressRequestFailed } from '../../shared/auth/address-requests';
 import type { QueueDeclaration } from '../declaration';
 
-const pendingIds = (app: Context, table: 'email_messages' | 'address_requests'): Knex.QueryBuilder =>
-  app
-    .db(table)
-    .where({ status: 'pending' })
-    .where('created_at', '<', app.db.raw(`now() - make_interval(secs => ?)`, [app.config.queues.reconcileAfterSeconds]))
-    .orderBy('created_at')
-    .limit(1000)
-    .pluck('id');
+/**
+ * On the read replica when there is one: a lagging replica may still list a row already sent, and
+ * the reconciler then enqueues it again, which is harmless: each job claims its row on the primary
+ * (`status = 'pending'`, sendEmailMessage; FOR UPDATE, handleAddressRequest) and skips one that is
+ * no longer pending. A row too new for the replica waits for the next run.
+ */
+const pendingIds = (app: Context, table: 'email_messages' | 'address_requests'): Promise<string[]> =>
+  app.readReplica(async (db: Knex): Promise<string[]> =>
+    db(table)
+      .where({ status: 'pending' })
+      .where('created_at', '<', db.raw(`now() - make_interval(secs => ?)`, [app.config.queues.reconcileAfterSeconds]))
+      .orderBy('created_at')
+      .limit(1000)
+      .pluck('id'),
+  );
 
 export async function reconcileEmails(app: Context): Promise<{ requeued: number }> {
   const queue = app.queues.email;
   const emails = await requeueLostJobs({
     queue,
-    pendingRowIds: (await pendingIds(app, 'email_messages')) as string[],
+    pendingRowIds: await pendingIds(app, 'email_messages'),
     jobId: jobIds.email,
     enqueue: (id) => enqueueEmail(app.queues, id),
   });
   const requests = await requeueLostJobs({
     queue,
-    pendingRowIds: (await pendingIds(app, 'address_requests')) as string[],
+    pendingRowIds: await pendingIds(app, 'address_requests'),
     jobId: jobIds.addressRequest,
     enqueue: (id) => enqueueAddressRequest(app.queues, id),
   });
