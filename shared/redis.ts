@@ -98,22 +98,41 @@ export async function scanKeys(redis: Redis, pattern: string): Promise<string[]>
   return found;
 }
 
+type Pipeline = ReturnType<Redis['pipeline']>;
+
+/** A Redis error reply saying a slot lives elsewhere now (after a failover or a resharding). */
+const isSlotMoved = (err: unknown) => /^(MOVED|ASK) /.test((err as Error)?.message ?? '');
+
 /**
- * Appends WAIT to a pipeline when replicas must acknowledge its writes. In a pipeline WAIT reaches
- * the node that took the writes, on a cluster too (a pipeline goes to its keys' node). Returns the
- * check to run on the pipeline's results: it throws when fewer replicas acknowledged in time.
+ * Runs the writes `fill` puts in a pipeline and, when replicas must acknowledge them
+ * (REDIS_WAIT_REPLICAS), WAIT after them: in a pipeline WAIT reaches the node that took the
+ * writes, on a cluster too (a pipeline goes to its keys' node). Throws the first command's error,
+ * or NOREPLICAS when fewer replicas acknowledged in time. ioredis does not follow MOVED for a
+ * pipeline holding a keyless WAIT, so after a failover the pipeline is built again, once, on a
+ * fresh slot map; `fill`'s writes must be safe to repeat.
  */
-export function waitForReplicas(
-  pipeline: { wait(replicas: number, timeoutMs: number): unknown },
+export async function execAcknowledged(
+  redis: Redis,
   settings: Pick<Config['redis'], 'waitReplicas' | 'waitTimeoutMs'>,
-): (results: [Error | null, unknown][] | null) => void {
-  if (!settings.waitReplicas) return () => undefined;
-  pipeline.wait(settings.waitReplicas, settings.waitTimeoutMs);
-  return (results) => {
-    const acknowledged = Number(results?.at(-1)?.[1] ?? 0);
+  fill: (pipeline: Pipeline) => void,
+): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    const pipeline = redis.pipeline();
+    fill(pipeline);
+    if (settings.waitReplicas) pipeline.wait(settings.waitReplicas, settings.waitTimeoutMs);
+    const results = (await pipeline.exec()) ?? [];
+    const failed = results.find(([err]) => err)?.[0];
+    if (failed && isSlotMoved(failed) && attempt === 1 && redis instanceof Cluster) {
+      await new Promise<void>((resolve) => redis.refreshSlotsCache(() => resolve()));
+      continue;
+    }
+    if (failed) throw failed;
+    if (!settings.waitReplicas) return;
+    const acknowledged = Number(results.at(-1)?.[1] ?? 0);
     if (acknowledged < settings.waitReplicas)
       throw new Error(`NOREPLICAS: ${acknowledged} of ${settings.waitReplicas} Redis replicas acknowledged in time`);
-  };
+    return;
+  }
 }
 
 /** Deletes keys one by one (they may be in different slots of a cluster). */
@@ -171,7 +190,8 @@ export function isRedisUnavailable(err: unknown): boolean {
   const message = (err as Error)?.message ?? '';
   // Redis's own error replies start with their code, in capitals: matched only there, so that
   // "loading" or "readonly" in some other error's text is not mistaken for an outage.
-  if (/^(CLUSTERDOWN|READONLY|MASTERDOWN|LOADING|TRYAGAIN|NOREPLICAS)\b/.test(message)) return true;
+  // MOVED and ASK reach here only when a redirect could not be followed (execAcknowledged tries once).
+  if (/^(CLUSTERDOWN|READONLY|MASTERDOWN|LOADING|TRYAGAIN|NOREPLICAS|MOVED|ASK)\b/.test(message)) return true;
   return /enableOfflineQueue|Connection is closed|Command timed out|ECONNREFUSED|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|ECONNRESET|Too many Cluster redirections|Failed to refresh slots cache|None of startup nodes is available|Cluster isn't ready|All sentinels are unreachable/i.test(
     message,
   );

@@ -7,7 +7,7 @@
 // hint only: it lasts SESSION_LIVENESS_CACHE_SECONDS, and when it says expired or idle the
 // database decides.
 import type { Context } from '../context';
-import { tagged, waitForReplicas } from '../redis';
+import { execAcknowledged, tagged } from '../redis';
 
 type Deps = Pick<Context, 'redis' | 'key' | 'accessTokens'>;
 
@@ -33,14 +33,9 @@ export async function markRevoked(app: Deps & Pick<Context, 'config'>, sessionId
   // One pipeline per session: its keys share a slot, different sessions' keys may not. The
   // tombstone is written first: alone, it already wins over a live entry.
   await Promise.all(
-    sessionIds.map(async (id) => {
-      const pipeline = app.redis.pipeline().set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id));
-      const checkReplicas = waitForReplicas(pipeline, app.config.redis);
-      const results = await pipeline.exec();
-      const failed = (results ?? []).find(([err]) => err);
-      if (failed) throw failed[0]!;
-      checkReplicas(results);
-    }),
+    sessionIds.map((id) =>
+      execAcknowledged(app.redis, app.config.redis, (pipeline) => pipeline.set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id))),
+    ),
   );
 }
 

@@ -11,7 +11,7 @@
 // anything else; the markers, gone too, are written again, so each event is added once.
 import type { Knex } from 'knex';
 import type { Config } from '../config';
-import { keyMaker, tagOf, tagged, waitForReplicas, type Redis } from '../redis';
+import { execAcknowledged, keyMaker, tagOf, tagged, type Redis } from '../redis';
 import { envelopeOf, type EventRow } from './outbox';
 
 const PUBLISH_ONCE = `
@@ -79,30 +79,25 @@ function withPublishCommand(redis: Redis): RedisWithPublish {
 /** Adds each row to the stream unless its marker says it is there already. */
 async function publishRows(redis: Redis, rows: EventRow[], settings: RelaySettings): Promise<void> {
   const r = withPublishCommand(redis);
-  const pipeline = r.pipeline() as unknown as RedisWithPublish & { exec(): Promise<[Error | null, unknown][]> };
-  for (const row of rows) {
-    const envelope = envelopeOf(row);
-    void pipeline.publishEventOnce(
-      settings.streamName,
-      `${settings.markerPrefix}${row.id}`,
-      MARKER_TTL_SECONDS,
-      settings.streamMaxLen,
-      row.id,
-      row.type,
-      envelope.occurred_at,
-      JSON.stringify(envelope),
-    );
-  }
   // A failover must not lose an entry whose row says published: the rows commit only once a
   // replica holds the entries (a retry finds the markers and adds nothing twice).
-  const checkReplicas = waitForReplicas(pipeline, {
-    waitReplicas: settings.waitReplicas ?? 0,
-    waitTimeoutMs: settings.waitTimeoutMs ?? 500,
+  const acknowledgement = { waitReplicas: settings.waitReplicas ?? 0, waitTimeoutMs: settings.waitTimeoutMs ?? 500 };
+  await execAcknowledged(r, acknowledgement, (pipeline) => {
+    const publishing = pipeline as unknown as RedisWithPublish;
+    for (const row of rows) {
+      const envelope = envelopeOf(row);
+      void publishing.publishEventOnce(
+        settings.streamName,
+        `${settings.markerPrefix}${row.id}`,
+        MARKER_TTL_SECONDS,
+        settings.streamMaxLen,
+        row.id,
+        row.type,
+        envelope.occurred_at,
+        JSON.stringify(envelope),
+      );
+    }
   });
-  const results = await pipeline.exec();
-  const failed = (results ?? []).find(([err]) => err);
-  if (failed) throw failed[0]!;
-  checkReplicas(results);
 }
 
 /** Publishes one batch; returns how many events it took. */
