@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Redis as IORedis } from 'ioredis';
 import { KEYS_DIR, REDIS_CLUSTER_NODES, REDIS_URL, ROOT } from './env';
 
 export const PG_BIN = process.env.TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -489,6 +490,8 @@ export interface OwnRedisCluster {
   servers: OwnServer[];
   /** Resolves once every node reports cluster_state:ok. */
   waitUntilOk(timeoutMs?: number): Promise<void>;
+  /** Runs `fn` on a plain connection to one node (`host:port`), closed after. */
+  onNode<T>(node: string, fn: (client: IORedis) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -548,7 +551,15 @@ export async function startRedisCluster(): Promise<OwnRedisCluster> {
     await close();
     throw err;
   }
-  return { nodes: ports.map((p) => `127.0.0.1:${p}`), servers, waitUntilOk, close };
+  const onNode = async <T>(node: string, fn: (client: IORedis) => Promise<T>): Promise<T> => {
+    const client = new IORedis(`redis://${node}`, { maxRetriesPerRequest: 1 });
+    try {
+      return await fn(client);
+    } finally {
+      client.disconnect();
+    }
+  };
+  return { nodes: ports.map((p) => `127.0.0.1:${p}`), servers, waitUntilOk, onNode, close };
 }
 
 // ---------------------------------------------------------------------------------------------

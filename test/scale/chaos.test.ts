@@ -11,7 +11,7 @@ import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { createUser } from '../helpers/users';
 import { parseConfig, type Config } from '../../shared/config';
 import { createDb, type Db } from '../../shared/db';
-import { createRedis, waitForRedis, type Redis } from '../../shared/redis';
+import { createRedis, type Redis } from '../../shared/redis';
 
 jest.setTimeout(400_000);
 
@@ -92,23 +92,12 @@ function watchErrors(proc: ServiceProcess): ServiceProcess {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Runs `fn` on a plain connection to one cluster node. */
-async function onNode<T>(node: string, fn: (node: Redis) => Promise<T>): Promise<T> {
-  const probe = createRedis({ redis: { ...config.redis, topology: { kind: 'single' }, url: `redis://${node}/0` } }, 'command', 'probe');
-  try {
-    await waitForRedis(probe);
-    return await fn(probe);
-  } finally {
-    probe.disconnect();
-  }
-}
-
 /** A primary serving slots (not the first node, which the processes were given as REDIS_URL), and its pid. */
 async function primaryToKill(): Promise<{ node: string; pid: number }> {
-  const lines = await onNode(cluster.nodes[0], (probe) => probe.call('CLUSTER', 'NODES') as Promise<string>);
+  const lines = await cluster.onNode(cluster.nodes[0], (probe) => probe.call('CLUSTER', 'NODES') as Promise<string>);
   const primary = lines.split('\n').find((l) => / master /.test(l) && !l.includes('myself') && / \d+-\d+/.test(l))!;
   const node = primary.split(' ')[1].split('@')[0];
-  const info = await onNode(node, (probe) => probe.info('server'));
+  const info = await cluster.onNode(node, (probe) => probe.info('server'));
   return { node, pid: Number(/process_id:(\d+)/.exec(info)![1]) };
 }
 

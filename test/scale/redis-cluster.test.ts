@@ -149,17 +149,6 @@ test('shared work: 300 registrations, 300 emails to 300 addresses, both workers 
   await expectEachEventOnceOnTheStream();
 });
 
-/** Runs `fn` on a plain connection to one node of the cluster. */
-async function onNode<T>(node: string, fn: (node: Redis) => Promise<T>): Promise<T> {
-  const probe = createRedis({ redis: { ...config.redis, topology: { kind: 'single' }, url: `redis://${node}/0` } }, 'command', 'probe');
-  try {
-    await waitForRedis(probe);
-    return await fn(probe);
-  } finally {
-    probe.disconnect();
-  }
-}
-
 test('writes acknowledged by a replica, sent with a slot map the cluster has moved on from, are redirected (MOVED), not refused', async () => {
   // A client whose slot map predates the move, as every api process's does after a failover.
   const client = createRedis(config, 'command', 'stale-map');
@@ -168,7 +157,7 @@ test('writes acknowledged by a replica, sent with a slot map the cluster has mov
     const tag = `{${crypto.randomUUID()}}`;
     const [revoked, live] = [`${config.redis.keyPrefix}moved:${tag}:a`, `${config.redis.keyPrefix}moved:${tag}:b`];
     const slot = Number(await client.cluster('KEYSLOT', revoked));
-    expect(await onNode(cluster.nodes[0], (n) => n.cluster('COUNTKEYSINSLOT', slot))).toBe(0);
+    expect(await cluster.onNode(cluster.nodes[0], (n) => n.cluster('COUNTKEYSINSLOT', slot))).toBe(0);
 
     // The slot (empty) goes to another primary: the target first, then the other primaries.
     const ranges = await client.cluster('SLOTS');
@@ -177,10 +166,10 @@ test('writes acknowledged by a replica, sent with a slot map the cluster has mov
     const target = ranges.map(([, , primary]) => primary).find((primary) => primary[2] !== owner[2])!;
     const primaries = [...new Set(ranges.map(([, , primary]) => address(primary)))];
     const order = [address(target), ...primaries.filter((node) => node !== address(target))];
-    for (const node of order) await onNode(node, (n) => n.cluster('SETSLOT', slot, 'NODE', target[2]));
+    for (const node of order) await cluster.onNode(node, (n) => n.cluster('SETSLOT', slot, 'NODE', target[2]));
 
     await execAcknowledged(client, { waitReplicas: 1, waitTimeoutMs: 1000 }, (pipeline) => pipeline.set(revoked, '1', 'EX', 60).del(live));
-    expect(await onNode(address(target), (n) => n.get(revoked))).toBe('1');
+    expect(await cluster.onNode(address(target), (n) => n.get(revoked))).toBe('1');
   } finally {
     client.disconnect();
   }
