@@ -1,7 +1,7 @@
 // The generic half of every reconciler: given the rows PostgreSQL says are pending, re-enqueue
-// those whose job is gone (a Redis data loss, a crash between commit and enqueue). Each queue's
-// declaration (workers/processors/) says which rows are pending and how their job is added.
-import type { Queue } from 'bullmq';
+// those whose job will not run any more. Each queue's declaration (workers/processors/) says which
+// rows are pending and how their job is added.
+import type { JobState, Queue } from 'bullmq';
 
 export interface LostJobs {
   queue: Queue;
@@ -11,14 +11,22 @@ export interface LostJobs {
   enqueue: (rowId: string) => Promise<void>;
 }
 
+/** States from which a job still runs by itself (a stalled active job goes back to waiting). */
+const RUNS_BY_ITSELF = new Set<JobState | 'unknown'>(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
+/**
+ * A pending row's job is lost when it is gone (a Redis data loss, a crash between commit and
+ * enqueue), completed (its worker died between the effect and recording it), or failed while the
+ * row still says pending: BullMQ fails a job whose lock lapsed twice (its worker killed twice, or
+ * a Redis failover in between) without using its attempts, so the final-failure hook that marks the
+ * row never ran. The row is the truth: its job id is freed and the work runs again.
+ */
 export async function requeueLostJobs({ queue, pendingRowIds, jobId, enqueue }: LostJobs): Promise<{ requeued: number }> {
   let requeued = 0;
   for (const rowId of pendingRowIds) {
-    const job = await queue.getJob(jobId(rowId));
-    if (job && !(await job.isCompleted())) continue;
-    // A completed job whose row is still pending died between its effect and recording it: the
-    // job id must be freed before the retry can be added.
-    if (job) await job.remove();
+    const state = await queue.getJobState(jobId(rowId));
+    if (RUNS_BY_ITSELF.has(state)) continue;
+    await queue.remove(jobId(rowId));
     await enqueue(rowId);
     requeued += 1;
   }

@@ -203,6 +203,9 @@ describe('a worker SIGKILLed mid-job', () => {
       EVENTS_RELAY_BATCH_SIZE: String(RELAY_BATCH),
       // A dead worker's claim lapses soon, so the next one takes its job in seconds.
       JOB_LOCK_MS: '2000',
+      // And a row whose job will not run again is seen within seconds.
+      RECONCILE_INTERVAL_SECONDS: '1',
+      RECONCILE_AFTER_SECONDS: '1',
       KITE_JOB_LOCK_SECONDS: '2',
     });
     children.push(child);
@@ -257,6 +260,39 @@ describe('a worker SIGKILLed mid-job', () => {
     const mails = smtp.messages.filter((m) => m.to.includes(forgetful.email.toLowerCase()));
     expect(mails.length).toBeGreaterThanOrEqual(1);
     // A copy the dead worker's connection had already handed over is the same message.
+    expect(new Set(mails.map((m) => m.messageId)).size).toBe(1);
+  });
+
+  test('email: a job whose workers die twice (BullMQ then fails it without using its attempts) is still delivered, by the reconciler', async () => {
+    const { app, smtp } = s;
+    const db = app.context.db;
+    const kill = async (worker: ChildProcess) => {
+      const gone = new Promise((resolve) => worker.once('exit', resolve));
+      worker.kill('SIGKILL');
+      await gone;
+    };
+    const forgetful = await createUser(db);
+    const row = () => db('email_messages').whereRaw('lower(to_address) = ?', [forgetful.email.toLowerCase()]).first();
+    const attempted = (n: number) => eventually(async () => ((await row())?.attempts ?? 0) >= n, { timeoutMs: 20_000 });
+
+    // Each worker dies while the SMTP server is still taking the message.
+    smtp.delayMs = 60_000;
+    expect((await call(`${app.url}/v1/auth/password/reset-request`, { body: { email: forgetful.email } })).status).toBe(202);
+    const first = await startWorker('email');
+    await attempted(1);
+    await kill(first);
+    // Its lock lapses; the stalled check hands the job to the next worker, which dies too.
+    const second = await startWorker('email');
+    await attempted(2);
+    await kill(second);
+    // The next stalled check fails the job (stalled more than BullMQ's limit): no attempt is left
+    // to it and no final-failure hook ran, so only the row says the email is owed.
+    smtp.delayMs = 0;
+    await startWorker('email');
+
+    await eventually(async () => (await row())?.status === 'sent', { timeoutMs: 30_000 });
+    const mails = smtp.messages.filter((m) => m.to.includes(forgetful.email.toLowerCase()));
+    expect(mails.length).toBeGreaterThanOrEqual(1);
     expect(new Set(mails.map((m) => m.messageId)).size).toBe(1);
   });
 
