@@ -51,30 +51,35 @@ async function onFailed(app: Context, declaration: QueueDeclaration, job: Job | 
 const RESCHEDULE_ATTEMPTS = 30;
 const RESCHEDULE_PAUSE_MS = 1000;
 
-/**
- * Schedules (the reconciler, the outbox relay, Kite's expiry) live in Redis: a Redis that comes back
- * empty has none, and without the reconciler nothing re-enqueues the pending rows. So after every
- * reconnect of the worker's connection they are upserted again (idempotent), retried while the
- * queue's own connection is still reconnecting.
- */
-function rescheduleOnReconnect(app: Context, declaration: QueueDeclaration, connection: Redis): void {
-  // The first 'ready' too, when it comes after the schedules above: upserting is idempotent.
-  connection.on('ready', () => {
-    void (async () => {
-      for (let attempt = 1; attempt <= RESCHEDULE_ATTEMPTS; attempt += 1) {
-        try {
-          await schedule(app, declaration);
-          return;
-        } catch (err) {
-          if (attempt === RESCHEDULE_ATTEMPTS) {
-            app.logger.error({ queue: declaration.name, error: (err as Error).message }, 'could not restore the schedules');
-            return;
-          }
-          await new Promise((resolve) => setTimeout(resolve, RESCHEDULE_PAUSE_MS).unref());
-        }
+/** Upserts the declaration's schedules, retried while the queue's own connection is still reconnecting. */
+async function restoreSchedules(app: Context, declaration: QueueDeclaration): Promise<void> {
+  for (let attempt = 1; attempt <= RESCHEDULE_ATTEMPTS; attempt += 1) {
+    try {
+      await schedule(app, declaration);
+      return;
+    } catch (err) {
+      if (attempt === RESCHEDULE_ATTEMPTS) {
+        app.logger.error({ queue: declaration.name, error: (err as Error).message }, 'could not restore the schedules');
+        return;
       }
-    })();
-  });
+      await new Promise((resolve) => setTimeout(resolve, RESCHEDULE_PAUSE_MS).unref());
+    }
+  }
+}
+
+/**
+ * Schedules (the reconciler, the outbox relay, Kite's expiry) live in Redis as a chain, each run's
+ * job adding the next: a Redis that comes back empty has none, and a failover can lose the newest
+ * link (replication is asynchronous). Without the reconciler nothing re-enqueues the pending rows,
+ * without the relay no event is published. So they are upserted again after every reconnect of the
+ * worker's connection and every RECONCILE_INTERVAL_SECONDS (a cluster failover need not reconnect
+ * it). Upserting is idempotent: an intact chain keeps its next run.
+ */
+function keepSchedules(app: Context, declaration: QueueDeclaration, connection: Redis): () => void {
+  // The first 'ready' too, when it comes after the schedules were first made.
+  connection.on('ready', () => void restoreSchedules(app, declaration));
+  const timer = setInterval(() => void restoreSchedules(app, declaration), app.config.queues.reconcileIntervalMs).unref();
+  return () => clearInterval(timer);
 }
 
 export interface RunningWorkers {
@@ -89,6 +94,7 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
   const workers: Worker[] = [];
   const processors: RunningProcessor[] = [];
   const connections: Redis[] = [];
+  const stopKeeping: Array<() => void> = [];
   for (const declaration of declarations) {
     const running = declaration.start(app);
     processors.push(running);
@@ -109,13 +115,14 @@ export async function startWorkers(app: Context): Promise<RunningWorkers> {
     worker.on('failed', (job, err) => void onFailed(app, declaration, job, err));
     worker.on('error', (err) => app.logger.error({ queue: declaration.name, error: err.message }, 'worker error'));
     await schedule(app, declaration);
-    rescheduleOnReconnect(app, declaration, connection);
+    stopKeeping.push(keepSchedules(app, declaration, connection));
     workers.push(worker);
   }
   app.logger.info({ queues: workers.map((w) => w.name) }, 'worker started');
   return {
     workers,
     async close() {
+      for (const stop of stopKeeping) stop();
       await Promise.all(workers.map((w) => w.close()));
       for (const running of processors) await running.close?.();
       for (const connection of connections) connection.disconnect();
