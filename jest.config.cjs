@@ -16,6 +16,6 @@ module.exports = {
   testTimeout: 30000,
   maxWorkers: 2,
   // The chaos run kills processes on a timetable and bounds its windows: it runs alone, after the
-  // suite (`npm run test:chaos`; not yet in .ci/run: it failed there once of three), not beside other heavy files on two cores.
+  // suite (`npm run test:chaos`, in .ci/run), not beside other heavy files on two cores.
   testPathIgnorePatterns: process.env.TEST_CHAOS === '1' ? ['/node_modules/'] : ['/node_modules/', '/test/scale/chaos\\.test\\.ts$'],
 };

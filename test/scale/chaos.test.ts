@@ -5,6 +5,7 @@
 // short windows, and an email sent twice by a killed worker (recognisable: same Message-ID). What
 // they may not: a 500, an email never sent, an event twice on the stream, a revocation forgotten.
 import crypto from 'node:crypto';
+import { Queue } from 'bullmq';
 import { call, createTestDatabase, dropTestDatabase, eventually, testEnvironment, type Reply } from '../helpers/app';
 import { startRedisCluster, startServiceProcess, type OwnRedisCluster, type ServiceProcess } from '../helpers/processes';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
@@ -12,6 +13,7 @@ import { createUser } from '../helpers/users';
 import { parseConfig, type Config } from '../../shared/config';
 import { createDb, type Db } from '../../shared/db';
 import { createRedis, type Redis } from '../../shared/redis';
+import { queuePrefix } from '../../shared/queues';
 
 jest.setTimeout(400_000);
 
@@ -88,6 +90,18 @@ function watchErrors(proc: ServiceProcess): ServiceProcess {
   proc.child.stdout?.on('data', take);
   proc.child.stderr?.on('data', take);
   return proc;
+}
+
+/** For a failure's message: a queue's job counts and its schedules. */
+async function queueState(name: 'email' | 'events'): Promise<string> {
+  const connection = createRedis(config, 'worker', 'test-queue');
+  const queue = new Queue(name, { connection, prefix: queuePrefix(config.queues.prefix, name) });
+  try {
+    return `${name} jobs ${JSON.stringify(await queue.getJobCounts())}; schedules ${JSON.stringify(await queue.getJobSchedulers())}`;
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -196,7 +210,9 @@ test('a minute of mixed load while an api, a worker and a Redis primary are kill
   await eventually(() => new Set(mine().flatMap((m) => m.to)).size >= accounts.length, { timeoutMs: 90_000 }).catch(async (err: Error) => {
     const rows = await db('email_messages').groupBy('status').select('status').count({ n: '*' });
     const delivered = new Set(mine().flatMap((m) => m.to)).size;
-    throw new Error(`${err.message}: ${delivered} of ${accounts.length} recipients got their email; rows: ${JSON.stringify(rows)}`);
+    throw new Error(
+      `${err.message}: ${delivered} of ${accounts.length} recipients got their email; rows: ${JSON.stringify(rows)}; ${await queueState('email')}`,
+    );
   });
   expect(Date.now() - ended).toBeLessThan(90_000 + 5_000);
   expect([...new Set(mine().flatMap((m) => m.to))].sort()).toEqual([...accounts].sort());
@@ -209,7 +225,7 @@ test('a minute of mixed load while an api, a worker and a Redis primary are kill
   // Each event once on the stream, every event on it.
   await eventually(async () => !(await db('events').whereNull('published_at').first()), { timeoutMs: 60_000 }).catch(async (err: Error) => {
     const [{ n }] = await db('events').whereNull('published_at').count({ n: '*' });
-    throw new Error(`${err.message}: ${String(n)} events still unpublished`);
+    throw new Error(`${err.message}: ${String(n)} events still unpublished; ${await queueState('events')}`);
   });
   const entries = await redis.xrange(config.events.streamName, '-', '+');
   const ids = entries.map(([, fields]) => fields[fields.indexOf('id') + 1]);
