@@ -108,12 +108,14 @@ const isSlotMoved = (err: unknown) => /^(MOVED|ASK) /.test((err as Error)?.messa
  * (REDIS_WAIT_REPLICAS), WAIT after them: in a pipeline WAIT reaches the node that took the
  * writes, on a cluster too (a pipeline goes to its keys' node). Throws the first command's error,
  * or NOREPLICAS when fewer replicas acknowledged in time. ioredis does not follow MOVED for a
- * pipeline holding a keyless WAIT, so after a failover the pipeline is built again, once, on a
- * fresh slot map; `fill`'s writes must be safe to repeat.
+ * pipeline holding a keyless WAIT, so after a failover one command on `routingKey` (a key of the
+ * pipeline) lets ioredis learn the slot's new node from the redirect, and the pipeline is built
+ * again, once; `fill`'s writes must be safe to repeat.
  */
 export async function execAcknowledged(
   redis: Redis,
   settings: Pick<Config['redis'], 'waitReplicas' | 'waitTimeoutMs'>,
+  routingKey: string,
   fill: (pipeline: Pipeline) => void,
 ): Promise<void> {
   for (let attempt = 1; ; attempt += 1) {
@@ -123,7 +125,7 @@ export async function execAcknowledged(
     const results = (await pipeline.exec()) ?? [];
     const failed = results.find(([err]) => err)?.[0];
     if (failed && isSlotMoved(failed) && attempt === 1 && redis instanceof Cluster) {
-      await new Promise<void>((resolve) => redis.refreshSlotsCache(() => resolve()));
+      await redis.exists(routingKey);
       continue;
     }
     if (failed) throw failed;

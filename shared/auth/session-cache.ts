@@ -34,7 +34,9 @@ export async function markRevoked(app: Deps & Pick<Context, 'config'>, sessionId
   // tombstone is written first: alone, it already wins over a live entry.
   await Promise.all(
     sessionIds.map((id) =>
-      execAcknowledged(app.redis, app.config.redis, (pipeline) => pipeline.set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id))),
+      execAcknowledged(app.redis, app.config.redis, revokedKey(app, id), (pipeline) =>
+        pipeline.set(revokedKey(app, id), '1', 'EX', ttl).del(liveKey(app, id)),
+      ),
     ),
   );
 }

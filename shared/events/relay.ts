@@ -82,7 +82,7 @@ async function publishRows(redis: Redis, rows: EventRow[], settings: RelaySettin
   // A failover must not lose an entry whose row says published: the rows commit only once a
   // replica holds the entries (a retry finds the markers and adds nothing twice).
   const acknowledgement = { waitReplicas: settings.waitReplicas ?? 0, waitTimeoutMs: settings.waitTimeoutMs ?? 500 };
-  await execAcknowledged(r, acknowledgement, (pipeline) => {
+  await execAcknowledged(r, acknowledgement, settings.streamName, (pipeline) => {
     const publishing = pipeline as unknown as RedisWithPublish;
     for (const row of rows) {
       const envelope = envelopeOf(row);

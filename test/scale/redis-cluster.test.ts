@@ -168,7 +168,9 @@ test('writes acknowledged by a replica, sent with a slot map the cluster has mov
     const order = [address(target), ...primaries.filter((node) => node !== address(target))];
     for (const node of order) await cluster.onNode(node, (n) => n.cluster('SETSLOT', slot, 'NODE', target[2]));
 
-    await execAcknowledged(client, { waitReplicas: 1, waitTimeoutMs: 1000 }, (pipeline) => pipeline.set(revoked, '1', 'EX', 60).del(live));
+    await execAcknowledged(client, { waitReplicas: 1, waitTimeoutMs: 1000 }, revoked, (pipeline) =>
+      pipeline.set(revoked, '1', 'EX', 60).del(live),
+    );
     expect(await cluster.onNode(address(target), (n) => n.get(revoked))).toBe('1');
   } finally {
     client.disconnect();
