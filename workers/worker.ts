@@ -78,7 +78,12 @@ async function restoreSchedules(app: Context, declaration: QueueDeclaration): Pr
 function keepSchedules(app: Context, declaration: QueueDeclaration, connection: Redis): () => void {
   // The first 'ready' too, when it comes after the schedules were first made.
   connection.on('ready', () => void restoreSchedules(app, declaration));
-  const timer = setInterval(() => void restoreSchedules(app, declaration), app.config.queues.reconcileIntervalMs).unref();
+  // One try a tick: the next tick is the retry (a loop each tick would pile up while Redis is down).
+  const timer = setInterval(() => {
+    schedule(app, declaration).catch((err: Error) =>
+      app.logger.warn({ queue: declaration.name, error: err.message }, 'schedules not checked; next try in RECONCILE_INTERVAL_SECONDS'),
+    );
+  }, app.config.queues.reconcileIntervalMs).unref();
   return () => clearInterval(timer);
 }
 

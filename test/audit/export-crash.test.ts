@@ -3,6 +3,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { call, eventually, startTestApp, startWorkerProcess, type TestApp } from '../helpers/app';
 import { signedInUser } from '../helpers/auth';
+import { terminate } from '../helpers/processes';
 
 jest.setTimeout(90_000);
 
@@ -14,12 +15,7 @@ beforeAll(async () => {
   t = await startTestApp();
 });
 afterAll(async () => {
-  for (const child of children) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    const gone = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await gone;
-  }
+  for (const child of children) await terminate(child, 'SIGKILL');
   await t.close();
 });
 
@@ -58,9 +54,7 @@ test('a worker SIGKILLed mid-export: the export still completes', async () => {
   );
   expect(await t.context.redis.exists(t.context.key('audit-export', id))).toBe(1);
 
-  const exited = new Promise((resolve) => first.once('exit', (_code, signal) => resolve(signal)));
-  first.kill('SIGKILL');
-  expect(await exited).toBe('SIGKILL');
+  expect(await terminate(first, 'SIGKILL')).toBe('SIGKILL');
   // Its connections die with it (PostgreSQL would notice only at its next write to the socket).
   for (const { pid } of waiting) await t.context.db.raw('SELECT pg_terminate_backend(?)', [pid]);
   await hold.rollback();

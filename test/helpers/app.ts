@@ -107,6 +107,25 @@ export function testEnvironment(database: string, overrides: Record<string, stri
   };
 }
 
+/**
+ * Environment of the service processes of a scale test (several apis and workers under load on a
+ * Redis of the test's own): revocations and publications wait for a replica, since a failover must
+ * not lose them; every request comes from 127.0.0.1, so the per-IP caps are out of the way; jobs
+ * have attempts enough to outlast a failover.
+ */
+export function loadTestEnvironment(database: string, overrides: Record<string, string> = {}): Record<string, string> {
+  return testEnvironment(database, {
+    REDIS_WAIT_REPLICAS: '1',
+    REDIS_WAIT_TIMEOUT_MS: '1000',
+    RATELIMIT_REGISTER_ATTEMPTS: '100000',
+    RATELIMIT_LOGIN_IP_ATTEMPTS: '100000',
+    RATELIMIT_EMAIL_IP_ATTEMPTS: '100000',
+    JOB_ATTEMPTS: '20',
+    LOG_LEVEL: 'warn',
+    ...overrides,
+  });
+}
+
 /** Leaves the shared Redis as it was: every key under this file's prefixes goes. */
 async function deleteKeys(context: Context, prefixes: string[]): Promise<void> {
   try {

@@ -126,7 +126,7 @@ function exited(child: ChildProcess): Promise<number | string> {
 }
 
 /** Sends `signal`, then SIGKILL if the process has not exited within `graceMs`. */
-async function terminate(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<number | string> {
+export async function terminate(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<number | string> {
   const done = exited(child);
   if (child.exitCode !== null || child.signalCode !== null) return done;
   child.kill(signal);
@@ -492,6 +492,8 @@ export interface OwnRedisCluster {
   waitUntilOk(timeoutMs?: number): Promise<void>;
   /** Runs `fn` on a plain connection to one node (`host:port`), closed after. */
   onNode<T>(node: string, fn: (client: IORedis) => Promise<T>): Promise<T>;
+  /** The service's settings for this cluster. */
+  env(): Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -559,7 +561,9 @@ export async function startRedisCluster(): Promise<OwnRedisCluster> {
       client.disconnect();
     }
   };
-  return { nodes: ports.map((p) => `127.0.0.1:${p}`), servers, waitUntilOk, onNode, close };
+  const nodes = ports.map((p) => `127.0.0.1:${p}`);
+  const env = () => ({ REDIS_URL: `redis://${nodes[0]}/0`, REDIS_CLUSTER_NODES: nodes.join(',') });
+  return { nodes, servers, waitUntilOk, onNode, env, close };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,6 +578,8 @@ export interface OwnSentinelSet {
   replica: OwnServer;
   /** The port of the server the sentinels currently name as primary. */
   currentPrimaryPort(): Promise<number | null>;
+  /** The service's settings for this set (REDIS_URL gives only the database index). */
+  env(): Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -639,7 +645,9 @@ export async function startSentinelSet(masterName = 'mymaster'): Promise<OwnSent
     const port = Number(answer?.trim().split('\n')[1]);
     return Number.isInteger(port) && port > 0 ? port : null;
   };
-  return { sentinels: ports.map((p) => `127.0.0.1:${p}`), masterName, primary, replica, currentPrimaryPort, close };
+  const sentinels = ports.map((p) => `127.0.0.1:${p}`);
+  const env = () => ({ REDIS_URL: 'redis://127.0.0.1:6379/0', REDIS_SENTINELS: sentinels.join(','), REDIS_SENTINEL_MASTER: masterName });
+  return { sentinels, masterName, primary, replica, currentPrimaryPort, env, close };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { link } from '../trading-accounts/flows';
 import { recordEvent } from '../../shared/events/outbox';
 import { ROOT } from '../helpers/env';
 import { enableMfa, login, signedInUser, streamEvents, type SignedIn } from '../helpers/auth';
-import { freePort, startPostgres, startRedis, type OwnPostgres, type OwnServer } from '../helpers/processes';
+import { freePort, startPostgres, startRedis, terminate, type OwnPostgres, type OwnServer } from '../helpers/processes';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { startStack, type TestStack } from '../helpers/stack';
 import { createUser } from '../helpers/users';
@@ -181,12 +181,7 @@ describe('a worker SIGKILLed mid-job', () => {
     s = await startStack({}, { workers: false });
   });
   afterAll(async () => {
-    for (const child of children) {
-      if (child.exitCode !== null || child.signalCode !== null) continue;
-      const gone = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await gone;
-    }
+    for (const child of children) await terminate(child, 'SIGKILL');
     s.kite.release();
     await s?.close();
   });
@@ -236,9 +231,7 @@ describe('a worker SIGKILLed mid-job', () => {
     );
     expect(email.status).toBe('pending');
 
-    const gone = new Promise((resolve) => first.once('exit', resolve));
-    first.kill('SIGKILL');
-    await gone;
+    await terminate(first, 'SIGKILL');
     smtp.delayMs = 0;
     await startWorker();
 
@@ -266,11 +259,6 @@ describe('a worker SIGKILLed mid-job', () => {
   test('email: a job whose workers die twice (BullMQ then fails it without using its attempts) is still delivered, by the reconciler', async () => {
     const { app, smtp } = s;
     const db = app.context.db;
-    const kill = async (worker: ChildProcess) => {
-      const gone = new Promise((resolve) => worker.once('exit', resolve));
-      worker.kill('SIGKILL');
-      await gone;
-    };
     const forgetful = await createUser(db);
     const row = () => db('email_messages').whereRaw('lower(to_address) = ?', [forgetful.email.toLowerCase()]).first();
     const attempted = (n: number) => eventually(async () => ((await row())?.attempts ?? 0) >= n, { timeoutMs: 20_000 });
@@ -280,11 +268,11 @@ describe('a worker SIGKILLed mid-job', () => {
     expect((await call(`${app.url}/v1/auth/password/reset-request`, { body: { email: forgetful.email } })).status).toBe(202);
     const first = await startWorker('email');
     await attempted(1);
-    await kill(first);
+    await terminate(first, 'SIGKILL');
     // Its lock lapses; the stalled check hands the job to the next worker, which dies too.
     const second = await startWorker('email');
     await attempted(2);
-    await kill(second);
+    await terminate(second, 'SIGKILL');
     // The next stalled check fails the job (stalled more than BullMQ's limit): no attempt is left
     // to it and no final-failure hook ran, so only the row says the email is owed.
     smtp.delayMs = 0;
@@ -313,9 +301,7 @@ describe('a worker SIGKILLed mid-job', () => {
       await blocker.raw('LOCK TABLE events IN SHARE MODE');
       const first = await startWorker('events');
       await eventually(async () => (await stream()).length === RELAY_BATCH, { timeoutMs: 20_000 });
-      const gone = new Promise((resolve) => first.once('exit', resolve));
-      first.kill('SIGKILL');
-      await gone;
+      await terminate(first, 'SIGKILL');
     } finally {
       await blocker.rollback();
     }
@@ -525,11 +511,7 @@ describe('the api SIGTERMed under load', () => {
     t = await startTestApp();
   });
   afterAll(async () => {
-    if (api && api.exitCode === null && api.signalCode === null) {
-      const gone = new Promise((resolve) => api!.once('exit', resolve));
-      api.kill('SIGKILL');
-      await gone;
-    }
+    if (api) await terminate(api, 'SIGKILL');
     await t?.close();
   });
 

@@ -6,7 +6,7 @@
 // they may not: a 500, an email never sent, an event twice on the stream, a revocation forgotten.
 import crypto from 'node:crypto';
 import { Queue } from 'bullmq';
-import { call, createTestDatabase, dropTestDatabase, eventually, testEnvironment, type Reply } from '../helpers/app';
+import { call, createTestDatabase, dropTestDatabase, eventually, loadTestEnvironment, type Reply } from '../helpers/app';
 import { startRedisCluster, startServiceProcess, type OwnRedisCluster, type ServiceProcess } from '../helpers/processes';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { createUser } from '../helpers/users';
@@ -32,24 +32,16 @@ const workers: ServiceProcess[] = [];
 
 beforeAll(async () => {
   [cluster, smtp, database] = await Promise.all([startRedisCluster(), startSmtp(), createTestDatabase()]);
-  env = testEnvironment(database, {
+  env = loadTestEnvironment(database, {
     ...smtp.env(),
-    REDIS_URL: `redis://${cluster.nodes[0]}/0`,
-    REDIS_CLUSTER_NODES: cluster.nodes.join(','),
-    REDIS_WAIT_REPLICAS: '1',
-    REDIS_WAIT_TIMEOUT_MS: '1000',
-    RATELIMIT_REGISTER_ATTEMPTS: '100000',
-    RATELIMIT_LOGIN_IP_ATTEMPTS: '100000',
-    RATELIMIT_EMAIL_IP_ATTEMPTS: '100000',
+    ...cluster.env(),
     RATELIMIT_REFRESH_ATTEMPTS: '100000',
-    JOB_ATTEMPTS: '20',
     // A killed worker's jobs run elsewhere within about twice this.
     JOB_LOCK_MS: '5000',
     // An email whose job was lost with the killed primary is re-enqueued within about the sum of
     // these two (docs/scaling.md).
     RECONCILE_INTERVAL_SECONDS: '5',
     RECONCILE_AFTER_SECONDS: '10',
-    LOG_LEVEL: 'warn',
   });
   config = parseConfig(env);
   db = createDb(config);

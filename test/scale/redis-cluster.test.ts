@@ -3,7 +3,7 @@
 // process does is seen by the other at its next request, and the workers share the jobs.
 import crypto from 'node:crypto';
 import { Queue } from 'bullmq';
-import { call, createTestDatabase, dropTestDatabase, eventually, testEnvironment } from '../helpers/app';
+import { call, createTestDatabase, dropTestDatabase, eventually, loadTestEnvironment } from '../helpers/app';
 import { startRedisCluster, startServiceProcess, type OwnRedisCluster, type ServiceProcess } from '../helpers/processes';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { createUser, type TestUser } from '../helpers/users';
@@ -29,21 +29,7 @@ let workers: ServiceProcess[] = [];
 
 beforeAll(async () => {
   [cluster, smtp, database] = await Promise.all([startRedisCluster(), startSmtp(), createTestDatabase()]);
-  env = testEnvironment(database, {
-    ...smtp.env(),
-    REDIS_URL: `redis://${cluster.nodes[0]}/0`,
-    REDIS_CLUSTER_NODES: cluster.nodes.join(','),
-    // Revocations and publications wait for a replica: a failover must not lose them.
-    REDIS_WAIT_REPLICAS: '1',
-    REDIS_WAIT_TIMEOUT_MS: '1000',
-    // Every request comes from 127.0.0.1: per-IP caps high enough for the load.
-    RATELIMIT_REGISTER_ATTEMPTS: '100000',
-    RATELIMIT_LOGIN_IP_ATTEMPTS: '100000',
-    RATELIMIT_EMAIL_IP_ATTEMPTS: '100000',
-    RATELIMIT_REFRESH_ATTEMPTS: '1000',
-    JOB_ATTEMPTS: '20',
-    LOG_LEVEL: 'warn',
-  });
+  env = loadTestEnvironment(database, { ...smtp.env(), ...cluster.env(), RATELIMIT_REFRESH_ATTEMPTS: '1000' });
   config = parseConfig(env);
   db = createDb(config);
   redis = createRedis(config, 'command', 'test');

@@ -4,7 +4,7 @@
 // seconds, readiness 503 meanwhile. What it may not: a 500, a READONLY that lasts (the old primary
 // comes back as a replica), a worker that stops sending, a revocation forgotten.
 import crypto from 'node:crypto';
-import { call, createTestDatabase, dropTestDatabase, eventually, testEnvironment } from '../helpers/app';
+import { call, createTestDatabase, dropTestDatabase, eventually, loadTestEnvironment } from '../helpers/app';
 import { startSentinelSet, startServiceProcess, type OwnSentinelSet, type ServiceProcess } from '../helpers/processes';
 import { startSmtp, type TestSmtp } from '../helpers/smtp';
 import { createUser } from '../helpers/users';
@@ -24,23 +24,13 @@ let worker: ServiceProcess;
 
 beforeAll(async () => {
   [set, smtp, database] = await Promise.all([startSentinelSet(), startSmtp(), createTestDatabase()]);
-  const env = testEnvironment(database, {
+  const env = loadTestEnvironment(database, {
     ...smtp.env(),
-    REDIS_URL: 'redis://127.0.0.1:6379/0',
-    REDIS_SENTINELS: set.sentinels.join(','),
-    REDIS_SENTINEL_MASTER: set.masterName,
-    // A revocation is acknowledged by the replica before it is reported done.
-    REDIS_WAIT_REPLICAS: '1',
-    REDIS_WAIT_TIMEOUT_MS: '1000',
-    RATELIMIT_REGISTER_ATTEMPTS: '100000',
-    RATELIMIT_LOGIN_IP_ATTEMPTS: '100000',
-    RATELIMIT_EMAIL_IP_ATTEMPTS: '100000',
-    JOB_ATTEMPTS: '20',
+    ...set.env(),
     // Jobs enqueued on the old primary in its last moments are lost with it: the reconciler
     // re-enqueues their rows once they are RECONCILE_AFTER_SECONDS old.
     RECONCILE_INTERVAL_SECONDS: '5',
     RECONCILE_AFTER_SECONDS: '10',
-    LOG_LEVEL: 'warn',
   });
   db = createDb(parseConfig(env));
   [api, worker] = await Promise.all([startServiceProcess('api', env), startServiceProcess('worker', env)]);
